@@ -1,0 +1,115 @@
+"""The output cache across runs, keyed by each node's input signature. Imports no torch.
+
+A node's signature hashes its class, its ``IS_CHANGED`` fingerprint, its constants and, for each link, the
+signature of the linked node and the output slot (a Merkle hash over the ancestors). Node ids of ancestors do not
+matter, so identical sub-graphs share entries; a node whose class is ``NOT_IDEMPOTENT`` or takes the hidden
+``UNIQUE_ID`` input also hashes its own id. A fingerprint of NaN, or a constant that cannot be serialized, makes
+the node miss every time. Re-running a graph with one changed value therefore recomputes only the nodes
+downstream of it. The cache is a bounded LRU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from visionatrix.executor.graph import Graph, unwrap
+from visionatrix.nodes.describe import input_types
+from visionatrix.nodes.registry import NodeRegistry
+
+NEVER_EQUAL = object()
+
+
+@dataclass
+class CacheEntry:
+    """What one node produced: one list per output slot, and its ``ui`` dict if any."""
+
+    outputs: list[list[Any]]
+    ui: dict[str, Any] | None
+
+
+class OutputCache:
+    """A least-recently-used map from signature to :class:`CacheEntry`, holding at most ``max_entries``."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, signature: str) -> CacheEntry | None:
+        entry = self._entries.get(signature)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(signature)
+        return entry
+
+    def put(self, signature: str, entry: CacheEntry) -> None:
+        if self.max_entries <= 0:
+            return
+        self._entries[signature] = entry
+        self._entries.move_to_end(signature)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, signature: object) -> bool:
+        return signature in self._entries
+
+
+def _canonical(value: Any) -> str | None:
+    """JSON text of a constant, or None when it cannot be compared between runs."""
+    try:
+        return json.dumps(unwrap(value), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fingerprint(value: Any) -> str | None:
+    if value is NEVER_EQUAL or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return _canonical(value) if not isinstance(value, str) else json.dumps(value)
+
+
+def compute_signatures(graph: Graph, registry: NodeRegistry, node_ids: set[str],
+                       fingerprints: dict[str, Any]) -> dict[str, str]:
+    """Signatures of ``node_ids`` and their ancestors; ``fingerprints`` holds each node's IS_CHANGED result."""
+    memo: dict[str, str] = {}
+
+    def sign(node_id: str) -> str:
+        if node_id in memo:
+            return memo[node_id]
+        node = graph.node(node_id)
+        node_class = registry.node_class(node.class_type)
+        hidden = input_types(node_class)["hidden"]
+        keyed_by_id = getattr(node_class, "NOT_IDEMPOTENT", False) or "UNIQUE_ID" in hidden.values()
+        parts: list[Any] = [node.class_type, node_id if keyed_by_id else None]
+        fingerprint = _fingerprint(fingerprints.get(node_id))
+        if node_id in fingerprints and fingerprint is None:
+            parts.append(uuid.uuid4().hex)
+        parts.append(fingerprint)
+        for name in sorted(node.inputs):
+            link = node.links.get(name)
+            if link is not None:
+                parts.append([name, "link", sign(link.source), link.slot])
+                continue
+            text = _canonical(node.inputs[name])
+            parts.append([name, text if text is not None else uuid.uuid4().hex])
+        memo[node_id] = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        return memo[node_id]
+
+    for node_id in sorted(node_ids):
+        sign(node_id)
+    return memo

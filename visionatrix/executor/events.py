@@ -1,0 +1,90 @@
+"""Typed events the executor emits while it runs a prompt (past tense, one dataclass each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ExecutionStarted:
+    prompt_id: str
+    planned_nodes: int
+
+
+@dataclass(frozen=True)
+class NodesCached:
+    prompt_id: str
+    node_ids: list[str]
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    prompt_id: str
+    node_id: str
+    class_type: str
+    index: int
+    planned_nodes: int
+
+
+@dataclass(frozen=True)
+class NodeProgressed:
+    prompt_id: str
+    node_id: str
+    value: float
+    total: float
+
+
+@dataclass(frozen=True)
+class NodeFinished:
+    prompt_id: str
+    node_id: str
+    class_type: str
+    elapsed_s: float
+    ui: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionFinished:
+    prompt_id: str
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class ExecutionFailed:
+    prompt_id: str
+    node_id: str | None
+    class_type: str | None
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionInterrupted:
+    prompt_id: str
+    node_id: str | None = None
+
+
+Event = (
+    ExecutionStarted
+    | NodesCached
+    | NodeStarted
+    | NodeProgressed
+    | NodeFinished
+    | ExecutionFinished
+    | ExecutionFailed
+    | ExecutionInterrupted
+)
+
+
+@dataclass
+class ExecutionResult:
+    """What a run produced: ``ui`` per output node, timings, and which nodes ran or came from the cache."""
+
+    prompt_id: str
+    ui: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, list[list[Any]]] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0

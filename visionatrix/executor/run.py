@@ -1,0 +1,141 @@
+"""The executor: validates prompts and runs them in one thread per device, callable from async code.
+
+Torch work never runs on the asyncio loop: each :class:`Executor` owns a single-thread pool for its device, so
+tensors stay on that device between nodes and node code never runs concurrently with itself. Events produced in
+the device thread are handed to the caller's callback on the event loop, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from visionatrix.errors import Interrupted, NodeFailed
+from visionatrix.executor import events
+from visionatrix.executor.cache import OutputCache
+from visionatrix.executor.scheduler import Run
+from visionatrix.executor.validation import Validated, validate
+from visionatrix.nodes.context import DEFAULT_MAX_IMAGE_PIXELS, NodeContext
+from visionatrix.nodes.registry import NodeRegistry
+
+EventCallback = Callable[[events.Event], None]
+
+
+@dataclass
+class ExecutorSettings:
+    """Every knob of the executor; ``device=None`` picks CUDA when available, else CPU."""
+
+    device: str | None = None
+    input_dir: Path = field(default_factory=lambda: Path("input"))
+    output_dir: Path = field(default_factory=lambda: Path("output"))
+    temp_dir: Path = field(default_factory=lambda: Path("temp"))
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    cache_max_entries: int = 256
+
+
+class Executor:
+    """Validates and runs prompts against a node registry; one run at a time on its device thread."""
+
+    def __init__(self, registry: NodeRegistry, settings: ExecutorSettings | None = None) -> None:
+        from visionatrix.executor.devices import pick_device
+
+        self.registry = registry
+        self.settings = settings or ExecutorSettings()
+        self.device = pick_device(self.settings.device)
+        self.cache = OutputCache(self.settings.cache_max_entries)
+        self.objects: dict[tuple[str, str], Any] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vix-{self.device}")
+        self._interrupt = threading.Event()
+        self._run_lock = asyncio.Lock()
+
+    def validate(self, prompt: Any, *, targets: list[str] | None = None) -> Validated:
+        """Every problem of ``prompt``, without running it."""
+        return validate(prompt, self.registry, targets=targets)
+
+    def interrupt(self) -> None:
+        """Ask the running prompt to stop at the next node, mapped call or in-node progress report."""
+        self._interrupt.set()
+
+    def clear_cache(self) -> None:
+        self.cache.clear()
+        self.objects.clear()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    async def execute(
+        self,
+        prompt: Any,
+        *,
+        prompt_id: str | None = None,
+        extra_data: dict[str, Any] | None = None,
+        targets: list[str] | None = None,
+        on_event: EventCallback | None = None,
+        input_dir: Path | None = None,
+        output_dir: Path | None = None,
+    ) -> events.ExecutionResult:
+        """Validate (raising :class:`InvalidGraph` with every problem) and run ``prompt``."""
+        validated = self.validate(prompt, targets=targets)
+        validated.raise_for_errors()
+        return await self.run_validated(validated, prompt_id=prompt_id, extra_data=extra_data, on_event=on_event,
+                                        input_dir=input_dir, output_dir=output_dir)
+
+    async def run_validated(
+        self,
+        validated: Validated,
+        *,
+        prompt_id: str | None = None,
+        extra_data: dict[str, Any] | None = None,
+        on_event: EventCallback | None = None,
+        input_dir: Path | None = None,
+        output_dir: Path | None = None,
+    ) -> events.ExecutionResult:
+        """Run an already validated prompt; raises :class:`NodeFailed` or :class:`Interrupted`."""
+        loop = asyncio.get_running_loop()
+        prompt_id = prompt_id or uuid.uuid4().hex
+
+        def emit(event: events.Event) -> None:
+            if on_event is not None:
+                loop.call_soon_threadsafe(on_event, event)
+
+        async with self._run_lock:
+            self._interrupt = threading.Event()
+            ctx = NodeContext(
+                device=self.device,
+                input_dir=input_dir or self.settings.input_dir,
+                output_dir=output_dir or self.settings.output_dir,
+                temp_dir=self.settings.temp_dir,
+                max_image_pixels=self.settings.max_image_pixels,
+                interrupt_event=self._interrupt,
+            )
+            run = Run(registry=self.registry, validated=validated, cache=self.cache, objects=self.objects, ctx=ctx,
+                      prompt_id=prompt_id, extra_data=extra_data or {}, emit=emit)
+            try:
+                return await loop.run_in_executor(self._thread, self._run_in_thread, run)
+            except Interrupted:
+                emit(events.ExecutionInterrupted(prompt_id, getattr(run, "current_node", None)))
+                raise
+            except NodeFailed as exc:
+                emit(events.ExecutionFailed(prompt_id, exc.node_id, exc.class_type, str(exc),
+                                            getattr(exc, "traceback", "")))
+                raise
+
+    def _run_in_thread(self, run: Run) -> events.ExecutionResult:
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(self.device))
+        with torch.inference_mode():
+            return run.execute()
+
+
+def with_dirs(settings: ExecutorSettings, **changes: Any) -> ExecutorSettings:
+    """A copy of ``settings`` with some folders or limits changed."""
+    return dataclasses.replace(settings, **changes)

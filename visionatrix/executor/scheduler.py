@@ -1,0 +1,226 @@
+"""Runs one validated prompt, synchronously, in the device thread.
+
+Only what the output nodes need runs, dependencies first. A node whose signature is in the output cache is taken
+from it without pulling its inputs. Lazy inputs are left out of the first walk; ``check_lazy_status`` names the
+ones to evaluate, and the node is revisited until it needs nothing more. Interrupts are checked before every node
+and every mapped call, and inside nodes through their progress reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from visionatrix.errors import Interrupted, NodeFailed
+from visionatrix.executor import calls, events
+from visionatrix.executor.cache import CacheEntry, OutputCache, compute_signatures
+from visionatrix.executor.graph import Graph, Node, unwrap
+from visionatrix.executor.validation import Validated
+from visionatrix.nodes.context import NodeContext, use
+from visionatrix.nodes.describe import input_types
+from visionatrix.nodes.registry import NodeRegistry
+
+Emit = Callable[[events.Event], None]
+_HIDDEN_SOURCES = ("PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID")
+
+
+class _NodeSpec:
+    """Per-class facts read once per run: lazy input names and hidden inputs."""
+
+    def __init__(self, node_class: type) -> None:
+        spec = input_types(node_class)
+        declared = {**spec["required"], **spec["optional"]}
+        self.lazy = {n for n, s in declared.items() if len(s) > 1 and isinstance(s[1], dict) and s[1].get("lazy")}
+        self.hidden = dict(spec["hidden"])
+
+
+class Run:
+    """One execution of a validated prompt."""
+
+    def __init__(self, *, registry: NodeRegistry, validated: Validated, cache: OutputCache,
+                 objects: dict[tuple[str, str], Any], ctx: NodeContext, prompt_id: str,
+                 extra_data: dict[str, Any], emit: Emit) -> None:
+        self.registry = registry
+        self.graph: Graph = validated.graph
+        self.outputs = validated.outputs
+        self.cache = cache
+        self.objects = objects
+        self.ctx = ctx
+        self.prompt_id = prompt_id
+        self.extra_data = extra_data
+        self.emit = emit
+        self.values: dict[str, list[list[Any]]] = {}
+        self.specs: dict[str, _NodeSpec] = {}
+        self.result = events.ExecutionResult(prompt_id)
+
+    def spec(self, class_type: str) -> _NodeSpec:
+        if class_type not in self.specs:
+            self.specs[class_type] = _NodeSpec(self.registry.node_class(class_type))
+        return self.specs[class_type]
+
+    def execute(self) -> events.ExecutionResult:
+        started = time.perf_counter()
+        needed = self.graph.ancestors(self.outputs)
+        self.signatures = compute_signatures(self.graph, self.registry, needed, self._fingerprints(needed))
+        planned, cached = self._plan()
+        self.planned = len(planned)
+        self.emit(events.ExecutionStarted(self.prompt_id, self.planned))
+        if cached:
+            self.emit(events.NodesCached(self.prompt_id, sorted(cached)))
+        self._run_all()
+        self.result.elapsed_s = time.perf_counter() - started
+        self.result.outputs = {o: self.values[o] for o in self.outputs if o in self.values}
+        self.emit(events.ExecutionFinished(self.prompt_id, self.result.elapsed_s))
+        return self.result
+
+    def _fingerprints(self, node_ids: set[str]) -> dict[str, Any]:
+        prints: dict[str, Any] = {}
+        for node_id in node_ids:
+            node = self.graph.node(node_id)
+            method = getattr(self.registry.node_class(node.class_type), "IS_CHANGED", None)
+            if method is None:
+                continue
+            constants = {n: (None if n in node.links else unwrap(v)) for n, v in node.inputs.items()}
+            try:
+                with use(self.ctx):
+                    prints[node_id] = method(**constants)
+            except Exception:
+                prints[node_id] = math.nan
+        return prints
+
+    def _plan(self) -> tuple[set[str], set[str]]:
+        """Nodes that will run (non-lazy walk, stopping at cache hits) and nodes served from the cache."""
+        planned: set[str] = set()
+        cached: set[str] = set()
+        stack = list(self.outputs)
+        while stack:
+            node_id = stack.pop()
+            if node_id in planned or node_id in cached:
+                continue
+            if self.signatures[node_id] in self.cache:
+                cached.add(node_id)
+                continue
+            planned.add(node_id)
+            node = self.graph.node(node_id)
+            lazy = self.spec(node.class_type).lazy
+            stack.extend(link.source for name, link in node.links.items() if name not in lazy)
+        return planned, cached
+
+    def _run_all(self) -> None:
+        requested: dict[str, set[str]] = {}
+        looked_up: set[str] = set()
+        stack = list(reversed(self.outputs))
+        on_stack = set(stack)
+        while stack:
+            node_id = stack[-1]
+            if node_id in self.values or (node_id not in looked_up and self._from_cache(node_id)):
+                on_stack.discard(stack.pop())
+                continue
+            looked_up.add(node_id)
+            node = self.graph.node(node_id)
+            lazy = self.spec(node.class_type).lazy
+            wanted = requested.setdefault(node_id, set())
+            missing = [link.source for name, link in node.links.items()
+                       if (name not in lazy or name in wanted) and link.source not in self.values]
+            if missing:
+                for source in dict.fromkeys(missing):
+                    if source in on_stack:
+                        raise NodeFailed(node_id, node.class_type, RuntimeError(f"dependency cycle via {source}"))
+                    stack.append(source)
+                    on_stack.add(source)
+                continue
+            if lazy & set(node.links) and self._request_lazy(node, lazy, wanted):
+                continue
+            self._run_node(node)
+            on_stack.discard(stack.pop())
+
+    def _from_cache(self, node_id: str) -> bool:
+        entry = self.cache.get(self.signatures[node_id])
+        if entry is None:
+            return False
+        self.values[node_id] = entry.outputs
+        self.result.cached.append(node_id)
+        if entry.ui is not None:
+            self.result.ui[node_id] = entry.ui
+        return True
+
+    def _request_lazy(self, node: Node, lazy: set[str], wanted: set[str]) -> bool:
+        """Ask the node which lazy inputs it needs; True when new ones were added to ``wanted``."""
+        instance = self._instance(node)
+        inputs = self._inputs(node, lazy, wanted)
+        try:
+            with use(self._node_ctx(node)):
+                needed = calls.lazy_requests(type(instance), instance, inputs, self._hidden(node),
+                                             self.ctx.check_interrupt)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            raise NodeFailed(node.id, node.class_type, exc) from exc
+        new = {n for n in needed if n in lazy and n in node.links and n not in wanted}
+        wanted.update(new)
+        return bool(new)
+
+    def _inputs(self, node: Node, lazy: set[str], wanted: set[str]) -> dict[str, list[Any]]:
+        inputs: dict[str, list[Any]] = {}
+        for name, value in node.inputs.items():
+            link = node.links.get(name)
+            if link is None:
+                inputs[name] = [unwrap(value)]
+            elif link.source in self.values and (name not in lazy or name in wanted):
+                inputs[name] = self.values[link.source][link.slot]
+            else:
+                inputs[name] = [None]
+        return inputs
+
+    def _hidden(self, node: Node) -> dict[str, Any]:
+        sources = {"PROMPT": self.graph.prompt, "EXTRA_PNGINFO": self.extra_data.get("extra_pnginfo"),
+                   "UNIQUE_ID": node.id}
+        return {name: sources.get(kind) for name, kind in self.spec(node.class_type).hidden.items()}
+
+    def _instance(self, node: Node) -> Any:
+        key = (node.id, node.class_type)
+        if key not in self.objects:
+            self.objects[key] = self.registry.node_class(node.class_type)()
+        return self.objects[key]
+
+    def _node_ctx(self, node: Node) -> NodeContext:
+        def progress(value: float, total: float, preview: Any = None) -> None:
+            self.emit(events.NodeProgressed(self.prompt_id, node.id, float(value), float(total)))
+
+        return dataclasses.replace(self.ctx, node_id=node.id, on_progress=progress)
+
+    def _run_node(self, node: Node) -> None:
+        self.ctx.check_interrupt()
+        index = len(self.result.executed) + 1
+        self.planned = max(self.planned, index)
+        self.emit(events.NodeStarted(self.prompt_id, node.id, node.class_type, index, self.planned))
+        started = time.perf_counter()
+        instance = self._instance(node)
+        node_class = type(instance)
+        inputs = self._inputs(node, self.spec(node.class_type).lazy, set(node.inputs))
+        function = getattr(instance, getattr(node_class, "FUNCTION", ""), None)
+        try:
+            if function is None:
+                raise AttributeError(f"{node_class.__name__} has no FUNCTION method")
+            with use(self._node_ctx(node)):
+                results = calls.mapped_calls(node_class, inputs, self._hidden(node), self.ctx.check_interrupt,
+                                             function)
+            outputs, ui = calls.merge_results(node_class, results)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            failure = NodeFailed(node.id, node.class_type, exc)
+            failure.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+            raise failure from exc
+        elapsed = time.perf_counter() - started
+        self.values[node.id] = outputs
+        self.cache.put(self.signatures[node.id], CacheEntry(outputs, ui))
+        self.result.executed.append(node.id)
+        self.result.timings_s[node.id] = elapsed
+        if ui is not None:
+            self.result.ui[node.id] = ui
+        self.emit(events.NodeFinished(self.prompt_id, node.id, node.class_type, elapsed, ui))

@@ -1,0 +1,1 @@
+"""Node registry, the context handed to running nodes, and the ComfyUI compatibility layer."""
