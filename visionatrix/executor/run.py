@@ -8,7 +8,6 @@ the device thread are handed to the caller's callback on the event loop, in orde
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from visionatrix.executor import events
 from visionatrix.executor.cache import OutputCache
 from visionatrix.executor.scheduler import Run
 from visionatrix.executor.validation import Validated, validate
-from visionatrix.nodes.context import DEFAULT_MAX_IMAGE_PIXELS, NodeContext
+from visionatrix.nodes.context import DEFAULT_MAX_IMAGE_PIXELS, NodeContext, use
 from visionatrix.nodes.registry import NodeRegistry
 
 EventCallback = Callable[[events.Event], None]
@@ -55,9 +54,20 @@ class Executor:
         self._interrupt = threading.Event()
         self._run_lock = asyncio.Lock()
 
-    def validate(self, prompt: Any, *, targets: list[str] | None = None) -> Validated:
-        """Every problem of ``prompt``, without running it."""
-        return validate(prompt, self.registry, targets=targets)
+    def validate(self, prompt: Any, *, targets: list[str] | None = None, input_dir: Path | None = None) -> Validated:
+        """Every problem of ``prompt``, without running it (nodes' checks see this executor's folders)."""
+        with use(self._context(input_dir, None)):
+            return validate(prompt, self.registry, targets=targets)
+
+    def _context(self, input_dir: Path | None, output_dir: Path | None) -> NodeContext:
+        return NodeContext(
+            device=self.device,
+            input_dir=input_dir or self.settings.input_dir,
+            output_dir=output_dir or self.settings.output_dir,
+            temp_dir=self.settings.temp_dir,
+            max_image_pixels=self.settings.max_image_pixels,
+            interrupt_event=self._interrupt,
+        )
 
     def interrupt(self) -> None:
         """Ask the running prompt to stop at the next node, mapped call or in-node progress report."""
@@ -82,7 +92,7 @@ class Executor:
         output_dir: Path | None = None,
     ) -> events.ExecutionResult:
         """Validate (raising :class:`InvalidGraph` with every problem) and run ``prompt``."""
-        validated = self.validate(prompt, targets=targets)
+        validated = self.validate(prompt, targets=targets, input_dir=input_dir)
         validated.raise_for_errors()
         return await self.run_validated(validated, prompt_id=prompt_id, extra_data=extra_data, on_event=on_event,
                                         input_dir=input_dir, output_dir=output_dir)
@@ -107,14 +117,7 @@ class Executor:
 
         async with self._run_lock:
             self._interrupt = threading.Event()
-            ctx = NodeContext(
-                device=self.device,
-                input_dir=input_dir or self.settings.input_dir,
-                output_dir=output_dir or self.settings.output_dir,
-                temp_dir=self.settings.temp_dir,
-                max_image_pixels=self.settings.max_image_pixels,
-                interrupt_event=self._interrupt,
-            )
+            ctx = self._context(input_dir, output_dir)
             run = Run(registry=self.registry, validated=validated, cache=self.cache, objects=self.objects, ctx=ctx,
                       prompt_id=prompt_id, extra_data=extra_data or {}, emit=emit)
             try:
@@ -135,7 +138,3 @@ class Executor:
         with torch.inference_mode():
             return run.execute()
 
-
-def with_dirs(settings: ExecutorSettings, **changes: Any) -> ExecutorSettings:
-    """A copy of ``settings`` with some folders or limits changed."""
-    return dataclasses.replace(settings, **changes)

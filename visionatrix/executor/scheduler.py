@@ -34,6 +34,7 @@ class _NodeSpec:
     def __init__(self, node_class: type) -> None:
         spec = input_types(node_class)
         declared = {**spec["required"], **spec["optional"]}
+        self.declared = set(declared)
         self.lazy = {n for n, s in declared.items() if len(s) > 1 and isinstance(s[1], dict) and s[1].get("lazy")}
         self.hidden = dict(spec["hidden"])
 
@@ -166,7 +167,10 @@ class Run:
 
     def _inputs(self, node: Node, lazy: set[str], wanted: set[str]) -> dict[str, list[Any]]:
         inputs: dict[str, list[Any]] = {}
+        declared = self.spec(node.class_type).declared
         for name, value in node.inputs.items():
+            if name not in declared:
+                continue  # like ComfyUI, inputs the node does not declare are not passed
             link = node.links.get(name)
             if link is None:
                 inputs[name] = [unwrap(value)]

@@ -42,6 +42,8 @@ class Flow:
     warnings: list[str] = field(default_factory=list)
     """Things the import could not do exactly (e.g. widgets of an unknown node type that were dropped)."""
     source: Path | None = None
+    node_info: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The ``object_info`` entries of the classes the graph uses (to know required inputs when pruning)."""
 
     @property
     def name(self) -> str:

@@ -45,7 +45,10 @@ class FlowInput(BaseModel):
     integer: bool = False
     """Numbers are whole (``VixUiRangeInt``): a value like ``2.5`` is refused."""
     options: dict[str, Any] | None = None
-    """For ``list``: submitted choice -> the value written into the node (identity for plain lists)."""
+    """For ``list``: each choice a caller may submit -> the value it stands for (identity for plain lists)."""
+    node_maps_choice: bool = False
+    """The bound node maps the choice itself (``VixUiList`` reads its ``possible_values``), so the choice is
+    written; otherwise the value the choice stands for is written."""
     optional: bool = False
     advanced: bool = False
     hidden: bool = False

@@ -185,3 +185,10 @@ async def test_nodes_run_off_the_event_loop_thread(executor, registry):
     registry.register("WhereAmI", WhereAmI)
     await executor.execute({"1": {"class_type": "WhereAmI", "inputs": {}}})
     assert threads and threads[0].startswith("vix-cpu")
+
+
+async def test_inputs_a_node_does_not_declare_are_not_passed_to_it(executor):
+    prompt = chain()
+    prompt["2"]["inputs"]["upload"] = "image"
+    result = await executor.execute(prompt)
+    assert result.ui["4"] == {"values": [111]}

@@ -102,6 +102,7 @@ def _node_param(node_id: str, node: dict[str, Any], object_info: ObjectInfo, war
             data["source_input_name"] = attrs.source_input_name
     elif class_type in LIST_CLASSES:
         data["options"] = _list_options(node_id, class_type, inputs)
+        data["node_maps_choice"] = True
     elif class_type in ASPECT_CLASSES:
         data["options"] = _aspect_options(node_id, class_type, data["default"], object_info, warnings)
     try:

@@ -1,0 +1,141 @@
+"""``run-flow``: validate a flow with its parameters, run it, write its outputs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from visionatrix.cli.flow_info import load_catalog
+from visionatrix.cli.nodes_list import load_registry
+from visionatrix.cli.progress import ProgressPrinter
+from visionatrix.config import Settings
+from visionatrix.errors import Interrupted, InvalidGraph, InvalidParams, NodeFailed, VisionatrixError
+from visionatrix.executor.run import Executor, ExecutorSettings
+from visionatrix.flows import Flow, FlowStore, bind_params, load_flow
+from visionatrix.nodes.registry import NodeRegistry
+
+
+class BadArgument(VisionatrixError):
+    """A command-line argument is malformed."""
+
+
+def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` → ``{"a": "1", "b": "x=y"}``; a pair without ``=`` or a name is an error."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise BadArgument(f"{option} expects NAME=VALUE, got {pair!r}")
+        result[name.strip()] = value
+    return result
+
+
+def resolve_flow(ref: str, registry: NodeRegistry, settings: Settings) -> Flow:
+    """A flow file path, or the name of a flow in the configured flows folders."""
+    object_info = registry.object_info()
+    catalog = load_catalog(settings)
+    path = Path(ref)
+    if path.suffix == ".json" or path.exists() or "/" in ref or "\\" in ref:
+        return load_flow(path, object_info, catalog=catalog)
+    return FlowStore(list(settings.flows_dirs), object_info, catalog=catalog).get(ref)
+
+
+def stage_inputs(inputs: dict[str, str], input_dir: Path) -> dict[str, str]:
+    """Copy each ``--input`` file into the run's input folder; returns parameter → stored file name."""
+    staged: dict[str, str] = {}
+    for name, raw_path in inputs.items():
+        source = Path(raw_path).expanduser()
+        if not source.is_file():
+            raise BadArgument(f"--input {name}: {raw_path} is not a readable file")
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        target = input_dir / f"{safe}{source.suffix.lower()}"
+        shutil.copyfile(source, target)
+        staged[name] = target.name
+    return staged
+
+
+def output_files(ui: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Files the output nodes reported (``{"images": [{"filename", "subfolder", "type"}]}``)."""
+    files = []
+    for node_ui in ui.values():
+        for items in node_ui.values():
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and item.get("type") == "output" and "filename" in item:
+                    files.append(out_dir / item.get("subfolder", "") / item["filename"])
+    return files
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    registry = load_registry(settings)
+    flow = resolve_flow(args.flow, registry, settings)
+    if flow.missing_node_types:
+        raise BadArgument(f"flow {flow.name!r} needs node types that are not installed: "
+                          f"{', '.join(flow.missing_node_types)}")
+    out_dir = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="vix-run-") as scratch:
+        input_dir = Path(scratch) / "input"
+        input_dir.mkdir()
+        try:
+            prompt = bind_params(flow, parse_pairs(args.param, "--param"),
+                                 stage_inputs(parse_pairs(args.input, "--input"), input_dir))
+        except InvalidParams as exc:
+            print(f"error: flow {flow.name!r} cannot run with these parameters:", file=sys.stderr)
+            for name, why in exc.problems.items():
+                print(f"  - {name}: {why}", file=sys.stderr)
+            return 2
+        executor = Executor(registry, ExecutorSettings(
+            device=settings.device, input_dir=input_dir, output_dir=out_dir, temp_dir=Path(scratch) / "temp",
+            max_image_pixels=settings.max_image_pixels, cache_max_entries=settings.cache_max_entries))
+        try:
+            return _execute(executor, flow, prompt, out_dir, as_json=args.json)
+        finally:
+            executor.close()
+
+
+def _execute(executor: Executor, flow: Flow, prompt: dict[str, Any], out_dir: Path, *, as_json: bool) -> int:
+    validated = executor.validate(prompt)
+    if not validated.ok:
+        print(f"error: flow {flow.name!r} failed validation:", file=sys.stderr)
+        for line in InvalidGraph(validated.error or {}, validated.node_errors).issue_lines():
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    printer = ProgressPrinter(sys.stderr, tty=sys.stderr.isatty())
+    try:
+        result = asyncio.run(_run(executor, validated, flow, printer))
+    except NodeFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted:
+        print("interrupted", file=sys.stderr)
+        return 130
+    files = output_files(result.ui, out_dir)
+    if as_json:
+        json.dump({"flow": flow.name, "outputs": [str(f) for f in files], "ui": result.ui,
+                   "timings_s": result.timings_s, "elapsed_s": result.elapsed_s}, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        for path in files:
+            print(path)
+        slowest = sorted(result.timings_s.items(), key=lambda kv: -kv[1])[:5]
+        summary = ", ".join(f"{validated.graph.node(n).class_type}#{n} {t:.3f}s" for n, t in slowest)
+        print(f"slowest nodes: {summary}", file=sys.stderr)
+    return 0
+
+
+async def _run(executor: Executor, validated: Any, flow: Flow, printer: ProgressPrinter) -> Any:
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, executor.interrupt)
+    except (NotImplementedError, RuntimeError):
+        pass
+    extra = {"extra_pnginfo": {"visionatrix_flow": {"name": flow.name, "version": flow.manifest.version}}}
+    return await executor.run_validated(validated, extra_data=extra, on_event=printer)
