@@ -136,7 +136,7 @@ def main() -> int:
     from visionatrix.executor.devices import pick_device
 
     device = pick_device(args.device)
-    rows = bench_graphs(device, args.repeat) + [bench_flow(device, args.repeat)]
+    rows = [*bench_graphs(device, args.repeat), bench_flow(device, args.repeat)]
     print(f"{'case':<52} {'nodes':>6} {'median s':>10} {'min s':>10} {'µs/node':>10}")
     for row in rows:
         print(f"{row['case']:<52} {row['nodes']:>6} {row['median_s']:>10.4f} {row['min_s']:>10.4f} "

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from visionatrix.errors import InvalidInput
 from visionatrix.nodes import context
 
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
@@ -22,7 +23,7 @@ CHUNK_IMAGES = 16
 def resample(image: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
     """Resize an IMAGE ``[B, H, W, C]`` to ``width`` x ``height`` with ``method`` (one of UPSCALE_METHODS)."""
     if method not in UPSCALE_METHODS:
-        raise ValueError(f"unknown upscale method {method!r}")
+        raise InvalidInput("upscale_method", f"unknown method {method!r}; expected one of {UPSCALE_METHODS}")
     if image.shape[1] == height and image.shape[2] == width:
         return image
     batch = image.shape[0]

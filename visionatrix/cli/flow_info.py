@@ -26,7 +26,7 @@ def load_catalog(settings: Settings) -> Any:
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
     registry = load_registry(settings)
-    flow = load_flow(Path(args.file), registry.object_info(), catalog=load_catalog(settings))
+    flow = load_flow(Path(args.file), registry.object_info(), models_catalog=load_catalog(settings))
     json.dump(flow.info(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

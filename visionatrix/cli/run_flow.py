@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -44,8 +45,8 @@ def resolve_flow(ref: str, registry: NodeRegistry, settings: Settings) -> Flow:
     catalog = load_catalog(settings)
     path = Path(ref)
     if path.suffix == ".json" or path.exists() or "/" in ref or "\\" in ref:
-        return load_flow(path, object_info, catalog=catalog)
-    return FlowStore(list(settings.flows_dirs), object_info, catalog=catalog).get(ref)
+        return load_flow(path, object_info, models_catalog=catalog)
+    return FlowStore(list(settings.flows_dirs), object_info, models_catalog=catalog).get(ref)
 
 
 def stage_inputs(inputs: dict[str, str], input_dir: Path) -> dict[str, str]:
@@ -133,9 +134,7 @@ def _execute(executor: Executor, flow: Flow, prompt: dict[str, Any], out_dir: Pa
 
 async def _run(executor: Executor, validated: Any, flow: Flow, printer: ProgressPrinter) -> Any:
     loop = asyncio.get_running_loop()
-    try:
+    with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, executor.interrupt)
-    except (NotImplementedError, RuntimeError):
-        pass
     extra = {"extra_pnginfo": {"visionatrix_flow": {"name": flow.name, "version": flow.manifest.version}}}
     return await executor.run_validated(validated, extra_data=extra, on_event=printer)

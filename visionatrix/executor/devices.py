@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def pick_device(preferred: str | None = None) -> str:
-    """``preferred`` when given (``"cpu"``, ``"cuda"``, ``"cuda:1"``), else ``"cuda:0"`` if CUDA works, else ``"cpu"``."""
+    """``preferred`` when given (``"cpu"``, ``"cuda"``, ``"cuda:1"``), else ``"cuda:0"`` if CUDA works, else CPU."""
     import torch
 
     if preferred:

@@ -67,8 +67,9 @@ class Run:
         started = time.perf_counter()
         needed = self.graph.ancestors(self.outputs)
         self.signatures = compute_signatures(self.graph, self.registry, needed, self._fingerprints(needed))
-        planned, cached = self._plan()
-        self.planned = len(planned)
+        self.planned_ids: set[str] = set()
+        cached = self._plan(list(self.outputs))
+        self.planned = len(self.planned_ids)
         self.emit(events.ExecutionStarted(self.prompt_id, self.planned))
         if cached:
             self.emit(events.NodesCached(self.prompt_id, sorted(cached)))
@@ -93,33 +94,32 @@ class Run:
                 prints[node_id] = math.nan
         return prints
 
-    def _plan(self) -> tuple[set[str], set[str]]:
-        """Nodes that will run (non-lazy walk, stopping at cache hits) and nodes served from the cache."""
-        planned: set[str] = set()
+    def _plan(self, roots: list[str]) -> set[str]:
+        """Add the nodes that will run from ``roots`` (non-lazy walk, stopping at cache hits) to
+        ``planned_ids``; returns the nodes the walk found in the cache."""
         cached: set[str] = set()
-        stack = list(self.outputs)
+        stack = list(roots)
         while stack:
             node_id = stack.pop()
-            if node_id in planned or node_id in cached:
+            if node_id in self.planned_ids or node_id in cached or node_id in self.values:
                 continue
             if self.signatures[node_id] in self.cache:
                 cached.add(node_id)
                 continue
-            planned.add(node_id)
+            self.planned_ids.add(node_id)
             node = self.graph.node(node_id)
             lazy = self.spec(node.class_type).lazy
             stack.extend(link.source for name, link in node.links.items() if name not in lazy)
-        return planned, cached
+        return cached
 
     def _run_all(self) -> None:
         requested: dict[str, set[str]] = {}
         looked_up: set[str] = set()
         stack = list(reversed(self.outputs))
-        on_stack = set(stack)
         while stack:
             node_id = stack[-1]
             if node_id in self.values or (node_id not in looked_up and self._from_cache(node_id)):
-                on_stack.discard(stack.pop())
+                stack.pop()
                 continue
             looked_up.add(node_id)
             node = self.graph.node(node_id)
@@ -128,16 +128,13 @@ class Run:
             missing = [link.source for name, link in node.links.items()
                        if (name not in lazy or name in wanted) and link.source not in self.values]
             if missing:
-                for source in dict.fromkeys(missing):
-                    if source in on_stack:
-                        raise NodeFailed(node_id, node.class_type, RuntimeError(f"dependency cycle via {source}"))
-                    stack.append(source)
-                    on_stack.add(source)
+                # validation rejected cycles, so re-pushing a node already lower on the stack always terminates
+                stack.extend(dict.fromkeys(missing))
                 continue
             if lazy & set(node.links) and self._request_lazy(node, lazy, wanted):
                 continue
             self._run_node(node)
-            on_stack.discard(stack.pop())
+            stack.pop()
 
     def _from_cache(self, node_id: str) -> bool:
         entry = self.cache.get(self.signatures[node_id])
@@ -163,6 +160,9 @@ class Run:
             raise NodeFailed(node.id, node.class_type, exc) from exc
         new = {n for n in needed if n in lazy and n in node.links and n not in wanted}
         wanted.update(new)
+        if new:
+            self._plan([node.links[n].source for n in new])
+            self.planned = max(self.planned, len(self.planned_ids))
         return bool(new)
 
     def _inputs(self, node: Node, lazy: set[str], wanted: set[str]) -> dict[str, list[Any]]:

@@ -28,9 +28,7 @@ class FlowStore:
     ) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.object_info = object_info
-        self.models_catalog = (
-            CompiledCatalog(models_catalog) if isinstance(models_catalog, Mapping) else models_catalog
-        )
+        self.models_catalog = CompiledCatalog(models_catalog) if isinstance(models_catalog, Mapping) else models_catalog
         self._flows: dict[str, Flow] | None = None
         self.problems: dict[str, str] = {}
         """``path -> reason`` for every file that was skipped during the last scan."""

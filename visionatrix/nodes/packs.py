@@ -98,4 +98,4 @@ def load_dir(registry: NodeRegistry, folder: Path, *, core: bool) -> None:
             log.error("IMPORT FAILED: node pack %s (%s): %s", name, entry, exc)
             registry.failures.append(PackFailure(name, str(entry), "".join(traceback.format_exception_only(exc))))
             continue
-        log.info("loaded node pack %s: %d nodes in %.3f s", name, count, time.perf_counter() - started)
+        log.debug("loaded node pack %s: %d nodes in %.3f s", name, count, time.perf_counter() - started)

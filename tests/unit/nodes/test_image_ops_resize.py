@@ -118,6 +118,12 @@ def test_image_scale_refuses_a_tensor_that_is_not_an_image():
     assert error.value.input_name == "image"
 
 
+def test_image_scale_refuses_an_unknown_upscale_method():
+    with pytest.raises(InvalidInput) as error:
+        resize.ImageScale().upscale(random_image(), "hamming", 8, 8, "disabled")
+    assert error.value.input_name == "upscale_method"
+
+
 def test_image_scale_by_rounds_each_side_and_matches_pil():
     image = random_image(16, 24)
     (out,) = resize.ImageScaleBy().upscale(image, "bicubic", 1.3)

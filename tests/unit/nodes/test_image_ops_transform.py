@@ -73,7 +73,7 @@ def reference_feather(height, width, pads, feathering):
 
 @pytest.mark.parametrize("pads", [(4, 0, 0, 0), (0, 2, 0, 6), (3, 3, 3, 3)])
 def test_image_pad_for_outpaint_feathers_only_the_padded_sides(pads):
-    left, top, right, bottom = pads
+    left, top = pads[:2]
     (_, mask) = transform.ImagePadForOutpaint().expand_image(random_image(), *pads, 5)
     inner = mask[0, top : top + 16, left : left + 24].numpy()
     np.testing.assert_allclose(inner, reference_feather(16, 24, pads, 5), atol=1e-6)
@@ -87,7 +87,10 @@ def test_image_pad_for_outpaint_refuses_a_result_above_the_pixel_limit():
 
 @pytest.mark.parametrize(
     ("flip_method", "pil_method"),
-    [("x-axis: vertically", Image.Transpose.FLIP_TOP_BOTTOM), ("y-axis: horizontally", Image.Transpose.FLIP_LEFT_RIGHT)],
+    [
+        ("x-axis: vertically", Image.Transpose.FLIP_TOP_BOTTOM),
+        ("y-axis: horizontally", Image.Transpose.FLIP_LEFT_RIGHT),
+    ],
 )
 def test_image_flip_matches_pil(flip_method, pil_method):
     image = as_uint8(random_image())

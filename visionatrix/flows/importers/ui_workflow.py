@@ -88,9 +88,7 @@ def _api_value(value: Any) -> Any:
     return {"__value__": value} if isinstance(value, list) else value
 
 
-def _widget_inputs(
-    node_id: str, node: dict[str, Any], node_info: Any, warnings: list[str]
-) -> dict[str, Any]:
+def _widget_inputs(node_id: str, node: dict[str, Any], node_info: Any, warnings: list[str]) -> dict[str, Any]:
     values = node.get("widgets_values")
     where = f"node {node_id} ({node['type']})"
     if node_info is None:
@@ -99,7 +97,9 @@ def _widget_inputs(
         if values:
             warnings.append(f"{where}: unknown node type, its widget values could not be mapped to inputs")
         return {}
-    widgets = [(name, spec) for name, spec, _required in node_specs.ordered_inputs(node_info) if node_specs.is_widget(spec)]
+    widgets = [
+        (name, spec) for name, spec, _required in node_specs.ordered_inputs(node_info) if node_specs.is_widget(spec)
+    ]
     if isinstance(values, dict):
         names = {name for name, _spec in widgets}
         return {str(k): _api_value(v) for k, v in values.items() if k in names}

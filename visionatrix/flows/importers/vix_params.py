@@ -52,7 +52,9 @@ def is_input_node(node: dict[str, Any]) -> bool:
 
 def derive_inputs(graph: Graph, object_info: ObjectInfo, warnings: list[str]) -> list[FlowInput]:
     """Every parameter the graph declares, sorted by ``order``."""
-    params = [_node_param(node_id, node, object_info, warnings) for node_id, node in graph.items() if is_input_node(node)]
+    params = [
+        _node_param(node_id, node, object_info, warnings) for node_id, node in graph.items() if is_input_node(node)
+    ]
     params.extend(_dynamic_lora_params(graph))
     names: dict[str, str] = {}
     for param in params:
@@ -68,7 +70,9 @@ def _node_param(node_id: str, node: dict[str, Any], object_info: ObjectInfo, war
     inputs = node.get("inputs", {})
     if class_type not in PARAM_CLASSES:
         supported = ", ".join(sorted(PARAM_CLASSES))
-        raise InvalidFlow(f"node {node_id} ({class_type}) is marked as an input, but only these classes can be: {supported}")
+        raise InvalidFlow(
+            f"node {node_id} ({class_type}) is marked as an input, but only these classes can be: {supported}"
+        )
     param_type, value_input = PARAM_CLASSES[class_type]
     if class_type.startswith("VixUi"):
         attrs = titles.from_vix_inputs(node_id, inputs)

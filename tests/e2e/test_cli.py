@@ -1,0 +1,108 @@
+"""Acceptance tests over the real command line (``python -m visionatrix`` in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "flows" / "examples" / "sample.jpg"
+CORPUS = ROOT.parent / "shared" / "corpus" / "vixflows"
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "visionatrix", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+
+
+def test_run_flow_by_name_writes_outputs_and_reports_progress(tmp_path):
+    out = tmp_path / "out"
+    proc = cli("run-flow", "web_resize_sharpen", "--input", f"image={SAMPLE}", "--param", "width=200",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    written = [Path(line) for line in proc.stdout.split()]
+    assert written == [out / "web_00001_.png"]
+    with Image.open(written[0]) as image:
+        assert image.width == 200
+        assert json.loads(image.text["prompt"])["5"]["class_type"] == "ImageScale"
+    assert "[1/6]" in proc.stderr and "done in" in proc.stderr and "finished in" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_flow_lists_every_parameter_problem(tmp_path):
+    proc = cli("run-flow", "flows/color_grade.json", "--input", f"image={SAMPLE}", "--param", "brightness=9",
+               "--param", "contrast=abc", "--param", "bogus=1", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    for name in ("brightness", "contrast", "bogus"):
+        assert f"- {name}:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_flow_lists_every_validation_problem_of_a_graph(tmp_path):
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "missing.png"}},
+             "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "magic",
+                                                          "width": -5, "height": 10, "crop": "disabled"}},
+             "3": {"class_type": "ImageBlur", "inputs": {"image": ["2", 0], "blur_radius": 1}},
+             "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(graph))
+    proc = cli("run-flow", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert "node 2 (ImageScale) input 'upscale_method'" in proc.stderr
+    assert "node 2 (ImageScale) input 'width'" in proc.stderr
+    assert "node 3 (ImageBlur) input 'sigma'" in proc.stderr
+    assert "node 1 (LoadImage)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_flow_names_the_input_of_a_bad_image(tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is text, not pixels")
+    proc = cli("run-flow", "pencil_sketch", "--input", f"image={not_image}", "--out", str(tmp_path / "out"))
+    assert proc.returncode in (1, 2)
+    assert "LoadImage" in proc.stderr and "'image'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    missing = cli("run-flow", "pencil_sketch", "--input", f"image={tmp_path / 'nope.png'}", "--out", str(tmp_path))
+    assert missing.returncode == 2 and "nope.png" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_run_flow_refuses_images_over_the_pixel_limit(tmp_path):
+    proc = cli("run-flow", "pencil_sketch", "--input", f"image={SAMPLE}", "--max-image-pixels", "1000",
+               "--out", str(tmp_path / "out"))
+    assert proc.returncode in (1, 2)
+    assert "'image'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_flow_info_prints_the_manifest_of_a_corpus_flow():
+    proc = cli("flow-info", str(CORPUS / "sdxl_lighting.json"))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["name"] == "sdxl_lighting"
+    assert {"name": "steps_number", "type": "list"}.items() <= next(
+        i for i in info["inputs"] if i["name"] == "steps_number").items()
+    assert "KSampler" in info["missing_node_types"]
+    assert info["models"]
+
+
+def test_flow_info_on_unreadable_files_exits_non_zero_with_the_reason(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"1": {"class_type": ')
+    proc = cli("flow-info", str(bad))
+    assert proc.returncode == 2
+    assert "bad.json" in proc.stderr and "Traceback" not in proc.stderr
+    missing = cli("flow-info", str(tmp_path / "absent.json"))
+    assert missing.returncode == 2 and "absent.json" in missing.stderr
+
+
+def test_nodes_lists_node_types_and_json_gives_object_info():
+    proc = cli("nodes")
+    assert proc.returncode == 0
+    assert any(line.startswith("SaveImage ") for line in proc.stdout.splitlines())
+    as_json = cli("nodes", "--json")
+    info = json.loads(as_json.stdout)
+    assert info["ImageScale"]["input_order"]["required"][0] == "image"

@@ -1,0 +1,103 @@
+"""Every bundled flow imports with the shipped nodes and runs on the sample image."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionatrix.executor.run import Executor, ExecutorSettings
+from visionatrix.flows import FlowStore, bind_params
+from visionatrix.nodes.registry import NodeRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "flows" / "examples" / "sample.jpg"
+BUNDLED = sorted(p.stem for p in (ROOT / "flows").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def registry() -> NodeRegistry:
+    registry = NodeRegistry()
+    registry.load_packs([], core_dir=ROOT / "comfy_nodes")
+    return registry
+
+
+@pytest.fixture(scope="module")
+def store(registry) -> FlowStore:
+    return FlowStore([ROOT / "flows"], registry.object_info())
+
+
+def run_flow(registry, store, tmp_path, name, params, files):
+    input_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    input_dir.mkdir(exist_ok=True)
+    staged = {}
+    for param, path in files.items():
+        shutil.copyfile(path, input_dir / f"{param}{path.suffix}")
+        staged[param] = f"{param}{path.suffix}"
+    prompt = bind_params(store.get(name), params, staged)
+    executor = Executor(registry, ExecutorSettings(device="cpu", input_dir=input_dir, output_dir=out_dir,
+                                                   temp_dir=tmp_path / "temp"))
+    try:
+        result = asyncio.run(executor.execute(prompt))
+    finally:
+        executor.close()
+    items = [item for ui in result.ui.values() for item in ui.get("images", [])]
+    return [_read(out_dir / item["subfolder"] / item["filename"]) for item in items]
+
+
+def _read(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.copy()
+
+
+def test_at_least_six_flows_are_bundled():
+    assert len(BUNDLED) >= 6
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_flow_imports_with_shipped_nodes_and_runs(registry, store, tmp_path, name):
+    flow = store.get(name)
+    assert flow.missing_node_types == []
+    assert flow.manifest.outputs
+    images = run_flow(registry, store, tmp_path, name, {}, {"image": SAMPLE})
+    assert images and all(img.size[0] > 0 for img in images)
+
+
+def test_web_resize_keeps_aspect_ratio_at_the_requested_width(registry, store, tmp_path):
+    (image,) = run_flow(registry, store, tmp_path, "web_resize_sharpen", {"width": "320"}, {"image": SAMPLE})
+    source = _read(SAMPLE)
+    assert image.size == (320, round(320 * source.height / source.width))
+
+
+def test_pixelate_region_changes_only_the_masked_area(registry, store, tmp_path):
+    source = _read(SAMPLE).convert("RGB")
+    mask = Image.new("RGB", source.size, "black")
+    mask.paste((255, 255, 255), (0, 0, source.width // 2, source.height))
+    mask_path = tmp_path / "mask.png"
+    mask.save(mask_path)
+    (image,) = run_flow(registry, store, tmp_path, "pixelate_region", {"strength": 16},
+                        {"image": SAMPLE, "region_mask": mask_path})
+    got = np.asarray(image.convert("RGB")).astype(int)
+    original = np.asarray(source).astype(int)
+    half = source.width // 2
+    assert np.abs(got[:, half + 16:] - original[:, half + 16:]).max() <= 1
+    assert np.abs(got[:, : half - 16] - original[:, : half - 16]).mean() > 2
+
+
+def test_pencil_sketch_in_graphite_is_gray(registry, store, tmp_path):
+    (image,) = run_flow(registry, store, tmp_path, "pencil_sketch", {"colored": "false"}, {"image": SAMPLE})
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    assert np.abs(pixels[..., 0] - pixels[..., 2]).max() <= 1
+
+
+def test_contact_sheet_lays_out_six_tiles_in_the_requested_columns(registry, store, tmp_path):
+    (image,) = run_flow(registry, store, tmp_path, "effects_contact_sheet", {"tile_width": 64, "columns": 2},
+                        {"image": SAMPLE})
+    source = _read(SAMPLE)
+    tile_h = round(64 * source.height / source.width)
+    assert image.size[0] >= 2 * 64 and image.size[0] < 3 * 64
+    assert image.size[1] >= 3 * tile_h
