@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from visionatrix.executor.graph import Graph, unwrap
+from visionatrix.executor.graph import Graph, post_order, unwrap
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
 
@@ -87,29 +87,34 @@ def compute_signatures(graph: Graph, registry: NodeRegistry, node_ids: set[str],
                        fingerprints: dict[str, Any]) -> dict[str, str]:
     """Signatures of ``node_ids`` and their ancestors; ``fingerprints`` holds each node's IS_CHANGED result."""
     memo: dict[str, str] = {}
-
-    def sign(node_id: str) -> str:
-        if node_id in memo:
-            return memo[node_id]
-        node = graph.node(node_id)
-        node_class = registry.node_class(node.class_type)
-        hidden = input_types(node_class)["hidden"]
-        keyed_by_id = getattr(node_class, "NOT_IDEMPOTENT", False) or "UNIQUE_ID" in hidden.values()
-        parts: list[Any] = [node.class_type, node_id if keyed_by_id else None]
-        fingerprint = _fingerprint(fingerprints.get(node_id))
-        if node_id in fingerprints and fingerprint is None:
-            parts.append(uuid.uuid4().hex)
-        parts.append(fingerprint)
-        for name in sorted(node.inputs):
-            link = node.links.get(name)
-            if link is not None:
-                parts.append([name, "link", sign(link.source), link.slot])
-                continue
-            text = _canonical(node.inputs[name])
-            parts.append([name, text if text is not None else uuid.uuid4().hex])
-        memo[node_id] = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-        return memo[node_id]
-
-    for node_id in sorted(node_ids):
-        sign(node_id)
+    keyed: dict[str, bool] = {}
+    for node_id in post_order(graph, sorted(node_ids)).order:
+        class_type = graph.node(node_id).class_type
+        if class_type not in keyed:
+            keyed[class_type] = _keyed_by_id(registry.node_class(class_type))
+        memo[node_id] = _sign(graph, node_id, keyed[class_type], fingerprints, memo)
     return memo
+
+
+def _keyed_by_id(node_class: type) -> bool:
+    hidden = input_types(node_class)["hidden"]
+    return bool(getattr(node_class, "NOT_IDEMPOTENT", False)) or "UNIQUE_ID" in hidden.values()
+
+
+def _sign(graph: Graph, node_id: str, keyed_by_id: bool, fingerprints: dict[str, Any],
+          memo: dict[str, str]) -> str:
+    """One node's signature; the signatures of its linked nodes are already in ``memo``."""
+    node = graph.node(node_id)
+    parts: list[Any] = [node.class_type, node_id if keyed_by_id else None]
+    fingerprint = _fingerprint(fingerprints.get(node_id))
+    if node_id in fingerprints and fingerprint is None:
+        parts.append(uuid.uuid4().hex)
+    parts.append(fingerprint)
+    for name in sorted(node.inputs):
+        link = node.links.get(name)
+        if link is not None:
+            parts.append([name, "link", memo[link.source], link.slot])
+            continue
+        text = _canonical(node.inputs[name])
+        parts.append([name, text if text is not None else uuid.uuid4().hex])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

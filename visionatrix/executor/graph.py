@@ -122,3 +122,44 @@ def parse_prompt(prompt: Any) -> Graph:
     if not prompt:
         raise InvalidGraph(_bad_prompt("the prompt has no nodes"), {})
     return Graph(prompt)
+
+
+@dataclass
+class Walk:
+    """Nodes reachable upstream of some roots, dependencies first, and the cycles met on the way."""
+
+    order: list[str]
+    cycles: list[list[str]]
+
+
+def post_order(graph: Graph, roots: list[str]) -> Walk:
+    """Iterative depth-first walk over links (no recursion, so 10,000-node chains are fine)."""
+    done: set[str] = set()
+    active: set[str] = set()
+    order: list[str] = []
+    cycles: list[list[str]] = []
+    for root in roots:
+        if root in done or root not in graph.nodes:
+            continue
+        path = [root]
+        active.add(root)
+        iterators = [iter(graph.nodes[root].links.values())]
+        while iterators:
+            source = next(iterators[-1], None)
+            if source is None:
+                iterators.pop()
+                node_id = path.pop()
+                active.discard(node_id)
+                done.add(node_id)
+                order.append(node_id)
+                continue
+            upstream = source.source
+            if upstream in done or upstream not in graph.nodes:
+                continue
+            if upstream in active:
+                cycles.append([*path[path.index(upstream) :], upstream])
+                continue
+            path.append(upstream)
+            active.add(upstream)
+            iterators.append(iter(graph.nodes[upstream].links.values()))
+    return Walk(order, cycles)

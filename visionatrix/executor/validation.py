@@ -15,7 +15,7 @@ from typing import Any
 
 from visionatrix.errors import InvalidGraph
 from visionatrix.executor import types as vt
-from visionatrix.executor.graph import Graph, Node, is_link, parse_prompt, unwrap
+from visionatrix.executor.graph import Graph, Node, is_link, parse_prompt, post_order, unwrap
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
 
@@ -74,35 +74,36 @@ class _Validator:
         self.registry = registry
         self.node_errors: dict[str, list[dict[str, Any]]] = {}
         self.results: dict[str, bool] = {}
-        self.visiting: list[str] = []
+        self.specs: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add(self, node_id: str, err: dict[str, Any]) -> None:
         self.node_errors.setdefault(node_id, []).append(err)
 
-    def validate(self, node_id: str) -> bool:
-        if node_id in self.results:
-            return self.results[node_id]
-        if node_id in self.visiting:
-            cycle = [*self.visiting[self.visiting.index(node_id) :], node_id]
-            self.add(node_id, error("dependency_cycle", "Dependency cycle detected",
-                                    " -> ".join(cycle), cycle_nodes=cycle))
-            return False
-        node = self.graph.node(node_id)
-        if node.class_type not in self.registry:
-            self.results[node_id] = False
-            return False
-        self.visiting.append(node_id)
-        try:
-            ok = self._validate_node(node)
-        finally:
-            self.visiting.pop()
-        self.results[node_id] = ok and node_id not in self.node_errors
-        return self.results[node_id]
+    def validate_all(self, outputs: list[str]) -> None:
+        """Check every node upstream of ``outputs``, dependencies first; fills ``results``."""
+        walk = post_order(self.graph, outputs)
+        in_cycle: set[str] = set()
+        for cycle in walk.cycles:
+            in_cycle.update(cycle)
+            self.add(cycle[0], error("dependency_cycle", "Dependency cycle detected", " -> ".join(cycle),
+                                     cycle_nodes=cycle))
+        for node_id in walk.order:
+            node = self.graph.node(node_id)
+            if node.class_type not in self.registry:
+                self.results[node_id] = False
+                continue
+            own_ok = self._validate_node(node)
+            upstream_ok = all(self.results.get(link.source, False) for link in node.links.values()
+                              if link.source in self.graph)
+            self.results[node_id] = (own_ok and upstream_ok and node_id not in in_cycle
+                                     and node_id not in self.node_errors)
 
     def _validate_node(self, node: Node) -> bool:
         node_class = self.registry.node_class(node.class_type)
         try:
-            spec = input_types(node_class)
+            if node.class_type not in self.specs:
+                self.specs[node.class_type] = input_types(node_class)
+            spec = self.specs[node.class_type]
         except Exception as exc:
             self.add(node.id, error("exception_during_validation", "INPUT_TYPES failed", str(exc)))
             return False
@@ -151,7 +152,8 @@ class _Validator:
                                     f"({vt.type_name(input_spec[0])})", input_name=name,
                                     input_config=_config(input_spec), received_type=vt.type_name(received),
                                     linked_node=[source.id, link.slot]))
-        return self.validate(source.id)
+            return False
+        return True
 
     def _check_constant(self, node: Node, name: str, input_spec: Any) -> None:
         spec_type = input_spec[0]
@@ -239,7 +241,8 @@ def validate(prompt: Any, registry: NodeRegistry, *, targets: list[str] | None =
         outputs = [o for o in outputs if o in targets]
     if not outputs and top is None:
         top = error("prompt_no_outputs", "Prompt has no outputs", "the graph has no output node to execute")
-    valid = [o for o in outputs if checker.validate(o)]
+    checker.validate_all(outputs)
+    valid = [o for o in outputs if checker.results.get(o)]
     node_errors = _shape(graph, checker.node_errors, outputs)
     if top is None and missing:
         first = missing[0]

@@ -192,3 +192,12 @@ async def test_inputs_a_node_does_not_declare_are_not_passed_to_it(executor):
     prompt["2"]["inputs"]["upload"] = "image"
     result = await executor.execute(prompt)
     assert result.ui["4"] == {"values": [111]}
+
+
+async def test_a_chain_of_five_thousand_nodes_validates_and_runs_without_recursion(executor):
+    prompt = {"0": {"class_type": "Number", "inputs": {"value": 0}}}
+    for i in range(1, 5000):
+        prompt[str(i)] = {"class_type": "Add", "inputs": {"a": [str(i - 1), 0], "b": 1}}
+    prompt["out"] = {"class_type": "Collect", "inputs": {"value": ["4999", 0]}}
+    result = await executor.execute(prompt)
+    assert result.ui["out"] == {"values": [4999]}
