@@ -106,3 +106,50 @@ def test_nodes_lists_node_types_and_json_gives_object_info():
     as_json = cli("nodes", "--json")
     info = json.loads(as_json.stdout)
     assert info["ImageScale"]["input_order"]["required"][0] == "image"
+
+
+EXTRA_PACK = '''
+import comfy.utils
+
+
+class Stamp:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "level": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "stamp"
+    CATEGORY = "third party"
+
+    def stamp(self, image, level):
+        comfy.utils.ProgressBar(1).update(1)
+        out = image.clone()
+        out[:, :8, :8, :] = level
+        return (out,)
+
+
+NODE_CLASS_MAPPINGS = {"ThirdPartyStamp": Stamp}
+'''
+
+
+def test_extra_node_folders_from_flag_and_environment_load_third_party_packs(tmp_path):
+    pack = tmp_path / "packs" / "comfyui-stamp"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(EXTRA_PACK)
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": ""}, "_meta": {"title": "input;Image;custom_id=image"}},
+             "2": {"class_type": "ThirdPartyStamp", "inputs": {"image": ["1", 0], "level": 1.0}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "stamped"}}}
+    flow = tmp_path / "stamp.json"
+    flow.write_text(json.dumps(graph))
+    out = tmp_path / "out"
+    proc = cli("run-flow", str(flow), "--nodes-dir", str(tmp_path / "packs"), "--input", f"image={SAMPLE}",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out / "stamped_00001_.png") as image:
+        assert image.getpixel((2, 2)) == (255, 255, 255)
+    env_proc = subprocess.run([sys.executable, "-m", "visionatrix", "nodes"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                                                           "VIX_NODES_DIRS": f"/nonexistent;{tmp_path / 'packs'}"})
+    assert "ThirdPartyStamp" in env_proc.stdout
+    without = cli("run-flow", str(flow), "--input", f"image={SAMPLE}", "--out", str(out))
+    assert without.returncode == 2 and "ThirdPartyStamp" in without.stderr

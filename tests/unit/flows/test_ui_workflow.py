@@ -216,8 +216,9 @@ def test_widgets_follow_input_order_required_then_optional() -> None:
 
 
 def test_int_named_noise_seed_has_a_control_value_after_it() -> None:
-    graph, _ = convert({"nodes": [ui_node(1, "RandomNoise", [123, "fixed"])], "links": []})
+    graph, warnings = convert({"nodes": [ui_node(1, "RandomNoise", [123, "fixed"])], "links": []})
     assert graph["1"]["inputs"] == {"noise_seed": 123}
+    assert warnings == []
 
 
 def test_seed_with_control_explicitly_off_has_no_control_value() -> None:

@@ -70,7 +70,7 @@ class CompiledCatalog:
         subject = {"class_name": class_type, "input_name": input_name, "input_value": value}
         for name, entry, rules in self.entries:
             for rule in rules:
-                if rule and any(key in subject and pattern.match(subject[key]) for key, pattern in rule.items()):
+                if rule and all(key in subject and pattern.match(subject[key]) for key, pattern in rule.items()):
                     return name, entry
         return None
 
