@@ -136,7 +136,8 @@ def test_extra_node_folders_from_flag_and_environment_load_third_party_packs(tmp
     pack = tmp_path / "packs" / "comfyui-stamp"
     pack.mkdir(parents=True)
     (pack / "__init__.py").write_text(EXTRA_PACK)
-    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": ""}, "_meta": {"title": "input;Image;custom_id=image"}},
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": ""},
+                   "_meta": {"title": "input;Image;custom_id=image"}},
              "2": {"class_type": "ThirdPartyStamp", "inputs": {"image": ["1", 0], "level": 1.0}},
              "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "stamped"}}}
     flow = tmp_path / "stamp.json"
