@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ParamType = Literal["text", "number", "range", "range_scale", "bool", "list", "image", "image_mask", "mask"]
 
 FILE_PARAM_TYPES = frozenset({"image", "image_mask", "mask"})
-NUMERIC_PARAM_TYPES = frozenset({"number", "range", "range_scale"})
 
 FLOW_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*$")
 PARAM_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

@@ -78,7 +78,7 @@ def install() -> None:
     """Register the stand-in modules unless real ones are already imported."""
     if "comfy" not in sys.modules:
         comfy = ModuleType("comfy")
-        comfy.__path__ = []  # type: ignore[attr-defined]
+        comfy.__path__ = []
         utils = ModuleType("comfy.utils")
         utils.ProgressBar = context.ProgressBar  # type: ignore[attr-defined]
         mm = _model_management()

@@ -7,7 +7,7 @@ does), ``key=value`` parts set a value (the first one wins), bare words set a fl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from visionatrix.errors import InvalidFlow
@@ -29,7 +29,6 @@ class InputAttributes:
     mask: bool = False
     order: int = DEFAULT_ORDER
     source_input_name: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,7 +93,6 @@ def from_title(node_id: str, title: str) -> InputAttributes:
     for flag in ("optional", "advanced", "hidden", "translatable", "mask"):
         if flag in values:
             setattr(attrs, flag, _flag(values.pop(flag)))
-    attrs.extra = values
     return attrs
 
 

@@ -37,10 +37,6 @@ class Resolved:
     value: Any = None
     muted: bool = False
 
-    @property
-    def is_constant(self) -> bool:
-        return self.link is None and not self.muted
-
 
 def parse_links(raw: Any) -> dict[int, UiLink]:
     """Links given as schema-0.4 arrays ``[id, origin, slot, target, slot, type]`` or schema-1 objects."""
