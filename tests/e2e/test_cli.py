@@ -9,9 +9,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from tests.corpus import VIXFLOWS
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "flows" / "examples" / "sample.jpg"
-CORPUS = ROOT.parent / "shared" / "corpus" / "vixflows"
+CORPUS = VIXFLOWS
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
+from tests.corpus import CORPUS
+
 VIXFLOWS = CORPUS / "vixflows"
 
 

@@ -25,9 +25,10 @@ from comfy_nodes.vix_ui import (
     VixUiRangeScaleFloat,
     VixUiWorkflowMetadata,
 )
+from tests.corpus import VIXFLOWS
 from visionatrix.errors import InvalidInput
 
-FLOWS_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "vixflows"
+FLOWS_DIR = VIXFLOWS
 UI = {"display_name": "X", "optional": True, "advanced": False, "order": 1, "custom_id": "x"}
 STEPS = json.dumps(["4 steps", "8 steps", "16 steps"])
 
