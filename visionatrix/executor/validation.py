@@ -8,7 +8,6 @@ the validated copy of the prompt. Imports no torch.
 
 from __future__ import annotations
 
-import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,7 +223,7 @@ def _config(input_spec: Any) -> list[Any]:
 
 def validate(prompt: Any, registry: NodeRegistry, *, targets: list[str] | None = None) -> Validated:
     """Validate ``prompt`` (dict or JSON text) against ``registry``; the input prompt is never modified."""
-    graph = parse_prompt(copy.deepcopy(prompt) if isinstance(prompt, dict) else prompt)
+    graph = parse_prompt(prompt)  # nodes get their own input dicts; coercion never touches ``prompt``
     checker = _Validator(graph, registry)
     missing = [n for n in graph if n.class_type not in registry]
     for node in missing:
