@@ -117,6 +117,8 @@ def parse_prompt(prompt: Any) -> Graph:
             prompt = json.loads(prompt)
         except json.JSONDecodeError as exc:
             raise InvalidGraph(_bad_prompt(f"not valid JSON: {exc}"), {}) from None
+        except RecursionError:
+            raise InvalidGraph(_bad_prompt("JSON nested too deeply"), {}) from None
     if not isinstance(prompt, dict):
         raise InvalidGraph(_bad_prompt("the prompt must be a JSON object of nodes"), {})
     if not prompt:

@@ -75,7 +75,7 @@ def test_a_prompt_without_output_nodes_is_refused(registry):
     assert result.error["type"] == "prompt_no_outputs"
 
 
-@pytest.mark.parametrize("prompt", ["{not json", "[1, 2]", "{}", '{"1": 5}', '{"1": {"inputs": {}}}',
+@pytest.mark.parametrize("prompt", ["{not json", "[" * 100000, "[1, 2]", "{}", '{"1": 5}', '{"1": {"inputs": {}}}',
                                     '{"1": {"class_type": "Add", "inputs": []}}'])
 def test_malformed_prompts_raise_a_readable_error(registry, prompt):
     with pytest.raises(InvalidGraph) as info:

@@ -35,6 +35,21 @@ def test_malformed_json_reports_line_and_column(tmp_path: Path) -> None:
     assert "line 5 column 1" in message
 
 
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
+    from visionatrix.flows.importers import source
+
+    monkeypatch.setattr(source, "MAX_FLOW_BYTES", 100)
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"1": {"class_type": "X", "inputs": {"text": "x" * 200}}}))
+    assert "over the limit of 100 bytes" in _error(path)
+
+
+def test_json_nested_too_deeply_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    assert _error(path) == f"{path}: JSON nested too deeply"
+
+
 def test_empty_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.json"
     path.write_text("  \n")

@@ -8,6 +8,9 @@ from typing import Any
 
 from visionatrix.errors import InvalidFlow
 
+MAX_FLOW_BYTES = 32 * 1024 * 1024
+"""A flow file larger than this is refused before it is read (the largest published flow is ~60 KB)."""
+
 
 def read_json_file(path: Path) -> Any:
     """Parse ``path`` as JSON; raise :class:`InvalidFlow` for a missing file, bad encoding or bad JSON."""
@@ -15,6 +18,9 @@ def read_json_file(path: Path) -> Any:
         raise InvalidFlow(f"flow file not found: {path}")
     if not path.is_file():
         raise InvalidFlow(f"not a file: {path}")
+    size = path.stat().st_size
+    if size > MAX_FLOW_BYTES:
+        raise InvalidFlow(f"{path}: {size} bytes is over the limit of {MAX_FLOW_BYTES} bytes for a flow file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -32,3 +38,5 @@ def parse_json_text(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidFlow(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError:
+        raise InvalidFlow(f"{where}: JSON nested too deeply") from None
