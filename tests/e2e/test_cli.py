@@ -156,3 +156,41 @@ def test_extra_node_folders_from_flag_and_environment_load_third_party_packs(tmp
     assert "ThirdPartyStamp" in env_proc.stdout
     without = cli("run-flow", str(flow), "--input", f"image={SAMPLE}", "--out", str(out))
     assert without.returncode == 2 and "ThirdPartyStamp" in without.stderr
+
+
+def ui_workflow() -> dict:
+    """A ComfyUI UI-format workflow: a titled LoadImage, a bypassed blur, an invert, a note and a save."""
+    return {
+        "last_node_id": 5, "last_link_id": 3, "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": "LoadImage", "mode": 0, "title": "input;Photo;custom_id=photo",
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}, {"name": "MASK", "type": "MASK"}],
+             "widgets_values": ["example.png", "image"]},
+            {"id": 2, "type": "ImageBlur", "mode": 4,
+             "inputs": [{"name": "image", "type": "IMAGE", "link": 1}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [2]}], "widgets_values": [5, 2.0]},
+            {"id": 3, "type": "ImageInvert", "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 2}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [3]}], "widgets_values": []},
+            {"id": 4, "type": "SaveImage", "mode": 0, "inputs": [{"name": "images", "type": "IMAGE", "link": 3}],
+             "widgets_values": ["inverted"]},
+            {"id": 5, "type": "Note", "mode": 0, "widgets_values": ["just a note"]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"]],
+    }
+
+
+def test_a_comfyui_ui_workflow_gives_its_manifest_and_runs(tmp_path):
+    path = tmp_path / "invert_workflow.json"
+    path.write_text(json.dumps(ui_workflow()))
+    info = cli("flow-info", str(path))
+    assert info.returncode == 0, info.stderr
+    manifest = json.loads(info.stdout)
+    assert manifest["name"] == "invert_workflow"
+    assert [(i["name"], i["type"]) for i in manifest["inputs"]] == [("photo", "image")]
+    assert manifest["missing_node_types"] == []
+    out = tmp_path / "out"
+    proc = cli("run-flow", str(path), "--input", f"photo={SAMPLE}", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out / "inverted_00001_.png") as inverted, Image.open(SAMPLE) as original:
+        a, b = inverted.convert("RGB").getpixel((5, 5)), original.convert("RGB").getpixel((5, 5))
+        assert all(abs(x + y - 255) <= 1 for x, y in zip(a, b))
