@@ -37,6 +37,7 @@ class _NodeSpec:
         self.declared = set(declared)
         self.lazy = {n for n, s in declared.items() if len(s) > 1 and isinstance(s[1], dict) and s[1].get("lazy")}
         self.hidden = dict(spec["hidden"])
+        self.output_node = getattr(node_class, "OUTPUT_NODE", False) is True
 
 
 class Run:
@@ -103,11 +104,11 @@ class Run:
             node_id = stack.pop()
             if node_id in self.planned_ids or node_id in cached or node_id in self.values:
                 continue
-            if self.signatures[node_id] in self.cache:
+            node = self.graph.node(node_id)
+            if not self.spec(node.class_type).output_node and self.signatures[node_id] in self.cache:
                 cached.add(node_id)
                 continue
             self.planned_ids.add(node_id)
-            node = self.graph.node(node_id)
             lazy = self.spec(node.class_type).lazy
             stack.extend(link.source for name, link in node.links.items() if name not in lazy)
         return cached
@@ -137,6 +138,8 @@ class Run:
             stack.pop()
 
     def _from_cache(self, node_id: str) -> bool:
+        if self.spec(self.graph.node(node_id).class_type).output_node:
+            return False  # output nodes always run: each run writes its own files
         entry = self.cache.get(self.signatures[node_id])
         if entry is None:
             return False
@@ -222,7 +225,8 @@ class Run:
             raise failure from exc
         elapsed = time.perf_counter() - started
         self.values[node.id] = outputs
-        self.cache.put(self.signatures[node.id], CacheEntry(outputs, ui))
+        if not self.spec(node.class_type).output_node:
+            self.cache.put(self.signatures[node.id], CacheEntry(outputs, ui))
         self.result.executed.append(node.id)
         self.result.timings_s[node.id] = elapsed
         if ui is not None:
