@@ -1,35 +1,26 @@
-"""Fixtures for the flows tests: an ``object_info`` built from our node packs, and the models catalog.
-
-``pack_object_info`` imports the packs under ``comfy_nodes/`` that exist and describes their classes in the
-``/object_info`` shape with a small local helper (to be replaced by ``NodeRegistry`` once it is settled).
-"""
+"""Fixtures for the flows tests: ``object_info`` from the real node registry, and the models catalog."""
 
 from __future__ import annotations
 
-import importlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.flows.helpers import CORPUS, describe_class
+from tests.unit.flows.helpers import CORPUS
+from visionatrix.nodes.registry import NodeRegistry
 
-PACKS = ("comfy_nodes.vix_ui", "comfy_nodes.primitives", "comfy_nodes.image_io", "comfy_nodes.image_ops")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
 def pack_object_info() -> dict[str, dict[str, Any]]:
-    """``object_info`` of every class our packs export (packs that cannot be imported yet are skipped)."""
-    info: dict[str, dict[str, Any]] = {}
-    for pack_name in PACKS:
-        try:
-            pack = importlib.import_module(pack_name)
-        except ImportError:
-            continue
-        titles = getattr(pack, "NODE_DISPLAY_NAME_MAPPINGS", {})
-        for class_name, node_class in pack.NODE_CLASS_MAPPINGS.items():
-            info[class_name] = describe_class(class_name, node_class, titles.get(class_name))
-    return info
+    """``object_info`` of our packs under ``comfy_nodes/``, as the registry describes them."""
+    registry = NodeRegistry()
+    registry.load_packs([], core_dir=ROOT / "comfy_nodes")
+    assert not registry.failures, registry.failures
+    return registry.object_info()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Shared helpers for the flows tests: the Visionatrix corpus, node builders, describing classes as object_info."""
+"""Shared helpers for the flows tests: the Visionatrix corpus and node builders."""
 
 from __future__ import annotations
 
@@ -9,34 +9,6 @@ from typing import Any
 from tests.corpus import CORPUS
 
 VIXFLOWS = CORPUS / "vixflows"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return value
-
-
-def describe_class(name: str, node_class: type, display_name: str | None = None) -> dict[str, Any]:
-    """One class in the ``/object_info`` shape (comfyui_api.md §4)."""
-    raw = node_class.INPUT_TYPES()
-    sections = {key: _plain(dict(raw[key])) for key in ("required", "optional", "hidden") if raw.get(key)}
-    outputs = _plain(list(getattr(node_class, "RETURN_TYPES", ())))
-    return {
-        "input": sections,
-        "input_order": {key: list(value) for key, value in sections.items() if key != "hidden"},
-        "output": outputs,
-        "output_is_list": list(getattr(node_class, "OUTPUT_IS_LIST", [False] * len(outputs))),
-        "output_name": list(getattr(node_class, "RETURN_NAMES", None) or outputs),
-        "name": name,
-        "display_name": display_name or name,
-        "description": getattr(node_class, "DESCRIPTION", ""),
-        "category": getattr(node_class, "CATEGORY", "sd"),
-        "output_node": getattr(node_class, "OUTPUT_NODE", False) is True,
-        "python_module": node_class.__module__,
-    }
 
 
 def corpus_paths() -> list[Path]:
