@@ -65,17 +65,24 @@ def fan_out(n: int, seed: int = 0) -> dict[str, Any]:
     return prompt
 
 
-def timed_runs(executor: Executor, make: Any, n: int, repeat: int, *, fresh: bool) -> list[float]:
-    times = []
+async def timed_runs(executor: Executor, make: Any, n: int, repeat: int, *, fresh: bool) -> dict[str, list[float]]:
+    """Per run: validation time, execution time (device thread, events) and the whole call."""
+    times: dict[str, list[float]] = {"validate": [], "run": [], "total": []}
     for r in range(repeat):
-        prompt = make(n, seed=r if fresh else 0)
+        prompt = make(n, seed=r + 1 if fresh else 0)
         started = time.perf_counter()
-        asyncio.run(executor.execute(prompt))
-        times.append(time.perf_counter() - started)
+        validated = executor.validate(prompt)
+        validated.raise_for_errors()
+        checked = time.perf_counter()
+        await executor.run_validated(validated)
+        done = time.perf_counter()
+        times["validate"].append(checked - started)
+        times["run"].append(done - checked)
+        times["total"].append(done - started)
     return times
 
 
-def bench_graphs(device: str, repeat: int) -> list[dict[str, Any]]:
+async def bench_graphs(device: str, repeat: int) -> list[dict[str, Any]]:
     registry = NodeRegistry()
     registry.register_mappings({"BenchInt": BenchInt, "BenchSink": BenchSink}, None, python_module="bench",
                                pack="bench")
@@ -84,10 +91,9 @@ def bench_graphs(device: str, repeat: int) -> list[dict[str, Any]]:
     try:
         for label, make, n, fresh in (("chain of 1,000 trivial nodes", chain, 1000, True),
                                       ("fan-out of 1,000 trivial nodes", fan_out, 1000, True)):
-            times = timed_runs(executor, make, n, repeat, fresh=fresh)
-            rows.append(_row(label, times, n))
-        asyncio.run(executor.execute(chain(100)))
-        times = timed_runs(executor, chain, 100, repeat, fresh=False)
+            rows.append(_row(label, await timed_runs(executor, make, n, repeat, fresh=fresh), n))
+        await executor.execute(chain(100))
+        times = await timed_runs(executor, chain, 100, repeat, fresh=False)
         rows.append(_row("re-run unchanged 100-node graph (all cached)", times, 100))
     finally:
         executor.close()
@@ -110,21 +116,27 @@ def bench_flow(device: str, repeat: int) -> dict[str, Any]:
         executor = Executor(registry, ExecutorSettings(device=device, input_dir=input_dir, output_dir=out_dir,
                                                        temp_dir=Path(scratch) / "t", cache_max_entries=0))
         try:
-            times = []
+            times: dict[str, list[float]] = {"validate": [], "run": [], "total": []}
             for _ in range(repeat):
                 prompt = bind_params(flow, {"width": 1024}, {"image": "i.png"})
                 started = time.perf_counter()
-                asyncio.run(executor.execute(prompt))
-                times.append(time.perf_counter() - started)
+                validated = executor.validate(prompt)
+                checked = time.perf_counter()
+                asyncio.run(executor.run_validated(validated))
+                done = time.perf_counter()
+                times["validate"].append(checked - started)
+                times["run"].append(done - checked)
+                times["total"].append(done - started)
         finally:
             executor.close()
     return _row(f"flow web_resize_sharpen, 1024x1024 ({device})", times, len(flow.graph))
 
 
-def _row(label: str, times: list[float], nodes: int) -> dict[str, Any]:
-    median = statistics.median(times)
-    return {"case": label, "nodes": nodes, "runs": len(times), "median_s": median, "min_s": min(times),
-            "per_node_us": median / nodes * 1e6}
+def _row(label: str, times: dict[str, list[float]], nodes: int) -> dict[str, Any]:
+    total = statistics.median(times["total"])
+    return {"case": label, "nodes": nodes, "runs": len(times["total"]), "median_s": total,
+            "min_s": min(times["total"]), "validate_median_s": statistics.median(times["validate"]),
+            "run_median_s": statistics.median(times["run"]), "per_node_us": total / nodes * 1e6}
 
 
 def main() -> int:
@@ -136,11 +148,11 @@ def main() -> int:
     from visionatrix.executor.devices import pick_device
 
     device = pick_device(args.device)
-    rows = [*bench_graphs(device, args.repeat), bench_flow(device, args.repeat)]
-    print(f"{'case':<52} {'nodes':>6} {'median s':>10} {'min s':>10} {'µs/node':>10}")
+    rows = [*asyncio.run(bench_graphs(device, args.repeat)), bench_flow(device, args.repeat)]
+    print(f"{'case':<46} {'nodes':>5} {'median s':>9} {'min s':>8} {'validate s':>10} {'run s':>8} {'µs/node':>8}")
     for row in rows:
-        print(f"{row['case']:<52} {row['nodes']:>6} {row['median_s']:>10.4f} {row['min_s']:>10.4f} "
-              f"{row['per_node_us']:>10.1f}")
+        print(f"{row['case']:<46} {row['nodes']:>5} {row['median_s']:>9.4f} {row['min_s']:>8.4f} "
+              f"{row['validate_median_s']:>10.4f} {row['run_median_s']:>8.4f} {row['per_node_us']:>8.1f}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": device, "python": platform.python_version(),
