@@ -96,3 +96,24 @@ class NodeFailed(VisionatrixError):
 
 class Interrupted(VisionatrixError):
     """Execution was interrupted on request."""
+
+
+class Conflict(VisionatrixError):
+    """The action is not allowed in the object's current state."""
+
+
+class LeaseLost(VisionatrixError):
+    """The worker's lease on a task is gone: it expired and the task was requeued, or another run owns it."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id}: the lease was lost (expired, requeued or owned by another run)")
+
+
+class TooLarge(VisionatrixError):
+    """An upload or file is over its size limit."""
+
+    def __init__(self, what: str, limit_bytes: int) -> None:
+        self.what = what
+        self.limit_bytes = limit_bytes
+        super().__init__(f"{what} is over the limit of {limit_bytes} bytes")
