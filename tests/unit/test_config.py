@@ -32,3 +32,28 @@ def test_defaults_without_environment():
     assert settings.device is None
     assert settings.nodes_dirs == ()
     assert settings.flows_dirs[0].name == "flows"
+
+
+def test_service_settings_from_environment():
+    settings = load_settings({"VIX_HOST": "0.0.0.0", "VIX_PORT": "9000", "DATABASE_URI": "postgresql+asyncpg://u@h/db",
+                              "TASKS_FILES_DIR": "/data/files", "VIX_TASK_LEASE_S": "30", "VIX_MODE": "server"})
+    assert (settings.host, settings.port, settings.mode) == ("0.0.0.0", 9000, "SERVER")
+    assert settings.database_uri == "postgresql+asyncpg://u@h/db"
+    assert settings.tasks_files_dir == Path("/data/files")
+    assert settings.task_lease_s == 30.0
+
+
+def test_service_flags_override_environment():
+    settings = load_settings({"VIX_PORT": "9000", "TASKS_FILES_DIR": "/a"}, port=9100, tasks_files_dir="/b")
+    assert settings.port == 9100
+    assert settings.tasks_files_dir == Path("/b")
+
+
+@pytest.mark.parametrize(("env", "name"), [({"VIX_PORT": "http"}, "VIX_PORT"), ({"VIX_PORT": "70000"}, "VIX_PORT"),
+                                           ({"DATABASE_URI": "oracle://x"}, "DATABASE_URI"),
+                                           ({"VIX_MODE": "turbo"}, "VIX_MODE"),
+                                           ({"VIX_TASK_LEASE_S": "0"}, "VIX_TASK_LEASE_S"),
+                                           ({"VIX_MAX_UPLOAD_BYTES": "big"}, "VIX_MAX_UPLOAD_BYTES")])
+def test_bad_service_settings_name_the_variable(env, name):
+    with pytest.raises(InvalidSetting, match=name):
+        load_settings(env)

@@ -38,18 +38,38 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", help="flow file, Visionatrix flow, ComfyUI API graph or UI workflow (.json)")
     _common(info)
 
+    serve = commands.add_parser("run", help="start the service (server + in-process worker in DEFAULT mode)")
+    serve.add_argument("--host", help="bind address (VIX_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (VIX_PORT, default 8288)")
+    serve.add_argument("--mode", help="DEFAULT or SERVER (VIX_MODE)")
+    serve.add_argument("--database-uri", help="SQLAlchemy URL (DATABASE_URI)")
+    serve.add_argument("--tasks_files_dir", "--tasks-files-dir", dest="tasks_files_dir",
+                       help="folder of task inputs and outputs (TASKS_FILES_DIR)")
+    serve.add_argument("--user-flows-dir", help="folder where uploaded flows are kept (VIX_USER_FLOWS_DIR)")
+    serve.add_argument("--task-lease-s", type=float, help="task lease length in seconds (VIX_TASK_LEASE_S)")
+    serve.add_argument("--worker-id", help="this worker's id (VIX_WORKER_ID)")
+    serve.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE)")
+    _common(serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--database-uri", help="SQLAlchemy URL (DATABASE_URI)")
+    _common(migrate)
+
     nodes = commands.add_parser("nodes", help="list node types")
     nodes.add_argument("--json", action="store_true", help="print the /object_info description of every node")
     _common(nodes)
     return parser
 
 
+_FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
+          "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_id")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(nodes_dirs=args.nodes_dirs, models_catalog=args.models_catalog,
-                                 device=getattr(args, "device", None),
-                                 max_image_pixels=getattr(args, "max_image_pixels", None), log_level=args.log_level)
+        flags = {name: getattr(args, name, None) for name in _FLAGS}
+        settings = load_settings(**flags)
     except VisionatrixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -58,11 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from visionatrix.cli import flow_info, nodes_list, run_flow
+    import importlib
 
-    commands = {"run-flow": run_flow.command, "flow-info": flow_info.command, "nodes": nodes_list.command}
+    modules = {"run-flow": "run_flow", "flow-info": "flow_info", "nodes": "nodes_list", "run": "serve",
+               "migrate": "migrate_db"}
+    module = importlib.import_module(f"visionatrix.cli.{modules[args.command]}")
     try:
-        return commands[args.command](args, settings)
+        return int(module.command(args, settings))
     except VisionatrixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
