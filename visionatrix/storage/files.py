@@ -1,0 +1,236 @@
+"""``TaskStorage``: where the files of each task live, and the only way the rest of Visionatrix reaches them.
+
+Layout under ``root`` (``TASKS_FILES_DIR``)::
+
+    input/<task_id>/<name>      files a task reads (uploads, adopted from staging)
+    output/<task_id>/<name>     files a task wrote (``<name>`` may hold one subfolder)
+    staging/<random>/<name>     uploads received before their task exists
+
+Every name that comes from outside goes through :func:`visionatrix.storage.names.relative_parts` and is then
+resolved (symlinks followed) and confined to its task's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
+from pathlib import Path
+
+from visionatrix.errors import InvalidInput, NotFound
+from visionatrix.storage import images, streams
+from visionatrix.storage import names as naming
+from visionatrix.storage.info import FileInfo, file_info
+from visionatrix.storage.names import is_hidden, relative_parts
+
+log = logging.getLogger(__name__)
+
+KINDS = ("input", "output")
+STAGING = "staging"
+
+
+class TaskStorage:
+    """Task files under ``root``; uploads above ``max_upload_bytes`` are refused."""
+
+    check_image = staticmethod(images.check_image)
+    safe_name = staticmethod(naming.safe_name)
+
+    def __init__(self, root: Path, *, max_upload_bytes: int) -> None:
+        if max_upload_bytes < 0:
+            raise ValueError("max_upload_bytes must not be negative")
+        self.root = Path(root).resolve()
+        self.max_upload_bytes = max_upload_bytes
+
+    # -- layout ------------------------------------------------------------------------------------------------
+
+    def input_dir(self, task_id: int) -> Path:
+        """``root/input/<task_id>/``, created when missing."""
+        return self._ensure(self._task_dir("input", task_id))
+
+    def output_dir(self, task_id: int) -> Path:
+        """``root/output/<task_id>/``, created when missing."""
+        return self._ensure(self._task_dir("output", task_id))
+
+    def resolve(self, task_id: int, kind: str, name: str) -> Path:
+        """The existing regular file ``name`` of the task's ``kind`` folder.
+
+        ``NotFound`` for an unknown kind, a name that breaks the naming rules (``..``, absolute, backslash, NUL,
+        hidden, more than one subfolder), a missing file or folder, or a path that leaves ``root/<kind>/<id>/``
+        once symlinks are followed.
+        """
+        missing = NotFound("file", f"{kind}/{task_id}/{name}")
+        if kind not in KINDS:
+            raise missing
+        try:
+            parts = relative_parts(name)
+        except ValueError:
+            raise missing from None
+        base = self._task_dir(kind, task_id)
+        try:
+            path = base.joinpath(*parts).resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, a symlink loop, a name too long
+            raise missing from None
+        if not path.is_relative_to(base) or not path.is_file():
+            raise missing
+        return path
+
+    def destination(self, task_id: int, kind: str, name: str) -> Path:
+        """Where a file ``name`` of the task's ``kind`` folder is to be written (with :meth:`save_stream`).
+
+        The folder and the subfolder are created; ``InvalidInput("name", ...)`` for an unknown kind, a name that
+        breaks the naming rules, or a subfolder that leads out of the task's folder.
+        """
+        if kind not in KINDS:
+            raise InvalidInput("name", f"unknown file kind {kind!r}")
+        try:
+            parts = relative_parts(name)
+        except ValueError as exc:
+            raise InvalidInput("name", f"{name!r} is not an acceptable file name: {exc}") from None
+        base = self._ensure(self._task_dir(kind, task_id))
+        folder = self._ensure(base.joinpath(*parts[:-1]))
+        if not folder.resolve(strict=True).is_relative_to(base):
+            raise InvalidInput("name", f"{name!r} leads out of the task's folder")
+        return folder / parts[-1]
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    async def save_stream(self, dest: Path, chunks: AsyncIterator[bytes]) -> FileInfo:
+        """Stream ``chunks`` into ``dest`` (a path inside ``root``; its folder is created).
+
+        The bytes go to a hidden temporary file beside ``dest``, which is renamed onto ``dest`` at the end; past
+        ``max_upload_bytes`` the save stops with ``TooLarge``. A refused or failed save leaves no file behind and
+        any older ``dest`` untouched. ``ValueError`` when ``dest`` lies outside ``root`` or has a hidden name.
+        """
+        dest = Path(dest)
+        if not dest.parent.resolve().is_relative_to(self.root) or not dest.name or is_hidden(dest.name):
+            raise ValueError(f"{dest} is not a task file path under {self.root}")
+        self._ensure(dest.parent)
+        return await streams.write_stream(dest, chunks, max_bytes=self.max_upload_bytes)
+
+    # -- staging -----------------------------------------------------------------------------------------------
+
+    def staging(self) -> Path:
+        """A fresh, empty, uniquely named folder under ``root/staging/``."""
+        folder = self._ensure(self.root / STAGING) / uuid.uuid4().hex
+        folder.mkdir()
+        return folder
+
+    def adopt(self, staged: Path, task_id: int, names: Iterable[str]) -> list[Path]:
+        """Copy the files ``names`` of the staging folder ``staged`` into ``input_dir(task_id)``.
+
+        All or nothing: each copy goes through a temporary file and a rename, and when one name is missing or
+        breaks the naming rules (``NotFound``) the files this call already copied are removed. A file of the same
+        name in the input folder is replaced. The staging folder stays until :meth:`discard`.
+        """
+        source = self._staging_folder(staged)
+        target = self.input_dir(task_id)
+        copied: list[Path] = []
+        try:
+            for name in names:
+                copied.append(_copy_atomic(self._staged_file(source, name), target, name))
+        except BaseException:
+            for path in copied:
+                path.unlink(missing_ok=True)
+            raise
+        return copied
+
+    def discard(self, staged: Path) -> None:
+        """Remove the staging folder ``staged`` and its files; nothing happens when it is already gone."""
+        folder = self._staging_folder(staged)
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)
+
+    # -- reading and cleaning up -------------------------------------------------------------------------------
+
+    def describe_outputs(self, task_id: int) -> list[tuple[str, FileInfo]]:
+        """``(relative name, FileInfo)`` of each file in ``output/<task_id>/``, sorted by name.
+
+        Files directly in the folder and in its subfolders (one level) count; deeper files are logged and left
+        out, as are symlinks and hidden names (temporary files among them). A missing folder gives ``[]``.
+        """
+        base = self._task_dir("output", task_id)
+        if base.is_symlink() or not base.is_dir():
+            return []
+        return [(name, file_info(path)) for name, path in sorted(_output_files(base, task_id))]
+
+    def delete_task(self, task_id: int) -> None:
+        """Remove ``input/<task_id>/`` and ``output/<task_id>/``; a missing folder is fine."""
+        for kind in KINDS:
+            folder = self._task_dir(kind, task_id)
+            if folder.is_symlink():
+                folder.unlink()
+            elif folder.exists():
+                shutil.rmtree(folder)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _task_dir(self, kind: str, task_id: int) -> Path:
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
+            raise ValueError(f"a task id is a non-negative integer, not {task_id!r}")
+        return (self.root / kind).resolve() / str(task_id)
+
+    def _staging_folder(self, staged: Path) -> Path:
+        staged = Path(staged)
+        if staged.parent.resolve() != (self.root / STAGING).resolve() or is_hidden(staged.name):
+            raise ValueError(f"{staged} is not a staging folder of {self.root}")
+        return staged.parent.resolve() / staged.name
+
+    @staticmethod
+    def _staged_file(source: Path, name: str) -> Path:
+        missing = NotFound("staged file", name)
+        try:
+            parts = relative_parts(name)
+        except ValueError:
+            raise missing from None
+        path = source.joinpath(*parts)
+        if path.is_symlink() or not path.is_file():
+            raise missing
+        return path
+
+    @staticmethod
+    def _ensure(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def _copy_atomic(source: Path, target_dir: Path, name: str) -> Path:
+    dest = target_dir.joinpath(*relative_parts(name))
+    dest.parent.mkdir(exist_ok=True)
+    fd, tmp = streams.temp_beside(dest)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, streams.FILE_MODE)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _output_files(base: Path, task_id: int) -> Iterator[tuple[str, Path]]:
+    for entry in _visible(base):
+        if entry.is_file():
+            yield entry.name, entry
+        elif entry.is_dir():
+            for inner in _visible(entry):
+                if inner.is_file():
+                    yield f"{entry.name}/{inner.name}", inner
+                elif inner.is_dir():
+                    log.warning(
+                        "task %s: output folder %s/%s is nested too deep; its files are not recorded",
+                        task_id,
+                        entry.name,
+                        inner.name,
+                    )
+
+
+def _visible(folder: Path) -> Iterator[Path]:
+    """Entries of ``folder`` that are neither symlinks nor hidden."""
+    for entry in folder.iterdir():
+        if not entry.is_symlink() and not is_hidden(entry.name):
+            yield entry
