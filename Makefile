@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean
+.PHONY: run flow test lint bench venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,13 +13,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-# The main job: run a bundled flow on the bundled sample image and write its outputs to ./output
+# The main job: the service in DEFAULT mode (server + in-process worker) on http://127.0.0.1:8288/
 run: $(STAMP)
+	$(PY) -m visionatrix run
+
+# A bundled flow on the sample image from the command line, outputs in ./output
+flow: $(STAMP)
 	$(PY) -m visionatrix run-flow web_resize_sharpen --input image=flows/examples/sample.jpg \
 		--param width=640 --out output
 
+# The integration tier (tests/integration) runs on SQLite, PostgreSQL and MariaDB; .ci/db-up starts the servers.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	./.ci/db-up
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -1,0 +1,95 @@
+"""Health, the OpenAPI document, and the error shape of routing failures."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from visionatrix.client import VixClient
+from visionatrix.server.app import create_app
+from visionatrix.server.openapi import document
+from visionatrix.server.services import Services
+
+
+async def test_health_reports_ok_and_the_version(vix: VixClient) -> None:
+    assert await vix.health() == {"status": "ok", "version": "9.9.9-test"}
+
+
+def _app_operations(app: web.Application) -> set[tuple[str, str]]:
+    operations = set()
+    for route in app.router.routes():
+        if route.method in ("HEAD", "*"):
+            continue  # aiohttp answers HEAD for every GET by itself
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter")
+        if path.startswith("/vapi/"):
+            operations.add((route.method.lower(), path))
+    return operations
+
+
+def _document_operations(doc: dict) -> set[tuple[str, str]]:
+    return {(method, path) for path, item in doc["paths"].items() for method in item}
+
+
+def test_the_openapi_document_describes_exactly_the_app_routes(services: Services) -> None:
+    app = create_app(services)
+    assert _app_operations(app) == _document_operations(document("1"))
+    assert len(_app_operations(app)) == 16
+
+
+async def test_the_openapi_document_is_served_and_its_refs_resolve(http: TestClient) -> None:
+    response = await http.get("/vapi/openapi.json")
+    assert response.status == 200
+    doc = await response.json()
+    assert doc["openapi"] == "3.1.0" and doc["info"]["version"] == "9.9.9-test"
+    refs: list[str] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            refs.extend(v for k, v in node.items() if k == "$ref")
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(doc)
+    assert refs
+    for ref in refs:
+        _, section, kind, name = ref.split("/")
+        assert name in doc[section][kind], ref
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            assert operation["responses"], (method, path)
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert names == {part[1:-1] for part in path.split("/") if part.startswith("{")}, (method, path)
+
+
+async def test_an_unknown_route_is_a_json_404(http: TestClient) -> None:
+    response = await http.get("/vapi/nothing/here")
+    assert response.status == 404
+    body = await response.json()
+    assert body["error"] == "not_found" and "/vapi/nothing/here" in body["message"]
+    assert set(body) == {"error", "message", "details"}
+
+
+async def test_a_task_id_that_is_not_a_number_is_a_json_404(http: TestClient) -> None:
+    response = await http.get("/vapi/tasks/abc")
+    assert response.status == 404
+    assert (await response.json())["error"] == "not_found"
+
+
+async def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(http: TestClient) -> None:
+    response = await http.put("/vapi/flows")
+    assert response.status == 405
+    body = await response.json()
+    assert body["error"] == "method_not_allowed"
+    assert set(body["details"]["allowed"]) >= {"GET", "POST"}
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_the_web_page_is_served_at_the_root(http: TestClient) -> None:
+    response = await http.get("/")
+    assert response.status == 200
+    text = await response.text()
+    assert "<title>Visionatrix</title>" in text and "/vapi/tasks" in text

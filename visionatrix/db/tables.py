@@ -1,0 +1,124 @@
+"""The tables: ``tasks``, ``task_files`` and ``workers``.
+
+The queue runs Core statements against these tables (``Task.__table__``); the ORM classes are the schema's one
+definition, which the migrations must reproduce (a test compares them on every database).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from visionatrix.db.types import UTCDateTime, json_type
+
+TASK_STATUSES = ("pending", "running", "finished", "failed", "cancelled")
+"""The values ``tasks.status`` may hold (the queue's ``TaskStatus``; a unit test keeps the two equal)."""
+FILE_KINDS = ("input", "output")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+# A 64-bit id everywhere but SQLite, where only INTEGER PRIMARY KEY is the auto-incrementing rowid.
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: json_type()}
+
+
+class Task(Base):
+    """One run of a flow. Its lifecycle is in ``visionatrix.queue``; its files are rows of ``task_files``."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_in("status", TASK_STATUSES), name="status"),
+        # AUTOINCREMENT: SQLite never reuses the id of a deleted task (ids name the task's folders on disk).
+        {"sqlite_autoincrement": True, **MYSQL_TABLE_ARGS},
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    flow: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]]
+    graph: Mapped[dict[str, Any]]
+    progress: Mapped[float] = mapped_column(Double())
+    current_node: Mapped[str | None] = mapped_column(String(255))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean())
+    error: Mapped[dict[str, Any] | None]
+    timings: Mapped[dict[str, Any]]
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+# The claim takes the first pending task by (priority desc, id); with the affinity leg, by flow first. Both walk an
+# index in order and stop at the first row they can lock. Listing by status, newest first, walks the third.
+Index("ix_tasks_claim", Task.status, Task.priority.desc(), Task.id)
+Index("ix_tasks_claim_flow", Task.flow, Task.status, Task.priority.desc(), Task.id)
+Index("ix_tasks_status_id", Task.status, Task.id)
+
+
+class TaskFile(Base):
+    """An input or output file of a task; ``name`` is relative to the task's ``input/`` or ``output/`` folder."""
+
+    __tablename__ = "task_files"
+    __table_args__ = (
+        CheckConstraint(_in("kind", FILE_KINDS), name="kind"),
+        UniqueConstraint("task_id", "kind", "name"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                         ForeignKey("tasks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(512))
+    node_id: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger())
+    sha256: Mapped[str] = mapped_column(String(64))
+    param: Mapped[str | None] = mapped_column(String(255))
+
+
+class Worker(Base):
+    """The last heartbeat of a worker: what it runs, where, and when it was last seen."""
+
+    __tablename__ = "workers"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    worker_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(64))
+    installed_flows: Mapped[list[str]] = mapped_column(json_type())
+    current_task_id: Mapped[int | None] = mapped_column(BigInteger())
+    last_seen_at: Mapped[datetime]

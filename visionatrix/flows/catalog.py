@@ -1,0 +1,162 @@
+"""The flows a server offers: bundled ones (read-only folders) plus flows users uploaded (``<name>.json`` files).
+
+Bundled flows come first: an upload may not take a bundled flow's name, and an uploaded file that declares one is
+skipped and reported in ``problems``. Replacing an uploaded flow with a new upload of the same name is allowed.
+Names are ids, never paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from visionatrix.errors import Conflict, InvalidFlow, NotFound
+from visionatrix.flows.flow import Flow
+from visionatrix.flows.importers import CompiledCatalog, load_flow
+from visionatrix.flows.importers.source import MAX_FLOW_BYTES, parse_json_text
+from visionatrix.flows.manifest import FLOW_NAME_RE
+from visionatrix.flows.node_specs import ObjectInfo
+from visionatrix.flows.store import FlowStore
+
+
+class FlowCatalog:
+    """Bundled flows from ``bundled_dirs`` and uploaded flows kept in ``user_dir`` (created on the first upload)."""
+
+    def __init__(
+        self,
+        bundled_dirs: Iterable[Path | str],
+        user_dir: Path | str,
+        object_info: ObjectInfo,
+        *,
+        models_catalog: Mapping[str, Any] | CompiledCatalog | None = None,
+    ) -> None:
+        self.object_info = object_info
+        self.models_catalog = CompiledCatalog(models_catalog) if isinstance(models_catalog, Mapping) else models_catalog
+        self.bundled = FlowStore(bundled_dirs, object_info, models_catalog=self.models_catalog)
+        self.user_dir = Path(user_dir)
+        self._uploaded = FlowStore([self.user_dir], object_info, models_catalog=self.models_catalog)
+        self._loaded = False
+
+    def refresh(self) -> None:
+        """Read the bundled folders and the upload folder again."""
+        self.bundled.refresh()
+        self._uploaded.refresh()
+        self._loaded = True
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.refresh()
+
+    def _uploaded_flows(self) -> dict[str, Flow]:
+        """Uploaded flows whose names do not clash with a bundled flow."""
+        self._ensure_loaded()
+        if not self.user_dir.is_dir():
+            return {}
+        bundled = set(self.bundled.names())
+        return {flow.name: flow for flow in self._uploaded.flows() if flow.name not in bundled}
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """``path -> reason`` for every file that was skipped (unreadable, or a name that is already taken)."""
+        self._ensure_loaded()
+        problems = dict(self.bundled.problems)
+        if self.user_dir.is_dir():
+            problems.update({path: why for path, why in self._uploaded.problems.items() if path != str(self.user_dir)})
+            bundled = set(self.bundled.names())
+            for flow in self._uploaded.flows():
+                if flow.name in bundled:
+                    problems[str(flow.source)] = f"flow {flow.name!r} is a bundled flow; the upload is ignored"
+        return problems
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted({*self.bundled.names(), *self._uploaded_flows()})
+
+    def flows(self) -> list[Flow]:
+        return [self.get(name) for name in self.names()]
+
+    def is_bundled(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name in self.bundled.names()
+
+    def get(self, name: str) -> Flow:
+        """The flow called ``name``; ``NotFound`` for an unknown name or one that is not a plain id."""
+        if not isinstance(name, str) or not FLOW_NAME_RE.match(name):
+            raise NotFound("flow", str(name))
+        self._ensure_loaded()
+        if name in self.bundled.names():
+            return self.bundled.get(name)
+        flow = self._uploaded_flows().get(name)
+        if flow is None:
+            raise NotFound("flow", name)
+        return flow
+
+    def add(self, source: Mapping[str, Any] | bytes | str, *, name: str | None = None) -> Flow:
+        """Import ``source`` (parsed JSON, or JSON bytes/text) and keep it as ``<flow name>.json``.
+
+        ``name`` names a flow that carries no name of its own (a graph without metadata). ``InvalidFlow`` when
+        it does not import; ``Conflict`` when the name belongs to a bundled flow. An uploaded flow of the same
+        name is replaced.
+        """
+        data = _parse(source)
+        flow = self._import(data, name)
+        if self.is_bundled(flow.name):
+            raise Conflict(f"flow {flow.name!r} is a bundled flow and cannot be replaced by an upload")
+        old = self._uploaded_flows().get(flow.name)
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        target = self.user_dir / f"{flow.name}.json"
+        _write_atomically(target, data)
+        if old is not None and old.source is not None and old.source != target:
+            old.source.unlink(missing_ok=True)
+        self._uploaded.refresh()
+        return self.get(flow.name)
+
+    def delete(self, name: str) -> None:
+        """Remove an uploaded flow; ``Conflict`` for a bundled one, ``NotFound`` for an unknown one."""
+        if self.is_bundled(name):
+            raise Conflict(f"flow {name!r} is a bundled flow and cannot be deleted")
+        flow = self.get(name)
+        if flow.source is not None:
+            flow.source.unlink(missing_ok=True)
+        self._uploaded.refresh()
+
+    def _import(self, data: Any, name: str | None) -> Flow:
+        try:
+            return load_flow(data, self.object_info, models_catalog=self.models_catalog)
+        except InvalidFlow:
+            if name is None:
+                raise
+            # A graph without a name of its own: the retry with ``name`` either works or raises the real problem.
+            return load_flow(data, self.object_info, models_catalog=self.models_catalog, name=name)
+
+
+def _parse(source: Mapping[str, Any] | bytes | str) -> Any:
+    if isinstance(source, Mapping):
+        return dict(source)
+    if isinstance(source, bytes):
+        if len(source) > MAX_FLOW_BYTES:
+            raise InvalidFlow(f"upload: {len(source)} bytes is over the limit of {MAX_FLOW_BYTES} bytes for a flow")
+        try:
+            source = source.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidFlow(f"upload: not UTF-8 text (byte {exc.start})") from exc
+    if isinstance(source, str):
+        return parse_json_text(source, "upload")
+    raise InvalidFlow(f"cannot read a flow from a {type(source).__name__}; give JSON text or an object")
+
+
+def _write_atomically(target: Path, data: Any) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise

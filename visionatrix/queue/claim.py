@@ -1,0 +1,132 @@
+"""The claim, built per dialect. The manager runs these statements; this module only builds them.
+
+Order: priority desc, then the flow the worker ran last (its models are loaded), then FIFO (id). The affinity is
+two index-ordered candidates rather than one ``ORDER BY flow = :last`` (which no index can serve):
+
+- leg A: the first pending task of ``last_flow`` by (priority desc, id) — index ``ix_tasks_claim_flow``;
+- leg B: the first pending task of any installed flow by (priority desc, id) — index ``ix_tasks_claim``;
+
+and the winner is the first of the two by (priority desc, affinity desc, id). Each leg locks with
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL/MariaDB (SQLite renders no lock clause: it has one writer).
+
+- PostgreSQL and SQLite: ONE statement, ``UPDATE tasks SET ... WHERE id = (<candidate>) AND status = 'pending'
+  RETURNING ...`` (on SQLite the UPDATE holds the write lock while it picks, which makes it a compare-and-set).
+- MySQL/MariaDB (no ``UPDATE ... RETURNING``, no subquery on the updated table): a short transaction,
+  ``SELECT ... FOR UPDATE SKIP LOCKED`` of the candidate with its columns, then ``UPDATE ... WHERE id = ?``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    Update,
+    bindparam,
+    literal,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
+
+from visionatrix.db.tables import Task
+from visionatrix.db.types import UTCDateTime
+
+TASKS = cast(Table, Task.__table__)
+PENDING = "pending"
+RUNNING = "running"
+CLAIMED_COLUMNS = (TASKS.c.id, TASKS.c.flow, TASKS.c.graph, TASKS.c.params, TASKS.c.attempt)
+# The statements are built once, with these parameters; ``claim_params`` fills them in.
+INSTALLED = "p_installed"
+LAST_FLOW = "p_last_flow"
+TASK_ID = "p_task_id"
+
+
+def affinity_flow(installed_flows: Sequence[str], last_flow: str | None) -> str | None:
+    """``last_flow`` when it is worth a second leg: set and still installed."""
+    return last_flow if last_flow is not None and last_flow in installed_flows else None
+
+
+def claim_params(installed_flows: Sequence[str], last_flow: str | None, worker_id: str, lease_token: str,
+                 lease_expires_at: datetime, now: datetime) -> dict[str, Any]:
+    """The parameters of the claim statements."""
+    return {INSTALLED: list(installed_flows), LAST_FLOW: last_flow, "p_worker_id": worker_id,
+            "p_lease_token": lease_token, "p_lease_expires_at": lease_expires_at, "p_now": now}
+
+
+def status_is(status: str) -> ColumnElement[bool]:
+    """``status = 'pending'`` with the value in the SQL text: a prepared statement's generic plan then still sees
+    a constant and keeps using the index (a bound ``$1`` leaves the planner guessing)."""
+    return TASKS.c.status == literal(status, literal_execute=True)
+
+
+def _one() -> ColumnElement[int]:
+    return literal_column("1")
+
+
+def _leg(where: ColumnElement[bool], affinity: int, *, lock: bool) -> Select[Any]:
+    leg = (select(TASKS.c.id, TASKS.c.priority, literal_column(str(affinity)).label("affinity"))
+           .where(status_is(PENDING), where)
+           .order_by(TASKS.c.priority.desc(), TASKS.c.id)
+           .limit(_one()))
+    return leg.with_for_update(skip_locked=True) if lock else leg
+
+
+def candidate(*, affinity: bool, lock: bool = True) -> Select[Any]:
+    """``SELECT id`` of the task to claim (at most one row); ``affinity``: with the leg of ``last_flow``."""
+    any_flow = _leg(TASKS.c.flow.in_(bindparam(INSTALLED, expanding=True)), 0, lock=lock)
+    if not affinity:
+        return select(any_flow.subquery("b").c.id)
+    last = _leg(TASKS.c.flow == bindparam(LAST_FLOW, type_=String()), 1, lock=lock)
+    legs = [last.subquery("a"), any_flow.subquery("b")]
+    both = union_all(*(select(leg.c.id, leg.c.priority, leg.c.affinity) for leg in legs)).subquery("c")
+    return (select(both.c.id)
+            .order_by(both.c.priority.desc(), both.c.affinity.desc(), both.c.id)
+            .limit(_one()))
+
+
+def _running_values() -> dict[str, Any]:
+    """What a claim writes into the task's row."""
+    now: BindParameter[datetime] = bindparam("p_now", type_=UTCDateTime())
+    return {
+        "status": RUNNING,
+        "worker_id": bindparam("p_worker_id", type_=String()),
+        "lease_token": bindparam("p_lease_token", type_=String()),
+        "lease_expires_at": bindparam("p_lease_expires_at", type_=UTCDateTime()),
+        "attempt": TASKS.c.attempt + 1,
+        "progress": 0.0,
+        "current_node": None,
+        "started_at": now,
+        "updated_at": now,
+    }
+
+
+def claim_update(*, affinity: bool) -> Update:
+    """PostgreSQL and SQLite: the whole claim as one ``UPDATE ... RETURNING``."""
+    chosen = candidate(affinity=affinity).scalar_subquery()
+    return (update(TASKS)
+            .where(TASKS.c.id == chosen, status_is(PENDING))
+            .values(_running_values())
+            .returning(*CLAIMED_COLUMNS))
+
+
+def locked_candidate(*, affinity: bool) -> Select[Any]:
+    """MySQL/MariaDB, step 1 of the transaction: the candidate's id, locked (``SKIP LOCKED`` in each leg)."""
+    return candidate(affinity=affinity)
+
+
+def update_locked() -> Update:
+    """MySQL/MariaDB, step 2: the candidate locked in step 1 (``p_task_id``) becomes ``running``."""
+    return update(TASKS).where(TASKS.c.id == bindparam(TASK_ID), status_is(PENDING)).values(_running_values())
+
+
+def claimed_row() -> Select[Any]:
+    """MySQL/MariaDB, step 3: the claimed task's columns (the row is locked by this transaction)."""
+    return select(*CLAIMED_COLUMNS).where(TASKS.c.id == bindparam(TASK_ID))

@@ -1,0 +1,450 @@
+"""``TaskQueue``: every query of the task lifecycle — create, claim, heartbeat, progress, finish, fail, cancel,
+restart, delete, requeue of expired leases — and the worker heartbeat rows.
+
+Rules every write follows:
+
+- A worker's write is guarded by its lease: ``UPDATE ... WHERE id = ? AND lease_token = ? AND status = 'running'``;
+  no row matched means another run owns the task or it was requeued, and ``LeaseLost`` is raised.
+- A state change is a compare-and-set on the status in the ``WHERE`` clause, never a read then a write, so two
+  callers racing cannot both win. A transaction's first statement is its write (SQLite then takes its write lock
+  at once and a stale read snapshot can never make it fail).
+- Single statements run in autocommit on PostgreSQL and SQLite (no BEGIN/COMMIT round trips); MySQL/MariaDB, which
+  cannot ``UPDATE ... RETURNING``, reads the changed row back inside the same short transaction.
+- Events are published after the commit, never for a change that rolled back.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, case, delete, insert, literal, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Update
+
+from visionatrix.db.tables import Task, TaskFile, Worker
+from visionatrix.db.types import UTCDateTime
+from visionatrix.errors import Conflict, LeaseLost, NotFound
+from visionatrix.queue import claim, lease, records
+from visionatrix.queue.events import TaskEvents
+from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus, WorkerRecord
+from visionatrix.queue.records import AnyRow
+
+TASKS = cast(Table, Task.__table__)
+FILES = cast(Table, TaskFile.__table__)
+WORKERS = cast(Table, Worker.__table__)
+T = TASKS.c
+WORKER_LOST = "worker lost"
+"""The error message of a task whose lease expired once too often (``max_attempts``)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@functools.cache
+def _claim_update(affinity: bool) -> Update:
+    return claim.claim_update(affinity=affinity)
+
+
+@functools.cache
+def _locked_candidate(affinity: bool) -> Select[Any]:
+    return claim.locked_candidate(affinity=affinity)
+
+
+@functools.cache
+def _update_locked() -> Update:
+    return claim.update_locked()
+
+
+@functools.cache
+def _claimed_row() -> Select[Any]:
+    return claim.claimed_row()
+
+
+class TaskQueue:
+    """The task queue over ``engine``. ``lease_s``: how long a claim or heartbeat keeps a task; ``max_attempts``:
+    runs of one task before an expired lease fails it; ``events``: where task events are published."""
+
+    def __init__(self, engine: AsyncEngine, *, lease_s: float = 60.0, max_attempts: int = 3,
+                 events: TaskEvents | None = None) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.engine = engine
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.events = events
+        self.backend = engine.dialect.name
+        self.is_mysql = self.backend in ("mysql", "mariadb")
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    # -- connections -------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _single(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one write statement. PostgreSQL: autocommit (no BEGIN/COMMIT round trips). SQLite: a
+        transaction, which the driver opens inside the statement's own call (cheaper through aiosqlite's thread
+        than switching the connection to autocommit and back). MySQL/MariaDB: a transaction, where the write is
+        followed by reading the row back."""
+        if self.backend == "postgresql":
+            async with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    async def _update_one(self, conn: AsyncConnection, task_id: int, stmt: Update, columns: tuple[Any, ...],
+                          values: dict[str, Any] | None = None) -> AnyRow | None:
+        """Run ``stmt`` (which matches at most the row ``task_id``) and return ``columns`` of the changed row.
+
+        A statement given with ``values`` is one of the prebuilt ones (``lease``), whose RETURNING form is built once;
+        one without carries its values inline and is used once.
+        """
+        if not self.is_mysql:
+            returning = lease.returning(stmt, columns) if values is not None else stmt.returning(*columns)
+            return (await conn.execute(returning, values)).first()
+        if (await conn.execute(stmt, values)).rowcount == 0:
+            return None
+        return (await conn.execute(select(*columns).where(T.id == task_id))).first()
+
+    async def _update_many(self, conn: AsyncConnection, stmt: Update,
+                           columns: Sequence[Any]) -> builtins.list[AnyRow]:
+        """Run ``stmt``; ``id`` and ``columns`` of every row it changed (MySQL: locked first, in a transaction)."""
+        if not self.is_mysql:
+            return list((await conn.execute(stmt.returning(T.id, *columns))).all())
+        assert stmt.whereclause is not None
+        rows = list((await conn.execute(select(T.id, *columns).where(stmt.whereclause).with_for_update())).all())
+        if rows:
+            await conn.execute(stmt.where(T.id.in_([row.id for row in rows])))
+        return rows
+
+    def _publish(self, kind: str, task_id: int, flow: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.publish({"type": kind, "task_id": task_id, "flow": flow, **fields})
+
+    # -- creating and reading ----------------------------------------------------------------------------------
+
+    async def create(self, flow: str, graph: dict[str, Any], params: dict[str, Any], *, count: int = 1,
+                     priority: int = 0, files: Iterable[FileRecord] = (),
+                     before_commit: Callable[[builtins.list[int]], Awaitable[None]] | None = None,
+                     ) -> builtins.list[int]:
+        """``count`` pending tasks (and their input ``task_files`` rows) in one transaction; their ids, in order.
+
+        ``before_commit`` is awaited with the ids inside the transaction; when it raises, nothing is kept and no
+        event is published.
+        """
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        now = _now()
+        row = {"flow": flow, "status": TaskStatus.PENDING.value, "priority": priority, "params": params,
+               "graph": graph, "progress": 0.0, "current_node": None, "worker_id": None, "attempt": 0,
+               "cancel_requested": False, "error": None, "timings": {}, "lease_token": None,
+               "lease_expires_at": None, "created_at": now, "started_at": None, "finished_at": None,
+               "updated_at": now}
+        inputs = list(files)
+        async with self.engine.begin() as conn:
+            task_ids = await self._insert_tasks(conn, [dict(row) for _ in range(count)])
+            if inputs:
+                await conn.execute(insert(FILES), [records.file_row(task_id, record)
+                                                   for task_id in task_ids for record in inputs])
+            if before_commit is not None:
+                await before_commit(list(task_ids))
+        for task_id in task_ids:
+            self._publish("task_queued", task_id, flow, status=TaskStatus.PENDING.value, priority=priority)
+        return task_ids
+
+    async def _insert_tasks(self, conn: AsyncConnection,
+                            rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
+        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+            result = await conn.execute(insert(TASKS).returning(T.id, sort_by_parameter_order=True), rows)
+            return [int(task_id) for task_id in result.scalars()]
+        ids = []  # MySQL 8: no RETURNING; one INSERT per row (its auto-increment ids may interleave with others)
+        for row in rows:
+            key = (await conn.execute(insert(TASKS), row)).inserted_primary_key
+            assert key is not None
+            ids.append(int(key[0]))
+        return ids
+
+    async def get(self, task_id: int) -> TaskRecord:
+        """The task with its files; ``NotFound``."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(TASKS).where(T.id == task_id))).first()
+            if row is None:
+                raise NotFound("task", str(task_id))
+            files = await self._files(conn, [task_id])
+        return records.task_record(row, files.get(task_id, []))
+
+    async def list(self, *, status: TaskStatus | None = None, flow: str | None = None, limit: int = 50,
+                   offset: int = 0) -> builtins.list[TaskRecord]:
+        """Tasks, newest first, optionally of one status and/or flow."""
+        query = select(TASKS).order_by(T.id.desc()).limit(limit).offset(offset)
+        if status is not None:
+            query = query.where(T.status == TaskStatus(status).value)
+        if flow is not None:
+            query = query.where(T.flow == flow)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            files = await self._files(conn, [row.id for row in rows])
+        return [records.task_record(row, files.get(row.id, [])) for row in rows]
+
+    async def _files(self, conn: AsyncConnection, task_ids: builtins.list[int]) -> dict[int, builtins.list[FileRecord]]:
+        if not task_ids:
+            return {}
+        rows = await conn.execute(select(FILES).where(FILES.c.task_id.in_(task_ids)).order_by(FILES.c.id))
+        found: dict[int, builtins.list[FileRecord]] = {}
+        for row in rows:
+            found.setdefault(row.task_id, []).append(records.file_record(row))
+        return found
+
+    # -- the worker's side: claim, lease, outcome --------------------------------------------------------------
+
+    async def claim_next(self, worker_id: str, installed_flows: Sequence[str], *,
+                         last_flow: str | None = None) -> ClaimedTask | None:
+        """Take the next pending task of one of ``installed_flows`` (priority desc, ``last_flow`` first, then
+        FIFO) and lease it to ``worker_id``; None when there is none."""
+        if not installed_flows:
+            return None
+        now = _now()
+        token = secrets.token_hex(16)
+        expires_at = now + timedelta(seconds=self.lease_s)
+        affinity = claim.affinity_flow(installed_flows, last_flow) is not None
+        values = claim.claim_params(installed_flows, last_flow, worker_id, token, expires_at, now)
+        if self.is_mysql:
+            row = await self._claim_in_transaction(affinity, values)
+        else:
+            async with self._single() as conn:
+                row = (await conn.execute(_claim_update(affinity), values)).first()
+        if row is None:
+            return None
+        self._publish("task_started", row.id, row.flow, status=TaskStatus.RUNNING.value, worker_id=worker_id,
+                      attempt=row.attempt)
+        return ClaimedTask(id=row.id, flow=row.flow, graph=row.graph, params=row.params, lease_token=token,
+                           lease_expires_at=expires_at, attempt=row.attempt)
+
+    async def _claim_in_transaction(self, affinity: bool, values: dict[str, Any]) -> AnyRow | None:
+        for _ in range(3):
+            async with self.engine.begin() as conn:
+                task_id = (await conn.execute(_locked_candidate(affinity), values)).scalar()
+                if task_id is None:
+                    return None
+                # The row is locked, so the guard holds; should it not, another run won and we pick again.
+                chosen = {**values, claim.TASK_ID: task_id}
+                if (await conn.execute(_update_locked(), chosen)).rowcount == 1:
+                    return (await conn.execute(_claimed_row(), chosen)).first()
+        return None
+
+    def _leased(self, task_id: int, lease_token: str) -> Update:
+        return update(TASKS).where(T.id == task_id, T.lease_token == lease_token,
+                                   T.status == TaskStatus.RUNNING.value)
+
+    async def extend_lease(self, task_id: int, lease_token: str) -> LeaseState:
+        """Heartbeat: the lease runs ``lease_s`` from now. ``LeaseLost`` when the token no longer owns the task."""
+        values = lease.params(task_id, lease_token, lease_expires_at=_now() + timedelta(seconds=self.lease_s))
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, lease.extend(), (T.cancel_requested,), values)
+        if row is None:
+            raise LeaseLost(task_id)
+        return LeaseState(cancel_requested=bool(row.cancel_requested))
+
+    async def report_progress(self, task_id: int, lease_token: str, *, progress: float,
+                              current_node: str | None) -> LeaseState:
+        """Store progress (0..100) and the running node; extends the lease too. Callers throttle."""
+        now = _now()
+        values = lease.params(task_id, lease_token, progress=min(100.0, max(0.0, float(progress))),
+                              current_node=current_node, now=now,
+                              lease_expires_at=now + timedelta(seconds=self.lease_s))
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, lease.progress(), (T.flow, T.cancel_requested), values)
+        if row is None:
+            raise LeaseLost(task_id)
+        self._publish("task_progressed", task_id, row.flow, status=TaskStatus.RUNNING.value, progress=progress,
+                      current_node=current_node)
+        return LeaseState(cancel_requested=bool(row.cancel_requested))
+
+    def _ended(self, task_id: int, lease_token: str, status: TaskStatus, **values: Any) -> Update:
+        now = _now()
+        return self._leased(task_id, lease_token).values(
+            status=status.value, lease_token=None, lease_expires_at=None, current_node=None, finished_at=now,
+            updated_at=now, **values)
+
+    async def mark_finished(self, task_id: int, lease_token: str, *, timings: dict[str, float],
+                            outputs: Sequence[FileRecord] = ()) -> None:
+        """The run succeeded: ``finished``, progress 100, its timings and output file rows. ``LeaseLost``."""
+        values = lease.params(task_id, lease_token, timings={str(k): float(v) for k, v in timings.items()},
+                              now=_now())
+        connect = self.engine.begin() if outputs else self._single()
+        async with connect as conn:
+            row = await self._update_one(conn, task_id, lease.finished(), (T.flow,), values)
+            if row is None:
+                raise LeaseLost(task_id)
+            if outputs:
+                await conn.execute(insert(FILES), [records.file_row(task_id, record) for record in outputs])
+        self._publish("task_finished", task_id, row.flow, status=TaskStatus.FINISHED.value)
+
+    async def mark_failed(self, task_id: int, lease_token: str, *, node_id: str | None, class_type: str | None,
+                          message: str, traceback: str | None) -> None:
+        """The run failed: ``failed`` with the node id, class, message and traceback. ``LeaseLost``."""
+        error = {"node_id": node_id, "class_type": class_type, "message": message, "traceback": traceback}
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.FAILED,
+                                                                    error=error), (T.flow,))
+        if row is None:
+            raise LeaseLost(task_id)
+        self._publish("task_failed", task_id, row.flow, status=TaskStatus.FAILED.value,
+                      error={k: v for k, v in error.items() if k != "traceback"})
+
+    async def mark_cancelled(self, task_id: int, lease_token: str) -> None:
+        """The worker stopped the run of a cancelled task: ``cancelled``. ``LeaseLost``."""
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.CANCELLED),
+                                         (T.flow,))
+        if row is None:
+            raise LeaseLost(task_id)
+        self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
+
+    async def release(self, task_id: int, lease_token: str) -> None:
+        """Graceful worker shutdown: the task goes back to ``pending`` and this attempt is not counted (a task
+        whose cancel was requested becomes ``cancelled`` instead). ``LeaseLost``."""
+        now = _now()
+        stmt = self._leased(task_id, lease_token).values(
+            status=case((T.cancel_requested, TaskStatus.CANCELLED.value), else_=TaskStatus.PENDING.value),
+            finished_at=case((T.cancel_requested, literal(now, UTCDateTime())), else_=None),
+            attempt=case((T.attempt > 0, T.attempt - 1), else_=0),
+            **records.RESET_RUN, updated_at=now)
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, stmt, (T.flow, T.status))
+        if row is None:
+            raise LeaseLost(task_id)
+        if row.status == TaskStatus.CANCELLED.value:
+            self._publish("task_cancelled", task_id, row.flow, status=row.status)
+        else:
+            self._publish("task_queued", task_id, row.flow, status=row.status, requeued=True, reason="released")
+
+    async def requeue_expired(self, now: datetime | None = None) -> int:
+        """Tasks whose lease expired before ``now``: back to ``pending`` (attempt kept), or ``failed`` with the
+        message "worker lost" once they were tried ``max_attempts`` times, or ``cancelled`` when a cancel was
+        requested. How many tasks were moved."""
+        now = now or _now()
+        expired = [T.status == TaskStatus.RUNNING.value, T.lease_expires_at < now]
+        lost = {"node_id": None, "class_type": None, "message": WORKER_LOST, "traceback": None}
+        ended = {"lease_token": None, "lease_expires_at": None, "current_node": None, "finished_at": now,
+                 "updated_at": now}
+        moves = [
+            (TaskStatus.CANCELLED, update(TASKS).where(*expired, T.cancel_requested)
+             .values(status=TaskStatus.CANCELLED.value, **ended)),
+            (TaskStatus.FAILED, update(TASKS).where(*expired, T.attempt >= self.max_attempts)
+             .values(status=TaskStatus.FAILED.value, error=lost, **ended)),
+            (TaskStatus.PENDING, update(TASKS).where(*expired)
+             .values(status=TaskStatus.PENDING.value, **records.RESET_RUN, updated_at=now)),
+        ]
+        moved = 0
+        for status, stmt in moves:
+            async with self._single() as conn:
+                rows = await self._update_many(conn, stmt, (T.flow,))
+            moved += len(rows)
+            for row in rows:
+                if status is TaskStatus.PENDING:
+                    self._publish("task_queued", row.id, row.flow, status=status.value, requeued=True,
+                                  reason="lease expired")
+                elif status is TaskStatus.FAILED:
+                    self._publish("task_failed", row.id, row.flow, status=status.value,
+                                  error={k: v for k, v in lost.items() if k != "traceback"})
+                else:
+                    self._publish("task_cancelled", row.id, row.flow, status=status.value)
+        return moved
+
+    # -- the user's side: cancel, restart, delete --------------------------------------------------------------
+
+    async def _state_conflict(self, task_id: int, action: str) -> Conflict:
+        """``NotFound`` when the task does not exist, else the ``Conflict`` to raise for ``action``."""
+        async with self.engine.connect() as conn:
+            status = (await conn.execute(select(T.status).where(T.id == task_id))).scalar()
+        if status is None:
+            raise NotFound("task", str(task_id))
+        return Conflict(f"task {task_id} is {status}: it cannot be {action}")
+
+    async def cancel(self, task_id: int) -> TaskRecord:
+        """A pending task becomes ``cancelled`` at once; a running one is flagged (``cancel_requested``), and its
+        worker sees the flag on its next heartbeat. Otherwise ``Conflict``; ``NotFound``."""
+        now = _now()
+        at_once = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.PENDING.value)
+                   .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now))
+        flagged = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.RUNNING.value)
+                   .values(cancel_requested=True, updated_at=now))
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, at_once, (T.flow,))
+        if row is not None:
+            self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
+            return await self.get(task_id)
+        async with self._single() as conn:
+            row = await self._update_one(conn, task_id, flagged, (T.flow,))
+        if row is None:
+            raise await self._state_conflict(task_id, "cancelled")
+        return await self.get(task_id)
+
+    async def restart(self, task_id: int) -> TaskRecord:
+        """A failed or cancelled task goes back to ``pending`` (attempt 0, error and progress cleared, output
+        rows removed). Otherwise ``Conflict``; ``NotFound``."""
+        now = _now()
+        stmt = (update(TASKS)
+                .where(T.id == task_id, T.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]))
+                .values(status=TaskStatus.PENDING.value, attempt=0, error=None, timings={}, cancel_requested=False,
+                        finished_at=None, **records.RESET_RUN, updated_at=now))
+        async with self.engine.begin() as conn:
+            row = await self._update_one(conn, task_id, stmt, (T.flow,))
+            if row is not None:
+                await conn.execute(delete(FILES).where(FILES.c.task_id == task_id, FILES.c.kind == "output"))
+        if row is None:
+            raise await self._state_conflict(task_id, "restarted")
+        self._publish("task_restarted", task_id, row.flow, status=TaskStatus.PENDING.value)
+        return await self.get(task_id)
+
+    async def delete(self, task_id: int) -> None:
+        """Remove the task and its file rows. A running task must be cancelled first (``Conflict``); ``NotFound``."""
+        async with self.engine.begin() as conn:
+            row = await self._update_one_delete(conn, task_id)
+        if row is None:
+            raise await self._state_conflict(task_id, "deleted while it runs; cancel it first")
+        self._publish("task_deleted", task_id, row.flow, status=row.status)
+
+    async def _update_one_delete(self, conn: AsyncConnection, task_id: int) -> AnyRow | None:
+        where = [T.id == task_id, T.status != TaskStatus.RUNNING.value]
+        if self.is_mysql:
+            row = (await conn.execute(select(T.flow, T.status).where(*where).with_for_update())).first()
+            if row is not None:
+                await conn.execute(delete(TASKS).where(*where))
+        else:
+            row = (await conn.execute(delete(TASKS).where(*where).returning(T.flow, T.status))).first()
+        if row is not None:  # the foreign key cascades; this also covers a SQLite connection without it
+            await conn.execute(delete(FILES).where(FILES.c.task_id == task_id))
+        return row
+
+    # -- workers -----------------------------------------------------------------------------------------------
+
+    async def upsert_worker(self, record: WorkerRecord) -> None:
+        """Store a worker's heartbeat (insert or replace its row)."""
+        values = records.worker_row(record)
+        changes = {k: v for k, v in values.items() if k != "worker_id"}
+        stmt: Any
+        if self.is_mysql:
+            stmt = mysql.insert(WORKERS).values(values).on_duplicate_key_update(changes)
+        else:
+            dialect_insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+            stmt = dialect_insert(WORKERS).values(values).on_conflict_do_update(index_elements=[WORKERS.c.worker_id],
+                                                                                set_=changes)
+        async with self._single() as conn:
+            await conn.execute(stmt)
+
+    async def list_workers(self) -> builtins.list[WorkerRecord]:
+        """Every worker's last heartbeat, by worker id."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(WORKERS).order_by(WORKERS.c.worker_id))).all()
+        return [records.worker_record(row) for row in rows]

@@ -1,0 +1,92 @@
+"""The records that cross the queue's boundary: plain dataclasses, never ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its lifecycle: ``pending → running → finished | failed | cancelled``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class FileRecord:
+    """An input or output file of a task."""
+
+    kind: str
+    """``"input"`` or ``"output"``."""
+    name: str
+    """Relative to the task's ``input/`` or ``output/`` folder (may contain one subfolder)."""
+    node_id: str | None
+    size_bytes: int
+    sha256: str
+    param: str | None
+
+
+@dataclass
+class TaskRecord:
+    """A task as the API shows it."""
+
+    id: int
+    flow: str
+    status: TaskStatus
+    priority: int
+    params: dict[str, Any]
+    graph: dict[str, Any]
+    progress: float
+    """0..100."""
+    current_node: str | None
+    worker_id: str | None
+    attempt: int
+    cancel_requested: bool
+    error: dict[str, Any] | None
+    """``{"node_id", "class_type", "message", "traceback"}`` of a failed task."""
+    timings: dict[str, float]
+    """Node id -> seconds."""
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime | None
+    files: list[FileRecord] = field(default_factory=list)
+
+
+@dataclass
+class ClaimedTask:
+    """What a worker gets from ``claim_next``: the work and the lease that lets it report on it."""
+
+    id: int
+    flow: str
+    graph: dict[str, Any]
+    params: dict[str, Any]
+    lease_token: str
+    lease_expires_at: datetime
+    attempt: int
+
+
+@dataclass
+class LeaseState:
+    """The answer to a heartbeat or progress report."""
+
+    cancel_requested: bool
+    """The worker must interrupt the run and then call ``mark_cancelled``."""
+
+
+@dataclass
+class WorkerRecord:
+    """A worker's last heartbeat."""
+
+    worker_id: str
+    mode: str
+    device: str
+    installed_flows: list[str]
+    current_task_id: int | None
+    last_seen_at: datetime

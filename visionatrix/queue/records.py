@@ -1,0 +1,49 @@
+"""Rows to records and records to rows: the queue's only translation between the tables and its dataclasses."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from sqlalchemy import Row
+
+from visionatrix.queue.models import FileRecord, TaskRecord, TaskStatus, WorkerRecord
+
+AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
+"""A result row of any columns."""
+
+RESET_RUN: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "worker_id": None, "progress": 0.0,
+                             "current_node": None, "started_at": None}
+"""What a task going back to ``pending`` forgets of its last run."""
+
+
+def task_record(row: AnyRow, files: list[FileRecord]) -> TaskRecord:
+    return TaskRecord(
+        id=row.id, flow=row.flow, status=TaskStatus(row.status), priority=row.priority, params=row.params,
+        graph=row.graph, progress=float(row.progress), current_node=row.current_node, worker_id=row.worker_id,
+        attempt=row.attempt, cancel_requested=bool(row.cancel_requested), error=row.error,
+        timings=dict(row.timings or {}), created_at=row.created_at, started_at=row.started_at,
+        finished_at=row.finished_at, updated_at=row.updated_at, files=files)
+
+
+def file_record(row: AnyRow) -> FileRecord:
+    return FileRecord(kind=row.kind, name=row.name, node_id=row.node_id, size_bytes=row.size_bytes,
+                      sha256=row.sha256, param=row.param)
+
+
+def file_row(task_id: int, record: FileRecord) -> dict[str, Any]:
+    if record.kind not in ("input", "output"):
+        raise ValueError(f"a file's kind is 'input' or 'output', not {record.kind!r}")
+    return {"task_id": task_id, "kind": record.kind, "name": record.name, "node_id": record.node_id,
+            "size_bytes": record.size_bytes, "sha256": record.sha256, "param": record.param}
+
+
+def worker_record(row: AnyRow) -> WorkerRecord:
+    return WorkerRecord(worker_id=row.worker_id, mode=row.mode, device=row.device,
+                        installed_flows=list(row.installed_flows or []), current_task_id=row.current_task_id,
+                        last_seen_at=row.last_seen_at)
+
+
+def worker_row(record: WorkerRecord) -> dict[str, Any]:
+    return {"worker_id": record.worker_id, "mode": record.mode, "device": record.device,
+            "installed_flows": list(record.installed_flows), "current_task_id": record.current_task_id,
+            "last_seen_at": record.last_seen_at}

@@ -1,0 +1,317 @@
+"""The OpenAPI 3.1 description of the REST API, written as data (served at ``GET /vapi/openapi.json``).
+
+A test checks that its paths and methods are exactly the application's routes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from visionatrix.server.task_request import MAX_COUNT, MAX_PRIORITY, MIN_PRIORITY
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"$ref": f"#/components/responses/{_ERROR_RESPONSES[code][0]}"} for code in codes}
+
+
+_ERROR_RESPONSES = {
+    400: ("BadRequest", "The request is malformed or invalid (see `error` and `details`)"),
+    404: ("NotFound", "No such object"),
+    409: ("Conflict", "Not allowed in the object's current state"),
+    413: ("TooLarge", "An upload or body is over its size limit"),
+    415: ("UnsupportedMediaType", "The body's content type is not accepted"),
+}
+
+_TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_FLOW_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_EVENT_FILTER = {"name": "task_id", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+                 "description": "Only the events of this task"}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "message", "details"],
+        "properties": {
+            "error": {"type": "string", "description": "A stable code: not_found, conflict, invalid_params, "
+                      "invalid_graph, invalid_flow, invalid_input, invalid_json, invalid_request, invalid_query, "
+                      "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error"},
+            "message": {"type": "string"},
+            "details": {"description": "invalid_params: {parameter: problem}; invalid_graph: {error, node_errors} "
+                        "(ComfyUI's shape); invalid_request/invalid_query: {field: problem}"},
+        },
+    },
+    "Health": {"type": "object", "properties": {"status": {"const": "ok"}, "version": {"type": "string"}}},
+    "FlowInput": {
+        "type": "object",
+        "required": ["name", "type", "display_name", "optional", "default"],
+        "properties": {
+            "name": {"type": "string"},
+            "type": {"enum": ["text", "number", "range", "range_scale", "bool", "list", "image", "image_mask",
+                              "mask"]},
+            "display_name": {"type": "string"},
+            "optional": {"type": "boolean"},
+            "default": {},
+            "min": {"type": "number"},
+            "max": {"type": "number"},
+            "step": {"type": "number"},
+            "integer": {"type": "boolean"},
+            "options": {"type": "object"},
+        },
+        "additionalProperties": True,
+    },
+    "Flow": {
+        "type": "object",
+        "required": ["name", "display_name", "version", "inputs", "outputs", "bundled"],
+        "properties": {
+            "name": {"type": "string"},
+            "display_name": {"type": "string"},
+            "description": {"type": "string"},
+            "version": {"type": "string"},
+            "author": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "inputs": {"type": "array", "items": _ref("FlowInput")},
+            "outputs": {"type": "array", "items": {"type": "object"}},
+            "node_types": {"type": "array", "items": {"type": "string"}},
+            "missing_node_types": {"type": "array", "items": {"type": "string"}},
+            "models": {"type": "array", "items": {"type": "object"}},
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "bundled": {"type": "boolean", "description": "Shipped with the server (cannot be deleted)"},
+        },
+        "additionalProperties": True,
+    },
+    "FlowList": {"type": "object", "properties": {"flows": {"type": "array", "items": _ref("Flow")}}},
+    "TaskCreateRequest": {
+        "type": "object",
+        "required": ["flow"],
+        "additionalProperties": False,
+        "properties": {
+            "flow": {"type": "string"},
+            "params": {"type": "object", "description": "Parameter name -> value"},
+            "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT, "default": 1},
+            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY, "default": 0},
+        },
+    },
+    "TaskCreateForm": {
+        "type": "object",
+        "required": ["flow"],
+        "description": "Any other text field is one parameter's value; each file part is the upload of the image "
+                       "parameter it is named after.",
+        "properties": {
+            "flow": {"type": "string"},
+            "params": {"type": "string", "description": "A JSON object of parameter name -> value"},
+            "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
+        },
+        "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "string", "format": "binary"}]},
+    },
+    "TasksCreated": {"type": "object", "properties": {"task_ids": {"type": "array", "items": {"type": "integer"}}}},
+    "TaskFile": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "kind": {"enum": ["input", "output"]},
+            "param": {"type": ["string", "null"]},
+            "node_id": {"type": ["string", "null"]},
+            "size_bytes": {"type": "integer"},
+            "sha256": {"type": "string"},
+            "url": {"type": "string", "description": "Path that downloads the file"},
+        },
+    },
+    "TaskError": {
+        "type": ["object", "null"],
+        "properties": {
+            "node_id": {"type": ["string", "null"]},
+            "class_type": {"type": ["string", "null"]},
+            "message": {"type": "string"},
+        },
+    },
+    "Task": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "flow": {"type": "string"},
+            "status": {"enum": ["pending", "running", "finished", "failed", "cancelled"]},
+            "priority": {"type": "integer"},
+            "params": {"type": "object"},
+            "progress": {"type": "number", "minimum": 0, "maximum": 100},
+            "current_node": {"type": ["string", "null"]},
+            "worker_id": {"type": ["string", "null"]},
+            "attempt": {"type": "integer"},
+            "cancel_requested": {"type": "boolean"},
+            "error": _ref("TaskError"),
+            "timings": {"type": "object", "additionalProperties": {"type": "number"},
+                        "description": "node id -> seconds"},
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "updated_at": {"type": ["string", "null"], "format": "date-time"},
+            "inputs": {"type": "array", "items": _ref("TaskFile")},
+            "outputs": {"type": "array", "items": _ref("TaskFile")},
+        },
+    },
+    "TaskList": {
+        "type": "object",
+        "properties": {
+            "tasks": {"type": "array", "items": _ref("Task")},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "Worker": {
+        "type": "object",
+        "properties": {
+            "worker_id": {"type": "string"},
+            "mode": {"type": "string"},
+            "device": {"type": "string"},
+            "installed_flows": {"type": "array", "items": {"type": "string"}},
+            "current_task_id": {"type": ["integer", "null"]},
+            "last_seen_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "WorkerList": {"type": "object", "properties": {"workers": {"type": "array", "items": _ref("Worker")}}},
+    "Event": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["subscribed", "task_queued", "task_started", "task_progressed", "task_finished",
+                              "task_failed", "task_cancelled", "task_restarted", "task_deleted"]},
+            "task_id": {"type": ["integer", "null"]},
+            "flow": {"type": "string"},
+            "progress": {"type": "number"},
+            "current_node": {"type": ["string", "null"]},
+        },
+        "additionalProperties": True,
+    },
+}
+
+_PATHS: dict[str, Any] = {
+    "/vapi/health": {
+        "get": {"summary": "Liveness and version", "operationId": "health",
+                "responses": {"200": _json(_ref("Health"), "The server is up")}},
+    },
+    "/vapi/openapi.json": {
+        "get": {"summary": "This document", "operationId": "openapi",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}},
+    },
+    "/vapi/flows": {
+        "get": {"summary": "List the flows (bundled and uploaded)", "operationId": "listFlows",
+                "responses": {"200": _json(_ref("FlowList"), "Every flow's summary")}},
+        "post": {
+            "summary": "Upload a flow (Visionatrix-annotated API graph, ComfyUI UI workflow or explicit manifest)",
+            "operationId": "uploadFlow",
+            "parameters": [{"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "Name for a graph that has no metadata of its own"}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary"}}}},
+            }},
+            "responses": {"201": _json(_ref("Flow"), "The imported flow"), **_errors(400, 409, 413, 415)},
+        },
+    },
+    "/vapi/flows/{name}": {
+        "get": {"summary": "One flow", "operationId": "getFlow", "parameters": [_FLOW_NAME],
+                "responses": {"200": _json(_ref("Flow"), "The flow's summary"), **_errors(404)}},
+        "delete": {"summary": "Delete an uploaded flow", "operationId": "deleteFlow", "parameters": [_FLOW_NAME],
+                   "responses": {"204": {"description": "Deleted"}, **_errors(404, 409)}},
+    },
+    "/vapi/tasks": {
+        "get": {
+            "summary": "List tasks, newest first", "operationId": "listTasks",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"enum": ["pending", "running", "finished", "failed",
+                                                                      "cancelled"]}},
+                {"name": "flow", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                            "default": 50}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+            ],
+            "responses": {"200": _json(_ref("TaskList"), "The tasks"), **_errors(400)},
+        },
+        "post": {
+            "summary": "Create tasks of a flow (count copies), with uploads for image parameters",
+            "operationId": "createTasks",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("TaskCreateRequest")},
+                "multipart/form-data": {"schema": _ref("TaskCreateForm")},
+            }},
+            "responses": {"201": _json(_ref("TasksCreated"), "The new tasks' ids"),
+                          **_errors(400, 404, 413, 415)},
+        },
+    },
+    "/vapi/tasks/{task_id}": {
+        "get": {"summary": "One task: status, progress, error, inputs and outputs with download URLs",
+                "operationId": "getTask", "parameters": [_TASK_ID],
+                "responses": {"200": _json(_ref("Task"), "The task"), **_errors(404)}},
+        "delete": {"summary": "Delete a task and its files (cancel a running task first)",
+                   "operationId": "deleteTask", "parameters": [_TASK_ID],
+                   "responses": {"204": {"description": "Deleted"}, **_errors(404, 409)}},
+    },
+    "/vapi/tasks/{task_id}/cancel": {
+        "post": {"summary": "Cancel: a pending task at once, a running one at its next checkpoint",
+                 "operationId": "cancelTask", "parameters": [_TASK_ID],
+                 "responses": {"200": _json(_ref("Task"), "The task after the request"), **_errors(404, 409)}},
+    },
+    "/vapi/tasks/{task_id}/restart": {
+        "post": {"summary": "Queue a failed or cancelled task again", "operationId": "restartTask",
+                 "parameters": [_TASK_ID],
+                 "responses": {"200": _json(_ref("Task"), "The task, pending again"), **_errors(404, 409)}},
+    },
+    "/vapi/tasks/{task_id}/files/{kind}/{name}": {
+        "get": {
+            "summary": "Download one of a task's files", "operationId": "downloadTaskFile",
+            "parameters": [_TASK_ID,
+                           {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["input", "output"]}},
+                           {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "File name inside the task's folder (may contain one subfolder)"}],
+            "responses": {"200": {"description": "The file's bytes", "content": {"*/*": {"schema": {
+                "type": "string", "format": "binary"}}}}, **_errors(404)},
+        },
+    },
+    "/vapi/workers": {
+        "get": {"summary": "Workers that reported in", "operationId": "listWorkers",
+                "responses": {"200": _json(_ref("WorkerList"), "The workers")}},
+    },
+    "/vapi/events": {
+        "get": {
+            "summary": "WebSocket of task events (JSON text frames); first frame {type: subscribed}",
+            "operationId": "eventsWebSocket", "parameters": [_EVENT_FILTER],
+            "responses": {"101": {"description": "Switching to the WebSocket protocol; each frame is an Event",
+                                  "content": {"application/json": {"schema": _ref("Event")}}},
+                          **_errors(400)},
+        },
+    },
+    "/vapi/events/stream": {
+        "get": {
+            "summary": "Server-Sent Events of task events (each `data:` line is an Event)",
+            "operationId": "eventsStream", "parameters": [_EVENT_FILTER],
+            "responses": {"200": {"description": "text/event-stream",
+                                  "content": {"text/event-stream": {"schema": _ref("Event")}}},
+                          **_errors(400)},
+        },
+    },
+}
+
+
+def document(version: str) -> dict[str, Any]:
+    """The OpenAPI document for a server of ``version``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Visionatrix API", "version": version,
+                 "description": "Runs ComfyUI-format flows as tasks. Errors are "
+                                "{error, message, details} JSON objects."},
+        "paths": copy.deepcopy(_PATHS),
+        "components": {
+            "schemas": copy.deepcopy(_SCHEMAS),
+            "responses": {name: _json(_ref("Error"), description) for name, description in _ERROR_RESPONSES.values()},
+        },
+    }

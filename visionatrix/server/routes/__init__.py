@@ -1,0 +1,32 @@
+"""Every route of the REST API under ``/vapi``; ``docs/api.md`` and ``visionatrix/server/openapi.py`` describe them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from visionatrix.server.routes import events, files, flows, health, tasks, web_root, workers
+from visionatrix.server.services import SERVICES
+
+PREFIX = "/vapi"
+
+
+def setup_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get(f"{PREFIX}/health", health.get_health, name="health")
+    router.add_get(f"{PREFIX}/openapi.json", health.get_openapi, name="openapi")
+    router.add_get(f"{PREFIX}/flows", flows.list_flows, name="flows")
+    router.add_post(f"{PREFIX}/flows", flows.upload_flow)
+    router.add_get(f"{PREFIX}/flows/{{name}}", flows.get_flow, name="flow")
+    router.add_delete(f"{PREFIX}/flows/{{name}}", flows.delete_flow)
+    router.add_get(f"{PREFIX}/tasks", tasks.list_tasks, name="tasks")
+    router.add_post(f"{PREFIX}/tasks", tasks.create_tasks)
+    router.add_get(f"{PREFIX}/tasks/{{task_id:\\d+}}", tasks.get_task, name="task")
+    router.add_delete(f"{PREFIX}/tasks/{{task_id:\\d+}}", tasks.delete_task)
+    router.add_post(f"{PREFIX}/tasks/{{task_id:\\d+}}/cancel", tasks.cancel_task, name="task_cancel")
+    router.add_post(f"{PREFIX}/tasks/{{task_id:\\d+}}/restart", tasks.restart_task, name="task_restart")
+    router.add_get(f"{PREFIX}/tasks/{{task_id:\\d+}}/files/{{kind}}/{{name:.+}}", files.download, name="task_file")
+    router.add_get(f"{PREFIX}/workers", workers.list_workers, name="workers")
+    router.add_get(f"{PREFIX}/events", events.websocket, name="events")
+    router.add_get(f"{PREFIX}/events/stream", events.server_sent_events, name="events_stream")
+    if app[SERVICES].web_dir is not None:
+        router.add_get("/", web_root.index, name="index")

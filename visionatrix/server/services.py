@@ -1,0 +1,33 @@
+"""What the server works with, built and owned by the composition root (``visionatrix.cli.serve``, test fixtures).
+
+The application only uses these objects; it never creates an engine, migrates or closes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from visionatrix.flows.catalog import FlowCatalog
+from visionatrix.nodes.registry import NodeRegistry
+from visionatrix.queue.events import TaskEvents
+from visionatrix.queue.manager import TaskQueue
+from visionatrix.storage.files import TaskStorage
+
+
+@dataclass
+class Services:
+    queue: TaskQueue
+    storage: TaskStorage
+    flows: FlowCatalog
+    registry: NodeRegistry
+    events: TaskEvents
+    max_image_pixels: int
+    version: str
+    web_dir: Path | None = None
+    """Folder whose ``index.html`` is served at ``/``; None serves no page."""
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,159 @@
+"""Reading a task-creation request: a JSON body, or a multipart form whose file parts are streamed to staging.
+
+JSON: ``{"flow": name, "params": {...}, "count": 1, "priority": 0}``. Multipart: the same fields as text parts
+(``params`` as a JSON object in text), any other text part is one parameter's value, and each file part is the
+upload of the image parameter its part is named after. Every malformed field is reported at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from visionatrix.flows.manifest import PARAM_NAME_RE
+from visionatrix.server import multipart, parsing
+from visionatrix.server.errors import BadRequest, UnsupportedMediaType
+from visionatrix.storage.files import TaskStorage
+
+MAX_COUNT = 100
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_FIELD_BYTES = 1024 * 1024
+RESERVED_FIELDS = ("flow", "params", "count", "priority")
+_SUFFIX_RE = re.compile(r"^\.[a-z0-9]{1,8}$")
+
+
+@dataclass
+class Upload:
+    """One staged file: the parameter it is for and its name in the staging folder."""
+
+    param: str
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass
+class TaskCreateRequest:
+    flow: str
+    params: dict[str, Any]
+    count: int = 1
+    priority: int = 0
+    uploads: dict[str, Upload] = field(default_factory=dict)
+
+
+class Staging:
+    """The request's staging folder, made on first use; ``discard()`` removes it and what is left in it."""
+
+    def __init__(self, storage: TaskStorage) -> None:
+        self.storage = storage
+        self.path: Path | None = None
+
+    def folder(self) -> Path:
+        if self.path is None:
+            self.path = self.storage.staging()
+        return self.path
+
+    def discard(self) -> None:
+        if self.path is not None:
+            self.storage.discard(self.path)
+            self.path = None
+
+
+async def read_create_request(request: web.Request, staging: Staging) -> TaskCreateRequest:
+    if request.content_type == "multipart/form-data":
+        return await _read_multipart(request, staging)
+    if request.content_type in ("application/json", "application/octet-stream"):
+        return _from_json(await parsing.read_json(request))
+    raise UnsupportedMediaType(request.content_type, ["application/json", "multipart/form-data"])
+
+
+def _from_json(body: Any) -> TaskCreateRequest:
+    if not isinstance(body, dict):
+        raise BadRequest("invalid_request", f"expected a JSON object, got {type(body).__name__}")
+    problems: dict[str, str] = {}
+    unknown = sorted(set(body) - set(RESERVED_FIELDS))
+    for name in unknown:
+        problems[name] = "unknown field (flow parameters go into 'params')"
+    params = body.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        problems["params"] = f"expected an object of parameter name -> value, got {type(params).__name__}"
+        params = {}
+    return _finish(body.get("flow"), params, body.get("count", 1), body.get("priority", 0), problems, {})
+
+
+def _finish(flow: Any, params: dict[str, Any], count: Any, priority: Any, problems: dict[str, str],
+            uploads: dict[str, Upload]) -> TaskCreateRequest:
+    if not isinstance(flow, str) or not flow.strip():
+        problems["flow"] = "required: the name of the flow to run"
+    checked_count = parsing.int_value("count", count, low=1, high=MAX_COUNT, problems=problems)
+    checked_priority = parsing.int_value("priority", priority, low=MIN_PRIORITY, high=MAX_PRIORITY,
+                                         problems=problems)
+    if problems:
+        lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        raise BadRequest("invalid_request", f"the request is malformed: {lines}", problems)
+    assert isinstance(flow, str) and checked_count is not None and checked_priority is not None
+    return TaskCreateRequest(flow.strip(), params, checked_count, checked_priority, uploads)
+
+
+async def _read_multipart(request: web.Request, staging: Staging) -> TaskCreateRequest:
+    fields: dict[str, str] = {}
+    values: dict[str, str] = {}
+    uploads: dict[str, Upload] = {}
+    problems: dict[str, str] = {}
+    reader = await multipart.open_reader(request)
+    while (part := await multipart.next_part(reader)) is not None:
+        name = part.name or ""
+        if name in fields or name in values or name in uploads:
+            problems[name] = "given more than once"
+        elif part.filename is not None and name not in RESERVED_FIELDS:
+            upload = await _save_upload(part, name, staging, problems)
+            if upload is not None:
+                uploads[name] = upload
+        else:
+            text = await multipart.read_text(part, f"form field {name!r}", MAX_FIELD_BYTES)
+            (fields if name in RESERVED_FIELDS else values)[name] = text
+    params = _params_field(fields.get("params"), problems)
+    for name, value in values.items():
+        if name in params:
+            problems[name] = "given both in 'params' and as a form field"
+        params[name] = value
+    return _finish(fields.get("flow"), params, fields.get("count", 1), fields.get("priority", 0), problems, uploads)
+
+
+def _params_field(raw: str | None, problems: dict[str, str]) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        problems["params"] = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        return {}
+    except RecursionError:
+        problems["params"] = "JSON nested too deeply"
+        return {}
+    if not isinstance(value, dict):
+        problems["params"] = f"expected a JSON object of parameter name -> value, got {type(value).__name__}"
+        return {}
+    return value
+
+
+async def _save_upload(part: BodyPartReader, name: str, staging: Staging,
+                       problems: dict[str, str]) -> Upload | None:
+    if not PARAM_NAME_RE.match(name):
+        problems[name or "(unnamed file)"] = "a file part must be named after the image parameter it is for"
+        return None
+    suffix = Path(part.filename or "").suffix.lower()
+    stored = name + (suffix if _SUFFIX_RE.match(suffix) else "")
+    storage = staging.storage
+    info = await storage.save_stream(staging.folder() / stored, multipart.chunks(part))
+    if info.size_bytes == 0 and not part.filename:
+        (staging.folder() / stored).unlink(missing_ok=True)  # an empty file input of a browser form: not given
+        return None
+    return Upload(name, stored, info.size_bytes, info.sha256)

@@ -1,0 +1,70 @@
+"""The JSON shapes the API answers with, built from the queue's records."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from visionatrix.flows.catalog import FlowCatalog
+from visionatrix.flows.flow import Flow
+from visionatrix.queue.models import FileRecord, TaskRecord, WorkerRecord
+
+API_PREFIX = "/vapi"
+
+
+def file_url(task_id: int, kind: str, name: str) -> str:
+    """The path that downloads one of a task's files (relative to the server's base URL)."""
+    return f"{API_PREFIX}/tasks/{task_id}/files/{kind}/{quote(name, safe='/')}"
+
+
+def file_view(task_id: int, record: FileRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "kind": record.kind,
+        "param": record.param,
+        "node_id": record.node_id,
+        "size_bytes": record.size_bytes,
+        "sha256": record.sha256,
+        "url": file_url(task_id, record.kind, record.name),
+    }
+
+
+def task_view(task: TaskRecord) -> dict[str, Any]:
+    error = None
+    if task.error:
+        error = {key: task.error.get(key) for key in ("node_id", "class_type", "message")}
+    return {
+        "id": task.id,
+        "flow": task.flow,
+        "status": str(task.status),
+        "priority": task.priority,
+        "params": task.params,
+        "progress": task.progress,
+        "current_node": task.current_node,
+        "worker_id": task.worker_id,
+        "attempt": task.attempt,
+        "cancel_requested": task.cancel_requested,
+        "error": error,
+        "timings": task.timings,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "updated_at": task.updated_at,
+        "inputs": [file_view(task.id, f) for f in task.files if f.kind == "input"],
+        "outputs": [file_view(task.id, f) for f in task.files if f.kind == "output"],
+    }
+
+
+def worker_view(worker: WorkerRecord) -> dict[str, Any]:
+    return {
+        "worker_id": worker.worker_id,
+        "mode": worker.mode,
+        "device": worker.device,
+        "installed_flows": list(worker.installed_flows),
+        "current_task_id": worker.current_task_id,
+        "last_seen_at": worker.last_seen_at,
+    }
+
+
+def flow_view(flow: Flow, catalog: FlowCatalog) -> dict[str, Any]:
+    return {**flow.info(), "bundled": catalog.is_bundled(flow.name)}
