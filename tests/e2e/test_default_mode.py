@@ -98,3 +98,14 @@ def test_bad_settings_exit_2_naming_the_variable(tmp_path):
     assert proc.returncode == 2
     assert "VIX_PORT" in proc.stderr and "Traceback" not in proc.stderr
     assert not Path(tmp_path / "visionatrix.db").exists()
+
+
+def test_an_unreachable_database_exits_2_naming_database_uri(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "visionatrix", "run", "--database-uri",
+                           "postgresql+asyncpg://nobody@127.0.0.1:1/none"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert "DATABASE_URI" in proc.stderr and "Traceback" not in proc.stderr

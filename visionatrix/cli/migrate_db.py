@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import sys
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from visionatrix.config import Settings
 from visionatrix.db import migrate
 from visionatrix.db.engine import create_engine
@@ -19,7 +21,12 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: DATABASE_URI {engine_label(settings.database_uri)}: {reason}", file=sys.stderr)
+        return 2
     print(f"database {engine_label(settings.database_uri)} is up to date", file=sys.stderr)
     return 0
 

@@ -13,10 +13,12 @@ import sys
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from visionatrix import __version__
+from visionatrix.cli.migrate_db import engine_label
 from visionatrix.cli.nodes_list import load_registry
-from visionatrix.config import PROJECT_ROOT, Settings
+from visionatrix.config import PROJECT_ROOT, InvalidSetting, Settings
 from visionatrix.db import migrate
 from visionatrix.db.engine import create_engine
 from visionatrix.executor.run import Executor, ExecutorSettings
@@ -43,6 +45,11 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set or SIGINT/SIGTERM arrives; ``ready`` is set once the port is listening."""
     stop = stop or asyncio.Event()
@@ -52,7 +59,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
             loop.add_signal_handler(sig, stop.set)
     engine = create_engine(settings.database_uri)
     try:
-        await migrate.upgrade(engine)
+        try:
+            await migrate.upgrade(engine)
+        except (SQLAlchemyError, OSError) as exc:
+            raise InvalidSetting(f"DATABASE_URI {engine_label(settings.database_uri)}: {_first_line(exc)}") from None
         events = TaskEvents()
         queue = TaskQueue(engine, lease_s=settings.task_lease_s, max_attempts=settings.task_max_attempts,
                           events=events)
