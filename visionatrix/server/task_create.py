@@ -25,14 +25,20 @@ from visionatrix.server.task_request import Staging, TaskCreateRequest, Upload
 async def create_tasks(services: Services, request: TaskCreateRequest, staging: Staging) -> list[int]:
     """Ids of the ``request.count`` new pending tasks; raises the first layer's error and leaves nothing behind."""
     flow = services.flows.get(request.flow)
-    folder = staging.folder()
-    graph = await asyncio.to_thread(_prepare, services, flow, request, folder)
+    if request.uploads:
+        folder = staging.folder()
+        graph = await asyncio.to_thread(_prepare, services, flow, request, folder)
+    else:  # nothing to read from disk: binding and validating take a fraction of a millisecond
+        folder = services.storage.root / "staging" / "none"
+        graph = _prepare(services, flow, request, folder)
     inputs = [FileRecord(kind="input", name=u.name, node_id=None, size_bytes=u.size_bytes, sha256=u.sha256,
                          param=u.param) for u in request.uploads.values()]
     names = [u.name for u in request.uploads.values()]
     adopted: list[int] = []
 
     async def place_inputs(task_ids: list[int]) -> None:
+        if not names:
+            return
         for task_id in task_ids:
             adopted.append(task_id)
             await asyncio.to_thread(services.storage.adopt, folder, task_id, names)
