@@ -8,6 +8,8 @@ Scenarios (one function each; a result is a dict of metrics):
 - ``create``: tasks created one per call (``TaskQueue.create``, one transaction each), per second.
 - ``throughput``: N pending tasks, then C claimers drain them (``claim_next`` + ``mark_finished``); tasks per
   second from the start signal to the last finish, and the p50/p95 of one claim+finish.
+- ``http``: end to end over HTTP — C clients POST ``/vapi/tasks`` to the real app on a real socket while C
+  claimers take and finish them (``bench_http.py``); tasks per second and p50/p95 from POST to finish.
 - ``pickup``: C claimers poll (``claim_next``, sleeping ``--poll-ms`` when the queue is empty) while a producer
   creates tasks one at a time, 10 ms apart; p50/p95 of the time from just before the creating COMMIT to the
   claim returning.
@@ -48,6 +50,9 @@ sys.path.insert(0, str(ROOT))
 from visionatrix.db import migrate  # noqa: E402
 from visionatrix.db.engine import create_engine  # noqa: E402
 from visionatrix.queue.manager import TaskQueue  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_http import scenario_http  # noqa: E402
 
 POSTGRES_URL = os.environ.get("VIX_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("VIX_BENCH_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
@@ -183,6 +188,7 @@ SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     "create": (scenario_create, False),
     "throughput": (scenario_throughput, True),
     "pickup": (scenario_pickup, True),
+    "http": (scenario_http, True),
 }
 
 

@@ -28,15 +28,16 @@ from sqlalchemy import (
     String,
     Table,
     Update,
+    any_,
     bindparam,
-    literal,
     literal_column,
     select,
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
-from visionatrix.db.tables import Task
+from visionatrix.db.tables import TASK_STATUSES, Task
 from visionatrix.db.types import UTCDateTime
 
 TASKS = cast(Table, Task.__table__)
@@ -62,9 +63,12 @@ def claim_params(installed_flows: Sequence[str], last_flow: str | None, worker_i
 
 
 def status_is(status: str) -> ColumnElement[bool]:
-    """``status = 'pending'`` with the value in the SQL text: a prepared statement's generic plan then still sees
-    a constant and keeps using the index (a bound ``$1`` leaves the planner guessing)."""
-    return TASKS.c.status == literal(status, literal_execute=True)
+    """``status = 'pending'`` with the value in the SQL text (one of our constants, never input): a prepared
+    statement's generic plan still sees a constant and keeps using the index, and SQLAlchemy has nothing to
+    re-render per execution (as it would for a ``literal_execute`` parameter)."""
+    if status not in TASK_STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    return TASKS.c.status == literal_column(f"'{status}'", String())
 
 
 def _one() -> ColumnElement[int]:
@@ -79,9 +83,17 @@ def _leg(where: ColumnElement[bool], affinity: int, *, lock: bool) -> Select[Any
     return leg.with_for_update(skip_locked=True) if lock else leg
 
 
-def candidate(*, affinity: bool, lock: bool = True) -> Select[Any]:
+def _in_installed(dialect: str) -> ColumnElement[bool]:
+    """``flow`` among the installed flows: one array parameter on PostgreSQL (``= ANY($1)``, the same prepared
+    statement for any number of flows), an expanding ``IN`` elsewhere."""
+    if dialect == "postgresql":
+        return TASKS.c.flow == any_(bindparam(INSTALLED, type_=postgresql.ARRAY(String())))
+    return TASKS.c.flow.in_(bindparam(INSTALLED, expanding=True))
+
+
+def candidate(*, affinity: bool, dialect: str = "postgresql", lock: bool = True) -> Select[Any]:
     """``SELECT id`` of the task to claim (at most one row); ``affinity``: with the leg of ``last_flow``."""
-    any_flow = _leg(TASKS.c.flow.in_(bindparam(INSTALLED, expanding=True)), 0, lock=lock)
+    any_flow = _leg(_in_installed(dialect), 0, lock=lock)
     if not affinity:
         return select(any_flow.subquery("b").c.id)
     last = _leg(TASKS.c.flow == bindparam(LAST_FLOW, type_=String()), 1, lock=lock)
@@ -108,9 +120,9 @@ def _running_values() -> dict[str, Any]:
     }
 
 
-def claim_update(*, affinity: bool) -> Update:
+def claim_update(*, affinity: bool, dialect: str = "postgresql") -> Update:
     """PostgreSQL and SQLite: the whole claim as one ``UPDATE ... RETURNING``."""
-    chosen = candidate(affinity=affinity).scalar_subquery()
+    chosen = candidate(affinity=affinity, dialect=dialect).scalar_subquery()
     return (update(TASKS)
             .where(TASKS.c.id == chosen, status_is(PENDING))
             .values(_running_values())
@@ -119,7 +131,7 @@ def claim_update(*, affinity: bool) -> Update:
 
 def locked_candidate(*, affinity: bool) -> Select[Any]:
     """MySQL/MariaDB, step 1 of the transaction: the candidate's id, locked (``SKIP LOCKED`` in each leg)."""
-    return candidate(affinity=affinity)
+    return candidate(affinity=affinity, dialect="mysql")
 
 
 def update_locked() -> Update:

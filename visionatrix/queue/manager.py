@@ -18,20 +18,18 @@ from __future__ import annotations
 import builtins
 import functools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, case, delete, insert, literal, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Update
 
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.db.types import UTCDateTime
 from visionatrix.errors import Conflict, LeaseLost, NotFound
-from visionatrix.queue import claim, lease, records
+from visionatrix.queue import claim, lease, records, writes
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus, WorkerRecord
 from visionatrix.queue.records import AnyRow
@@ -49,8 +47,8 @@ def _now() -> datetime:
 
 
 @functools.cache
-def _claim_update(affinity: bool) -> Update:
-    return claim.claim_update(affinity=affinity)
+def _claim_update(affinity: bool, dialect: str) -> Update:
+    return claim.claim_update(affinity=affinity, dialect=dialect)
 
 
 @functools.cache
@@ -82,49 +80,8 @@ class TaskQueue:
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.events = events
-        self.backend = engine.dialect.name
-        self.is_mysql = self.backend in ("mysql", "mariadb")
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    # -- connections -------------------------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _single(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for one write statement. PostgreSQL: autocommit (no BEGIN/COMMIT round trips). SQLite: a
-        transaction, which the driver opens inside the statement's own call (cheaper through aiosqlite's thread
-        than switching the connection to autocommit and back). MySQL/MariaDB: a transaction, where the write is
-        followed by reading the row back."""
-        if self.backend == "postgresql":
-            async with self._autocommit.connect() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
-
-    async def _update_one(self, conn: AsyncConnection, task_id: int, stmt: Update, columns: tuple[Any, ...],
-                          values: dict[str, Any] | None = None) -> AnyRow | None:
-        """Run ``stmt`` (which matches at most the row ``task_id``) and return ``columns`` of the changed row.
-
-        A statement given with ``values`` is one of the prebuilt ones (``lease``), whose RETURNING form is built once;
-        one without carries its values inline and is used once.
-        """
-        if not self.is_mysql:
-            returning = lease.returning(stmt, columns) if values is not None else stmt.returning(*columns)
-            return (await conn.execute(returning, values)).first()
-        if (await conn.execute(stmt, values)).rowcount == 0:
-            return None
-        return (await conn.execute(select(*columns).where(T.id == task_id))).first()
-
-    async def _update_many(self, conn: AsyncConnection, stmt: Update,
-                           columns: Sequence[Any]) -> builtins.list[AnyRow]:
-        """Run ``stmt``; ``id`` and ``columns`` of every row it changed (MySQL: locked first, in a transaction)."""
-        if not self.is_mysql:
-            return list((await conn.execute(stmt.returning(T.id, *columns))).all())
-        assert stmt.whereclause is not None
-        rows = list((await conn.execute(select(T.id, *columns).where(stmt.whereclause).with_for_update())).all())
-        if rows:
-            await conn.execute(stmt.where(T.id.in_([row.id for row in rows])))
-        return rows
+        self.writes = writes.Writes(engine)
+        self.is_mysql = self.writes.is_mysql
 
     def _publish(self, kind: str, task_id: int, flow: str, **fields: Any) -> None:
         if self.events is not None:
@@ -220,8 +177,8 @@ class TaskQueue:
         if self.is_mysql:
             row = await self._claim_in_transaction(affinity, values)
         else:
-            async with self._single() as conn:
-                row = (await conn.execute(_claim_update(affinity), values)).first()
+            async with self.writes.single() as conn:
+                row = (await conn.execute(_claim_update(affinity, self.writes.backend), values)).first()
         if row is None:
             return None
         self._publish("task_started", row.id, row.flow, status=TaskStatus.RUNNING.value, worker_id=worker_id,
@@ -248,8 +205,8 @@ class TaskQueue:
     async def extend_lease(self, task_id: int, lease_token: str) -> LeaseState:
         """Heartbeat: the lease runs ``lease_s`` from now. ``LeaseLost`` when the token no longer owns the task."""
         values = lease.params(task_id, lease_token, lease_expires_at=_now() + timedelta(seconds=self.lease_s))
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, lease.extend(), (T.cancel_requested,), values)
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, lease.extend(), (T.cancel_requested,), values)
         if row is None:
             raise LeaseLost(task_id)
         return LeaseState(cancel_requested=bool(row.cancel_requested))
@@ -261,8 +218,8 @@ class TaskQueue:
         values = lease.params(task_id, lease_token, progress=min(100.0, max(0.0, float(progress))),
                               current_node=current_node, now=now,
                               lease_expires_at=now + timedelta(seconds=self.lease_s))
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, lease.progress(), (T.flow, T.cancel_requested), values)
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, lease.progress(), (T.flow, T.cancel_requested), values)
         if row is None:
             raise LeaseLost(task_id)
         self._publish("task_progressed", task_id, row.flow, status=TaskStatus.RUNNING.value, progress=progress,
@@ -280,9 +237,9 @@ class TaskQueue:
         """The run succeeded: ``finished``, progress 100, its timings and output file rows. ``LeaseLost``."""
         values = lease.params(task_id, lease_token, timings={str(k): float(v) for k, v in timings.items()},
                               now=_now())
-        connect = self.engine.begin() if outputs else self._single()
+        connect = self.engine.begin() if outputs else self.writes.single()
         async with connect as conn:
-            row = await self._update_one(conn, task_id, lease.finished(), (T.flow,), values)
+            row = await self.writes.update_one(conn, task_id, lease.finished(), (T.flow,), values)
             if row is None:
                 raise LeaseLost(task_id)
             if outputs:
@@ -293,8 +250,8 @@ class TaskQueue:
                           message: str, traceback: str | None) -> None:
         """The run failed: ``failed`` with the node id, class, message and traceback. ``LeaseLost``."""
         error = {"node_id": node_id, "class_type": class_type, "message": message, "traceback": traceback}
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.FAILED,
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.FAILED,
                                                                     error=error), (T.flow,))
         if row is None:
             raise LeaseLost(task_id)
@@ -303,8 +260,8 @@ class TaskQueue:
 
     async def mark_cancelled(self, task_id: int, lease_token: str) -> None:
         """The worker stopped the run of a cancelled task: ``cancelled``. ``LeaseLost``."""
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.CANCELLED),
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.CANCELLED),
                                          (T.flow,))
         if row is None:
             raise LeaseLost(task_id)
@@ -319,8 +276,8 @@ class TaskQueue:
             finished_at=case((T.cancel_requested, literal(now, UTCDateTime())), else_=None),
             attempt=case((T.attempt > 0, T.attempt - 1), else_=0),
             **records.RESET_RUN, updated_at=now)
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, stmt, (T.flow, T.status))
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, stmt, (T.flow, T.status))
         if row is None:
             raise LeaseLost(task_id)
         if row.status == TaskStatus.CANCELLED.value:
@@ -347,8 +304,8 @@ class TaskQueue:
         ]
         moved = 0
         for status, stmt in moves:
-            async with self._single() as conn:
-                rows = await self._update_many(conn, stmt, (T.flow,))
+            async with self.writes.single() as conn:
+                rows = await self.writes.update_many(conn, stmt, (T.flow,))
             moved += len(rows)
             for row in rows:
                 if status is TaskStatus.PENDING:
@@ -379,13 +336,13 @@ class TaskQueue:
                    .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now))
         flagged = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.RUNNING.value)
                    .values(cancel_requested=True, updated_at=now))
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, at_once, (T.flow,))
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, at_once, (T.flow,))
         if row is not None:
             self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
             return await self.get(task_id)
-        async with self._single() as conn:
-            row = await self._update_one(conn, task_id, flagged, (T.flow,))
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, flagged, (T.flow,))
         if row is None:
             raise await self._state_conflict(task_id, "cancelled")
         return await self.get(task_id)
@@ -399,7 +356,7 @@ class TaskQueue:
                 .values(status=TaskStatus.PENDING.value, attempt=0, error=None, timings={}, cancel_requested=False,
                         finished_at=None, **records.RESET_RUN, updated_at=now))
         async with self.engine.begin() as conn:
-            row = await self._update_one(conn, task_id, stmt, (T.flow,))
+            row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
             if row is not None:
                 await conn.execute(delete(FILES).where(FILES.c.task_id == task_id, FILES.c.kind == "output"))
         if row is None:
@@ -410,12 +367,12 @@ class TaskQueue:
     async def delete(self, task_id: int) -> None:
         """Remove the task and its file rows. A running task must be cancelled first (``Conflict``); ``NotFound``."""
         async with self.engine.begin() as conn:
-            row = await self._update_one_delete(conn, task_id)
+            row = await self._delete_unless_running(conn, task_id)
         if row is None:
             raise await self._state_conflict(task_id, "deleted while it runs; cancel it first")
         self._publish("task_deleted", task_id, row.flow, status=row.status)
 
-    async def _update_one_delete(self, conn: AsyncConnection, task_id: int) -> AnyRow | None:
+    async def _delete_unless_running(self, conn: AsyncConnection, task_id: int) -> AnyRow | None:
         where = [T.id == task_id, T.status != TaskStatus.RUNNING.value]
         if self.is_mysql:
             row = (await conn.execute(select(T.flow, T.status).where(*where).with_for_update())).first()
@@ -431,17 +388,8 @@ class TaskQueue:
 
     async def upsert_worker(self, record: WorkerRecord) -> None:
         """Store a worker's heartbeat (insert or replace its row)."""
-        values = records.worker_row(record)
-        changes = {k: v for k, v in values.items() if k != "worker_id"}
-        stmt: Any
-        if self.is_mysql:
-            stmt = mysql.insert(WORKERS).values(values).on_duplicate_key_update(changes)
-        else:
-            dialect_insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-            stmt = dialect_insert(WORKERS).values(values).on_conflict_do_update(index_elements=[WORKERS.c.worker_id],
-                                                                                set_=changes)
-        async with self._single() as conn:
-            await conn.execute(stmt)
+        async with self.writes.single() as conn:
+            await conn.execute(self.writes.upsert(WORKERS, records.worker_row(record), "worker_id"))
 
     async def list_workers(self) -> builtins.list[WorkerRecord]:
         """Every worker's last heartbeat, by worker id."""

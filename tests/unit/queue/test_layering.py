@@ -24,6 +24,7 @@ def test_importing_db_and_queue_loads_no_upper_layer_no_torch_and_opens_no_engin
         "import sys, gc\n"
         "import visionatrix.db.engine, visionatrix.db.tables, visionatrix.db.migrate, visionatrix.db.types\n"
         "import visionatrix.queue.manager, visionatrix.queue.events, visionatrix.queue.claim\n"
+        "import visionatrix.queue.writes, visionatrix.queue.lease, visionatrix.queue.records\n"
         "from sqlalchemy.engine import Engine\n"
         f"upper = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith({UPPER!r}))\n"
         "engines = [o for o in gc.get_objects() if isinstance(o, Engine)]\n"
