@@ -66,6 +66,18 @@ SLOW = {
 }
 
 
+async def start_slow_task(queue, storage, worker):
+    """Queue the slow graph, start the worker loop and wait until the task is running."""
+    task_id = await queue_task(queue, storage, "slow", SLOW)
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(worker.run(stop))
+    for _ in range(250):
+        if (await queue.get(task_id)).status == TaskStatus.RUNNING:
+            return task_id, stop, loop_task
+        await asyncio.sleep(0.02)
+    raise AssertionError("the slow task never started")
+
+
 async def test_burst_run_finishes_tasks_and_records_outputs_with_their_node(setup, registry):
     queue, storage, worker, _ = setup
     task_id = await queue_task(queue, storage, "web_resize_sharpen", resize_graph(registry))
@@ -97,13 +109,7 @@ async def test_a_failing_node_fails_the_task_with_node_id_and_class(setup):
 
 async def test_cancelling_a_running_task_interrupts_it(setup):
     queue, storage, worker, _ = setup
-    task_id = await queue_task(queue, storage, "slow", SLOW)
-    stop = asyncio.Event()
-    loop_task = asyncio.create_task(worker.run(stop))
-    for _ in range(200):
-        if (await queue.get(task_id)).status == TaskStatus.RUNNING:
-            break
-        await asyncio.sleep(0.02)
+    task_id, stop, loop_task = await start_slow_task(queue, storage, worker)
     await queue.cancel(task_id)
     for _ in range(300):
         if (await queue.get(task_id)).status == TaskStatus.CANCELLED:
@@ -137,13 +143,7 @@ async def test_progress_writes_are_throttled(setup):
 
 async def test_shutdown_releases_the_running_task_back_to_pending(setup):
     queue, storage, worker, _ = setup
-    task_id = await queue_task(queue, storage, "slow", SLOW)
-    stop = asyncio.Event()
-    loop_task = asyncio.create_task(worker.run(stop))
-    for _ in range(200):
-        if (await queue.get(task_id)).status == TaskStatus.RUNNING:
-            break
-        await asyncio.sleep(0.02)
+    task_id, stop, loop_task = await start_slow_task(queue, storage, worker)
     stop.set()
     await loop_task
     task = await queue.get(task_id)
