@@ -109,3 +109,13 @@ def test_an_unreachable_database_exits_2_naming_database_uri(tmp_path):
                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2
     assert "DATABASE_URI" in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_server_mode_queues_tasks_without_running_them(tmp_path):
+    with running_service(tmp_path, {"VIX_MODE": "SERVER"}) as service:
+        async with VixClient(service.url) as client:
+            (task_id,) = await client.create_task("web_resize_sharpen", {"width": 64}, files={"image": SAMPLE})
+            await asyncio.sleep(1.0)
+            assert (await client.get_task(task_id))["status"] == "pending"
+            assert await client.list_workers() == []
+    assert "(SERVER)" in service.log()
