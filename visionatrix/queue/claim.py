@@ -83,17 +83,32 @@ def _leg(where: ColumnElement[bool], affinity: int, *, lock: bool) -> Select[Any
     return leg.with_for_update(skip_locked=True) if lock else leg
 
 
-def _in_installed(dialect: str) -> ColumnElement[bool]:
+def installed_name(index: int) -> str:
+    """The parameter of the ``index``-th installed flow in a claim built for a fixed number of flows."""
+    return f"{INSTALLED}_{index}"
+
+
+def installed_params(installed_flows: Sequence[str]) -> dict[str, str]:
+    """The installed flows as the parameters of a claim built with ``flows=len(installed_flows)``."""
+    return {installed_name(i): flow for i, flow in enumerate(installed_flows)}
+
+
+def _in_installed(dialect: str, flows: int | None) -> ColumnElement[bool]:
     """``flow`` among the installed flows: one array parameter on PostgreSQL (``= ANY($1)``, the same prepared
-    statement for any number of flows), an expanding ``IN`` elsewhere."""
+    statement for any number of flows); elsewhere an expanding ``IN``, or with ``flows`` an ``IN`` of that many
+    plain parameters (``installed_params``), which a driver can run without SQLAlchemy's expansion."""
     if dialect == "postgresql":
         return TASKS.c.flow == any_(bindparam(INSTALLED, type_=postgresql.ARRAY(String())))
+    if flows is not None:
+        return TASKS.c.flow.in_([bindparam(installed_name(i), type_=String()) for i in range(flows)])
     return TASKS.c.flow.in_(bindparam(INSTALLED, expanding=True))
 
 
-def candidate(*, affinity: bool, dialect: str = "postgresql", lock: bool = True) -> Select[Any]:
-    """``SELECT id`` of the task to claim (at most one row); ``affinity``: with the leg of ``last_flow``."""
-    any_flow = _leg(_in_installed(dialect), 0, lock=lock)
+def candidate(*, affinity: bool, dialect: str = "postgresql", lock: bool = True,
+              flows: int | None = None) -> Select[Any]:
+    """``SELECT id`` of the task to claim (at most one row); ``affinity``: with the leg of ``last_flow``;
+    ``flows``: see ``_in_installed``."""
+    any_flow = _leg(_in_installed(dialect, flows), 0, lock=lock)
     if not affinity:
         return select(any_flow.subquery("b").c.id)
     last = _leg(TASKS.c.flow == bindparam(LAST_FLOW, type_=String()), 1, lock=lock)
@@ -120,9 +135,9 @@ def _running_values() -> dict[str, Any]:
     }
 
 
-def claim_update(*, affinity: bool, dialect: str = "postgresql") -> Update:
-    """PostgreSQL and SQLite: the whole claim as one ``UPDATE ... RETURNING``."""
-    chosen = candidate(affinity=affinity, dialect=dialect).scalar_subquery()
+def claim_update(*, affinity: bool, dialect: str = "postgresql", flows: int | None = None) -> Update:
+    """PostgreSQL and SQLite: the whole claim as one ``UPDATE ... RETURNING``; ``flows``: see ``_in_installed``."""
+    chosen = candidate(affinity=affinity, dialect=dialect, flows=flows).scalar_subquery()
     return (update(TASKS)
             .where(TASKS.c.id == chosen, status_is(PENDING))
             .values(_running_values())

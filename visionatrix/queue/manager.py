@@ -29,7 +29,7 @@ from sqlalchemy.sql.dml import Update
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.db.types import UTCDateTime
 from visionatrix.errors import Conflict, LeaseLost, NotFound
-from visionatrix.queue import claim, lease, records, writes
+from visionatrix.queue import claim, driver, lease, records, writes
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus, WorkerRecord
 from visionatrix.queue.records import AnyRow
@@ -82,6 +82,7 @@ class TaskQueue:
         self.events = events
         self.writes = writes.Writes(engine)
         self.is_mysql = self.writes.is_mysql
+        self.driver = driver.Driver(engine) if engine.dialect.name in driver.BACKENDS else None
 
     def _publish(self, kind: str, task_id: int, flow: str, **fields: Any) -> None:
         if self.events is not None:
@@ -174,17 +175,33 @@ class TaskQueue:
         expires_at = now + timedelta(seconds=self.lease_s)
         affinity = claim.affinity_flow(installed_flows, last_flow) is not None
         values = claim.claim_params(installed_flows, last_flow, worker_id, token, expires_at, now)
-        if self.is_mysql:
+        if self.driver is not None:
+            row = await self._claim_on_driver(self.driver, affinity, installed_flows, values)
+        elif self.is_mysql:
             row = await self._claim_in_transaction(affinity, values)
-        else:
+        else:  # pragma: no cover - every backend but MySQL/MariaDB has the driver path
             async with self.writes.single() as conn:
                 row = (await conn.execute(_claim_update(affinity, self.writes.backend), values)).first()
         if row is None:
             return None
-        self._publish("task_started", row.id, row.flow, status=TaskStatus.RUNNING.value, worker_id=worker_id,
-                      attempt=row.attempt)
-        return ClaimedTask(id=row.id, flow=row.flow, graph=row.graph, params=row.params, lease_token=token,
-                           lease_expires_at=expires_at, attempt=row.attempt)
+        task_id, flow, graph, params, attempt = row
+        self._publish("task_started", task_id, flow, status=TaskStatus.RUNNING.value, worker_id=worker_id,
+                      attempt=attempt)
+        return ClaimedTask(id=task_id, flow=flow, graph=graph, params=params, lease_token=token,
+                           lease_expires_at=expires_at, attempt=attempt)
+
+    async def _claim_on_driver(self, on: driver.Driver, affinity: bool, installed_flows: Sequence[str],
+                               values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The claim's one ``UPDATE ... RETURNING`` (columns ``claim.CLAIMED_COLUMNS``) on the driver connection.
+        PostgreSQL takes the installed flows as one array; SQLite's statement has one parameter per flow."""
+        dialect = self.writes.backend
+        flows = None if on.is_postgresql else len(installed_flows)
+        if flows is not None:
+            values = {**values, **claim.installed_params(installed_flows)}
+        statement = on.statement(("claim", affinity, flows), lambda: (
+            claim.claim_update(affinity=affinity, dialect=dialect, flows=flows), claim.CLAIMED_COLUMNS))
+        rows = await on.write(statement, values)
+        return rows[0] if rows else None
 
     async def _claim_in_transaction(self, affinity: bool, values: dict[str, Any]) -> AnyRow | None:
         for _ in range(3):
@@ -237,14 +254,24 @@ class TaskQueue:
         """The run succeeded: ``finished``, progress 100, its timings and output file rows. ``LeaseLost``."""
         values = lease.params(task_id, lease_token, timings={str(k): float(v) for k, v in timings.items()},
                               now=_now())
-        connect = self.engine.begin() if outputs else self.writes.single()
-        async with connect as conn:
-            row = await self.writes.update_one(conn, task_id, lease.finished(), (T.flow,), values)
-            if row is None:
+        flow: str
+        if self.driver is not None and not outputs:
+            statement = self.driver.statement(("finished",), lambda: (
+                lease.returning(lease.finished(), (T.flow,)), (T.flow,)))
+            rows = await self.driver.write(statement, values)
+            if not rows:
                 raise LeaseLost(task_id)
-            if outputs:
-                await conn.execute(insert(FILES), [records.file_row(task_id, record) for record in outputs])
-        self._publish("task_finished", task_id, row.flow, status=TaskStatus.FINISHED.value)
+            flow = rows[0][0]
+        else:
+            connect = self.engine.begin() if outputs else self.writes.single()
+            async with connect as conn:
+                row = await self.writes.update_one(conn, task_id, lease.finished(), (T.flow,), values)
+                if row is None:
+                    raise LeaseLost(task_id)
+                if outputs:
+                    await conn.execute(insert(FILES), [records.file_row(task_id, record) for record in outputs])
+            flow = row.flow
+        self._publish("task_finished", task_id, flow, status=TaskStatus.FINISHED.value)
 
     async def mark_failed(self, task_id: int, lease_token: str, *, node_id: str | None, class_type: str | None,
                           message: str, traceback: str | None) -> None:
