@@ -9,19 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from visionatrix.errors import InvalidFlow
+from visionatrix.executor.graph import is_link  # the prompt format's one definition of a link
 
 Graph = dict[str, dict[str, Any]]
-
-
-def is_link(value: Any) -> bool:
-    """True when ``value`` is ``[node_id, output_index]``."""
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], int | float)
-        and not isinstance(value[1], bool)
-    )
 
 
 def looks_like_api_graph(data: Any) -> bool:

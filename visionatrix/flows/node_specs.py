@@ -92,12 +92,3 @@ def output_types(object_info: ObjectInfo, class_type: str) -> list[str]:
 def is_output_node(object_info: ObjectInfo, class_type: str) -> bool:
     node_info = object_info.get(class_type)
     return bool(node_info and node_info.get("output_node"))
-
-
-def types_match(wanted: str, offered: str) -> bool:
-    """Socket-type compatibility: equal, ``*`` on either side, or a shared member of comma unions."""
-    if wanted == "*" or offered == "*":
-        return True
-    wanted_set = {part.strip() for part in wanted.split(",")}
-    offered_set = {part.strip() for part in offered.split(",")}
-    return bool(wanted_set & offered_set)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from visionatrix.executor.types import types_compatible
 from visionatrix.flows import node_specs
 from visionatrix.flows.graph import Graph, consumers, is_link
 from visionatrix.flows.node_specs import ObjectInfo
@@ -55,7 +56,7 @@ def _passthrough(node: dict[str, Any], node_info: ObjectInfo) -> dict[int, list[
         for input_name, value in node.get("inputs", {}).items():
             found = node_specs.input_spec(node_info, node["class_type"], input_name)
             in_type = node_specs.spec_type(found[0]) if found else "*"
-            if is_link(value) and in_type != "*" and node_specs.types_match(out_type, in_type):
+            if is_link(value) and in_type != "*" and types_compatible(in_type, out_type):
                 candidates.append(value)
         if len(candidates) == 1:
             result[index] = candidates[0]

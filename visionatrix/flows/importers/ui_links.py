@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from visionatrix.errors import InvalidFlow
-from visionatrix.flows.node_specs import types_match
+from visionatrix.executor.types import types_compatible
 
 MODE_MUTED = 2
 MODE_BYPASS = 4
@@ -103,6 +103,6 @@ class LinkResolver:
     def _bypass_input(node: dict[str, Any], link: UiLink) -> dict[str, Any] | None:
         """The input a bypassed node forwards for ``link``: same slot index if its type fits, else the first fit."""
         slots = [slot for slot in node.get("inputs") or [] if isinstance(slot, dict)]
-        if link.origin_slot < len(slots) and types_match(link.type, str(slots[link.origin_slot].get("type", "*"))):
+        if link.origin_slot < len(slots) and types_compatible(str(slots[link.origin_slot].get("type", "*")), link.type):
             return slots[link.origin_slot]
-        return next((slot for slot in slots if types_match(link.type, str(slot.get("type", "*")))), None)
+        return next((slot for slot in slots if types_compatible(str(slot.get("type", "*")), link.type)), None)
