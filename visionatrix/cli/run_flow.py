@@ -63,17 +63,6 @@ def stage_inputs(inputs: dict[str, str], input_dir: Path) -> dict[str, str]:
     return staged
 
 
-def output_files(ui: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
-    """Files the output nodes reported (``{"images": [{"filename", "subfolder", "type"}]}``)."""
-    files = []
-    for node_ui in ui.values():
-        for items in node_ui.values():
-            for item in items if isinstance(items, list) else []:
-                if isinstance(item, dict) and item.get("type") == "output" and "filename" in item:
-                    files.append(out_dir / item.get("subfolder", "") / item["filename"])
-    return files
-
-
 def command(args: argparse.Namespace, settings: Settings) -> int:
     registry = load_registry(settings)
     flow = resolve_flow(args.flow, registry, settings)
@@ -118,7 +107,7 @@ def _execute(executor: Executor, flow: Flow, prompt: dict[str, Any], out_dir: Pa
     except Interrupted:
         print("interrupted", file=sys.stderr)
         return 130
-    files = output_files(result.ui, out_dir)
+    files = [out_dir / name for _, name in result.output_files()]
     if as_json:
         json.dump({"flow": flow.name, "outputs": [str(f) for f in files], "ui": result.ui,
                    "timings_s": result.timings_s, "elapsed_s": result.elapsed_s}, sys.stdout, indent=2, default=str)

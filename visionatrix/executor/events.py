@@ -88,3 +88,15 @@ class ExecutionResult:
     cached: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+
+    def output_files(self) -> list[tuple[str, str]]:
+        """``(node_id, relative path)`` of every file the output nodes reported with ``type: "output"``
+        (ComfyUI's ``{"images": [{"filename", "subfolder", "type"}]}`` convention, any ui key)."""
+        files = []
+        for node_id, node_ui in self.ui.items():
+            for items in node_ui.values():
+                for item in items if isinstance(items, list) else []:
+                    if isinstance(item, dict) and item.get("type") == "output" and "filename" in item:
+                        name = "/".join(p for p in (item.get("subfolder", ""), item["filename"]) if p)
+                        files.append((node_id, name))
+        return files

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
+from visionatrix.executor import events
 from visionatrix.executor.run import Executor
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, WorkerRecord
@@ -144,7 +145,7 @@ class Worker:
                 task.id, task.lease_token, node_id=None, class_type=None,
                 message="; ".join(exc.issue_lines()), traceback=""))
         else:
-            outputs = self._outputs(task.id, result.ui)
+            outputs = self._outputs(task.id, result)
             await self._guarded(running, self.queue.mark_finished(task.id, task.lease_token,
                                                                   timings=result.timings_s, outputs=outputs))
         finally:
@@ -201,15 +202,9 @@ class Worker:
             if running.cancel_requested or running.shutting_down:
                 self.executor.interrupt()  # repeated each tick: a run that had not started yet still stops
 
-    def _outputs(self, task_id: int, ui: dict[str, dict[str, Any]]) -> list[FileRecord]:
+    def _outputs(self, task_id: int, result: events.ExecutionResult) -> list[FileRecord]:
         """Output files on disk, each tied to the output node that reported it."""
-        owners: dict[str, str] = {}
-        for node_id, node_ui in ui.items():
-            for items in node_ui.values():
-                for item in items if isinstance(items, list) else []:
-                    if isinstance(item, dict) and item.get("type") == "output" and "filename" in item:
-                        name = "/".join(p for p in (item.get("subfolder", ""), item["filename"]) if p)
-                        owners[name] = node_id
+        owners = {name: node_id for node_id, name in result.output_files()}
         return [FileRecord(kind="output", name=name, node_id=owners.get(name), size_bytes=info.size_bytes,
                            sha256=info.sha256, param=None)
                 for name, info in self.storage.describe_outputs(task_id)]

@@ -204,3 +204,11 @@ async def test_a_chain_of_five_thousand_nodes_validates_and_runs_without_recursi
     prompt["out"] = {"class_type": "Collect", "inputs": {"value": ["4999", 0]}}
     result = await executor.execute(prompt)
     assert result.ui["out"] == {"values": [4999]}
+
+
+def test_output_files_lists_saved_files_with_their_node_and_skips_temp_ones():
+    result = events.ExecutionResult("p", ui={
+        "9": {"images": [{"filename": "a_00001_.png", "subfolder": "", "type": "output"},
+                         {"filename": "b.png", "subfolder": "sub", "type": "output"}]},
+        "4": {"images": [{"filename": "preview.png", "subfolder": "", "type": "temp"}], "text": ["hello"]}})
+    assert result.output_files() == [("9", "a_00001_.png"), ("9", "sub/b.png")]
