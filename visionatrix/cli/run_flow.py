@@ -20,7 +20,7 @@ from visionatrix.cli.progress import ProgressPrinter
 from visionatrix.config import Settings
 from visionatrix.errors import Interrupted, InvalidGraph, InvalidParams, NodeFailed, VisionatrixError
 from visionatrix.executor.run import Executor, ExecutorSettings
-from visionatrix.flows import Flow, FlowStore, bind_params, load_flow
+from visionatrix.flows import Flow, FlowStore, bind_params
 from visionatrix.nodes.registry import NodeRegistry
 
 
@@ -41,12 +41,8 @@ def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
 
 def resolve_flow(ref: str, registry: NodeRegistry, settings: Settings) -> Flow:
     """A flow file path, or the name of a flow in the configured flows folders."""
-    object_info = registry.object_info()
-    catalog = load_catalog(settings)
-    path = Path(ref)
-    if path.suffix == ".json" or path.exists() or "/" in ref or "\\" in ref:
-        return load_flow(path, object_info, models_catalog=catalog)
-    return FlowStore(list(settings.flows_dirs), object_info, models_catalog=catalog).get(ref)
+    store = FlowStore(list(settings.flows_dirs), registry.object_info(), models_catalog=load_catalog(settings))
+    return store.open(ref)
 
 
 def stage_inputs(inputs: dict[str, str], input_dir: Path) -> dict[str, str]:
