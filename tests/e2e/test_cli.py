@@ -194,3 +194,16 @@ def test_a_comfyui_ui_workflow_gives_its_manifest_and_runs(tmp_path):
     with Image.open(out / "inverted_00001_.png") as inverted, Image.open(SAMPLE) as original:
         a, b = inverted.convert("RGB").getpixel((5, 5)), original.convert("RGB").getpixel((5, 5))
         assert all(abs(x + y - 255) <= 1 for x, y in zip(a, b))
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error():
+    proc = subprocess.Popen([sys.executable, "-m", "visionatrix", "nodes", "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in stderr
