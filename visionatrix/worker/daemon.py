@@ -118,8 +118,10 @@ class Worker:
         record = WorkerRecord(worker_id=self.options.worker_id, mode=self.options.mode,
                               device=self.executor.device, installed_flows=self._installed(),
                               current_task_id=current, last_seen_at=datetime.now(UTC))
-        with contextlib.suppress(Exception):
+        try:
             await self.queue.upsert_worker(record)
+        except Exception:  # the worker row is informational; the next report retries
+            log.warning("worker %s: could not record that it is alive", self.options.worker_id, exc_info=True)
 
     async def _run_task(self, task: ClaimedTask, stop: asyncio.Event) -> None:
         running = _Running(task)
