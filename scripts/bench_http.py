@@ -1,10 +1,10 @@
 """The HTTP end-to-end scenario of ``bench_queue.py``: tasks created over real HTTP and run by claimers.
 
 C HTTP clients (one aiohttp session each) POST ``/vapi/tasks`` to the real application on a real socket — parameter
-binding, graph validation, the create transaction, the ``task_queued`` event — while C claimers (each its own
-engine, as Database-FS workers would be) take the tasks with ``claim_next`` and finish them with ``mark_finished``,
-woken by the queue's events and polling otherwise. Measured: tasks per second from the first request to the last
-finish, and p50/p95 of the time from the start of a task's POST to its finish.
+binding, graph validation, the create transaction, the ``task_queued`` event — while C claimers on the app's own
+queue (as the in-process worker and the server's side of HTTP workers are) take the tasks with ``claim_next`` and
+finish them with ``mark_finished``, woken by the queue's events and polling otherwise. Measured: tasks per second
+from the first request to the last finish, and p50/p95 of the time from the start of a task's POST to its finish.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ async def scenario_http(ctx: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vix-bench-http-") as scratch:
         flows = FlowCatalog([], Path(scratch) / "flows", registry().object_info())
         flows.add(NOOP_FLOW)
-        services = Services(queue=TaskQueue(ctx.engine(), events=events),
+        queue = TaskQueue(ctx.engine(), events=events)
+        services = Services(queue=queue,
                             storage=TaskStorage(Path(scratch) / "files", max_upload_bytes=1 << 20), flows=flows,
                             registry=registry(), events=events, max_image_pixels=1 << 20, version="bench")
         runner = web.AppRunner(create_app(services), access_log=None)
@@ -77,19 +78,21 @@ async def scenario_http(ctx: Any) -> dict[str, Any]:
         port = _free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
-            return await _drive(f"http://127.0.0.1:{port}", ctx, events, total)
+            return await _drive(f"http://127.0.0.1:{port}", ctx, queue, total)
         finally:
             await runner.cleanup()
+            await queue.aclose()
 
 
-async def _drive(base: str, ctx: Any, events: TaskEvents, total: int) -> dict[str, Any]:
+async def _drive(base: str, ctx: Any, queue: TaskQueue, total: int) -> dict[str, Any]:
     requested_at: dict[int, float] = {}
     finished_at: dict[int, float] = {}
     wakeup = asyncio.Event()
     done = asyncio.Event()
 
     async def listen() -> None:
-        async for event in events.subscribe():
+        assert queue.events is not None
+        async for event in queue.events.subscribe():
             if event.get("type") == "task_queued":
                 wakeup.set()
 
@@ -103,10 +106,9 @@ async def _drive(base: str, ctx: Any, events: TaskEvents, total: int) -> dict[st
                     (task_id,) = (await response.json())["task_ids"]
                 requested_at[task_id] = started
 
-    async def claimer() -> None:
-        queue = TaskQueue(ctx.engine())
+    async def claimer(name: str) -> None:
         while not done.is_set():
-            task = await queue.claim_next(f"bench-{id(queue)}", ["bench_noop"])
+            task = await queue.claim_next(name, ["bench_noop"])
             if task is None:
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):
@@ -120,7 +122,7 @@ async def _drive(base: str, ctx: Any, events: TaskEvents, total: int) -> dict[st
     listener = asyncio.create_task(listen())
     per_client = [total // ctx.claimers + (1 if i < total % ctx.claimers else 0) for i in range(ctx.claimers)]
     started = time.perf_counter()
-    workers = [asyncio.create_task(claimer()) for _ in range(ctx.claimers)]
+    workers = [asyncio.create_task(claimer(f"bench-{i}")) for i in range(ctx.claimers)]
     await asyncio.gather(*(client(n) for n in per_client))
     await asyncio.wait_for(done.wait(), timeout=300)
     elapsed = time.perf_counter() - started

@@ -6,16 +6,19 @@
 Scenarios (one function each; a result is a dict of metrics):
 
 - ``create``: tasks created one per call (``TaskQueue.create``, one transaction each), per second.
-- ``throughput``: N pending tasks, then C claimers drain them (``claim_next`` + ``mark_finished``); tasks per
-  second from the start signal to the last finish, and the p50/p95 of one claim+finish.
+- ``throughput``: N pending tasks, then C claimers in this process, sharing its one ``TaskQueue`` (the server's
+  side: every HTTP worker's claim and finish, and the in-process worker's, go through it), drain them
+  (``claim_next`` + ``mark_finished``); tasks per second from the start to the last finish, and the p50/p95 of one
+  claim+finish.
+- ``throughput_procs``: the same with each claimer a separate process with its own engine (Database-FS workers).
 - ``http``: end to end over HTTP — C clients POST ``/vapi/tasks`` to the real app on a real socket while C
-  claimers take and finish them (``bench_http.py``); tasks per second and p50/p95 from POST to finish.
+  claimers on the app's queue take and finish them (``bench_http.py``); tasks per second and p50/p95 from POST
+  to finish.
 - ``pickup``: C claimers poll (``claim_next``, sleeping ``--poll-ms`` when the queue is empty) while a producer
   creates tasks one at a time, 10 ms apart; p50/p95 of the time from just before the creating COMMIT to the
   claim returning.
 
-Every claimer has its own engine (its own connections), as separate workers would; all run in this process's event
-loop. Each backend gets a scratch database (a SQLite file, a PostgreSQL schema, a MariaDB database) that is dropped
+Each backend gets a scratch database (a SQLite file, a PostgreSQL schema, a MariaDB database) that is dropped
 at the end; URLs from ``VIX_BENCH_POSTGRES_URL`` / ``VIX_BENCH_MARIADB_URL`` (defaults: the test servers).
 Prints a table and writes ``bench-results/bench_queue.json``.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import secrets
@@ -114,44 +118,93 @@ async def scenario_create(ctx: Context) -> dict[str, Any]:
             "p95_ms": percentile_ms(samples, 0.95)}
 
 
-async def scenario_throughput(ctx: Context) -> dict[str, Any]:
+async def _fill(ctx: Context) -> None:
     producer = TaskQueue(ctx.engine())
     for start in range(0, ctx.tasks, 500):
         await producer.create(FLOW, GRAPH, {}, count=min(500, ctx.tasks - start))
-    queues = [TaskQueue(ctx.engine()) for _ in range(ctx.claimers)]
-    await asyncio.gather(*(_warm(queue) for queue in queues))
-    go = asyncio.Event()
-    samples: list[float] = []
+
+
+async def _drain(queue: TaskQueue, name: str, samples: list[float]) -> int:
+    """Claim and finish until the queue is empty; how many tasks this claimer ran."""
     done = 0
+    while True:
+        t0 = time.perf_counter()
+        task = await queue.claim_next(name, [FLOW])
+        if task is None:
+            return done
+        await queue.mark_finished(task.id, task.lease_token, timings={}, outputs=[])
+        samples.append(time.perf_counter() - t0)
+        done += 1
 
-    async def claimer(name: str, queue: TaskQueue) -> None:
-        nonlocal done
-        await go.wait()
-        while True:
-            t0 = time.perf_counter()
-            task = await queue.claim_next(name, [FLOW])
-            if task is None:
-                return
-            await queue.mark_finished(task.id, task.lease_token, timings={}, outputs=[])
-            samples.append(time.perf_counter() - t0)
-            done += 1
 
-    runners = [asyncio.create_task(claimer(f"w{i}", queue)) for i, queue in enumerate(queues)]
-    await asyncio.sleep(0.01)
+async def scenario_throughput(ctx: Context) -> dict[str, Any]:
+    """C claimers in this process, sharing its one ``TaskQueue``: the server's side, where every worker's claim
+    and finish arrive (HTTP workers, the in-process worker)."""
+    await _fill(ctx)
+    queue = TaskQueue(ctx.engine())
+    await _warm(queue)
+    samples: list[float] = []
     started = time.perf_counter()
-    go.set()
-    await asyncio.gather(*runners)
+    counts = await asyncio.gather(*(_drain(queue, f"w{i}", samples) for i in range(ctx.claimers)))
     elapsed = time.perf_counter() - started
+    await queue.aclose()
+    return _drained(ctx, sum(counts), elapsed, samples)
+
+
+def _drained(ctx: Context, done: int, elapsed: float, samples: list[float]) -> dict[str, Any]:
     if done != ctx.tasks:
         raise RuntimeError(f"{done} of {ctx.tasks} tasks were claimed")
     return {"tasks": done, "per_s": done / elapsed, "p50_ms": percentile_ms(samples, 0.5),
             "p95_ms": percentile_ms(samples, 0.95)}
 
 
+def _claimer_process(url: str, options: dict[str, Any], name: str, ready: Any, go: Any, results: Any) -> None:
+    """One claimer in a process of its own, with its own engine: a Database-FS worker."""
+    async def main() -> None:
+        queue = TaskQueue(create_engine(url, **options))
+        await _warm(queue)
+        ready.put(name)
+        await asyncio.to_thread(go.wait)
+        samples: list[float] = []
+        done = await _drain(queue, name, samples)
+        ended = time.monotonic()
+        await queue.aclose()
+        await queue.engine.dispose()
+        results.put((done, ended, samples))
+
+    asyncio.run(main())
+
+
+async def scenario_throughput_procs(ctx: Context) -> dict[str, Any]:
+    """C claimers, each a separate process with its own engine (Database-FS workers)."""
+    await _fill(ctx)
+    mp = multiprocessing.get_context("spawn")
+    ready, results, go = mp.Queue(), mp.Queue(), mp.Event()
+    procs = [mp.Process(target=_claimer_process, args=(ctx.url, ctx.engine_options, f"p{i}", ready, go, results))
+             for i in range(ctx.claimers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            await asyncio.to_thread(ready.get, True, 120)
+        started = time.monotonic()
+        go.set()
+        outcomes = [await asyncio.to_thread(results.get, True, 300) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+    done = sum(count for count, _, _ in outcomes)
+    elapsed = max(ended for _, ended, _ in outcomes) - started
+    return _drained(ctx, done, elapsed, [s for _, _, samples in outcomes for s in samples])
+
+
 async def scenario_pickup(ctx: Context) -> dict[str, Any]:
     producer = TaskQueue(ctx.engine())
-    queues = [TaskQueue(ctx.engine()) for _ in range(ctx.claimers)]
-    await asyncio.gather(_warm(producer), *(_warm(queue) for queue in queues))
+    shared = TaskQueue(ctx.engine())
+    queues = [shared] * ctx.claimers
+    await asyncio.gather(_warm(producer), _warm(shared))
     committing_at: dict[int, float] = {}
     claimed_at: dict[int, float] = {}
     finished = asyncio.Event()
@@ -177,6 +230,7 @@ async def scenario_pickup(ctx: Context) -> dict[str, Any]:
         await asyncio.sleep(0.01)
     await asyncio.wait_for(finished.wait(), timeout=60)
     await asyncio.gather(*runners)
+    await shared.aclose()
     samples = [claimed_at[task_id] - committing_at[task_id] for task_id in claimed_at]
     return {"tasks": len(samples), "p50_ms": percentile_ms(samples, 0.5), "p95_ms": percentile_ms(samples, 0.95),
             "poll_ms": ctx.poll_s * 1000}
@@ -187,6 +241,7 @@ SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     # name: (function, whether it runs once per claimer count)
     "create": (scenario_create, False),
     "throughput": (scenario_throughput, True),
+    "throughput_procs": (scenario_throughput_procs, True),
     "pickup": (scenario_pickup, True),
     "http": (scenario_http, True),
 }
@@ -234,11 +289,21 @@ async def make_database(backend: str, scratch_dir: Path) -> tuple[str, dict[str,
 
 
 async def clean(url: str, options: dict[str, Any]) -> None:
+    """Empty tables for the next run. PostgreSQL and MariaDB truncate: a ``DELETE`` would leave the dead rows of
+    the earlier runs in the claim index (until autovacuum came), and each later run would pay for them."""
     engine = create_engine(url, **options)
     try:
         async with engine.begin() as conn:
-            for table in ("task_files", "tasks", "workers"):
-                await conn.execute(text(f"DELETE FROM {table}"))
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text("TRUNCATE task_files, tasks, workers"))
+            elif engine.dialect.name in ("mysql", "mariadb"):
+                for table in ("task_files", "workers"):
+                    await conn.execute(text(f"TRUNCATE TABLE {table}"))
+                await conn.execute(text("DELETE FROM tasks"))  # referenced by task_files' foreign key
+                await conn.execute(text("ALTER TABLE tasks ENGINE=InnoDB"))  # rebuilt: no purged rows left behind
+            else:
+                for table in ("task_files", "tasks", "workers"):
+                    await conn.execute(text(f"DELETE FROM {table}"))
     finally:
         await engine.dispose()
 

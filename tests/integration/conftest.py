@@ -151,5 +151,7 @@ def events() -> TaskEvents:
 
 
 @pytest.fixture
-def queue(engine: AsyncEngine, events: TaskEvents) -> TaskQueue:
-    return TaskQueue(engine, lease_s=30.0, max_attempts=3, events=events)
+async def queue(engine: AsyncEngine, events: TaskEvents) -> AsyncIterator[TaskQueue]:
+    queue = TaskQueue(engine, lease_s=30.0, max_attempts=3, events=events)
+    yield queue
+    await queue.aclose()

@@ -83,6 +83,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
             await _run_background(settings, services, stop)
         finally:
             await runner.cleanup()
+            await queue.aclose()
     finally:
         await engine.dispose()
 

@@ -1,21 +1,19 @@
-"""The two hottest statements (the claim and a finish without outputs) run on the driver connection itself.
+"""The two hottest statements (the claim and a finish without outputs) skip SQLAlchemy's execution layer.
 
-SQLAlchemy still builds and compiles each statement (once per engine), checks the connection out of its pool and
-takes it back; only the execution skips its async layer (greenlet switches, an execution context per statement),
-which costs more CPU than the statement itself:
+SQLAlchemy still builds and compiles each statement (once per driver object); only the execution goes around its
+async layer (greenlet switches, an execution context per statement), which costs more CPU than the statement:
 
-- PostgreSQL (asyncpg): one ``fetch`` in autocommit, asyncpg's per-connection cache keeps it prepared.
-- SQLite (aiosqlite): the statement, reading its rows and the COMMIT as ONE call into the driver's thread (through
-  aiosqlite's ``_execute``) instead of five.
+- PostgreSQL (asyncpg): the driver's ``PostgresWriter`` (``visionatrix.db.postgres_writer``): ``fetch`` on a pooled
+  connection, concurrent writes committed in groups; asyncpg's per-connection cache keeps the statements prepared.
+- SQLite (a file): the driver's ``SQLiteWriter`` (``visionatrix.db.sqlite_writer``), which commits the writes of
+  concurrent callers in groups on one thread and connection.
 
 The parameters and the returned columns go through the same type processing as SQLAlchemy's own execution (the
-tz-aware ``UTCDateTime``, JSON). On any error the connection is invalidated, so the pool never keeps one in an
-unknown state.
+tz-aware ``UTCDateTime``, JSON).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -24,8 +22,26 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Update
 
+from visionatrix.db.postgres_writer import PostgresWriter
+from visionatrix.db.sqlite_writer import SQLiteWriter
+
 BACKENDS = ("postgresql", "sqlite")
-"""The databases whose driver connections are used directly (MySQL/MariaDB go through SQLAlchemy)."""
+"""The databases with a driver path (MySQL/MariaDB go through SQLAlchemy; so does an in-memory SQLite database)."""
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of a SQLite ``engine``; None for an in-memory database (or another backend)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("mode") == "memory" or str(url.database).startswith("file::memory:"):
+        return None
+    return str(url.database)
+
+
+def supports(engine: AsyncEngine) -> bool:
+    """Whether ``Driver(engine)`` can be built."""
+    return engine.dialect.name == "postgresql" or sqlite_file(engine) is not None
 
 
 class DriverStatement(NamedTuple):
@@ -63,29 +79,16 @@ def compile_statement(stmt: Update, columns: Sequence[ColumnElement[Any]], diale
     return DriverStatement(compiled.string, tuple(binds), results)
 
 
-def _sqlite_write(connection: sqlite3.Connection, sql: str, args: list[Any]) -> list[Any]:
-    """In aiosqlite's thread: the statement, all its rows, and the commit (a rollback when any of it fails)."""
-    try:
-        cursor = connection.execute(sql, args)
-        try:
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    return rows
-
-
 class Driver:
     """Runs compiled statements on ``engine``'s driver connections (``BACKENDS`` only)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        if engine.dialect.name not in BACKENDS:
-            raise ValueError(f"no driver path for {engine.dialect.name}")
+        if not supports(engine):
+            raise ValueError(f"no driver path for {engine.url.render_as_string()}")
         self.engine = engine
         self.is_postgresql = engine.dialect.name == "postgresql"
+        path = sqlite_file(engine)
+        self.writer: SQLiteWriter | PostgresWriter = SQLiteWriter(path) if path is not None else PostgresWriter(engine)
         self._compiled: dict[Any, DriverStatement] = {}
 
     def statement(self, key: Any, build: Callable[[], tuple[Update, Sequence[ColumnElement[Any]]]]) -> DriverStatement:
@@ -98,16 +101,10 @@ class Driver:
 
     async def write(self, statement: DriverStatement, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run ``statement`` with ``values`` as one committed write; the rows it returned, processed."""
-        args = statement.args(values)
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-            try:
-                if self.is_postgresql:
-                    rows = await driver.fetch(statement.sql, *args)
-                else:
-                    rows = await driver._execute(_sqlite_write, driver._conn, statement.sql, args)
-            except BaseException:
-                await conn.invalidate()
-                raise
+        rows = await self.writer.execute(statement.sql, statement.args(values))
         return [statement.row(row) for row in rows]
+
+    def close(self) -> None:
+        """Stop the SQLite writer's thread (it also ends by itself when idle)."""
+        if isinstance(self.writer, SQLiteWriter):
+            self.writer.close()

@@ -15,6 +15,7 @@ Rules every write follows:
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import functools
 import secrets
@@ -82,7 +83,12 @@ class TaskQueue:
         self.events = events
         self.writes = writes.Writes(engine)
         self.is_mysql = self.writes.is_mysql
-        self.driver = driver.Driver(engine) if engine.dialect.name in driver.BACKENDS else None
+        self.driver = driver.Driver(engine) if driver.supports(engine) else None
+
+    async def aclose(self) -> None:
+        """Stop the queue's own SQLite writer thread (the engine stays open: its owner disposes of it)."""
+        if self.driver is not None:
+            await asyncio.to_thread(self.driver.close)
 
     def _publish(self, kind: str, task_id: int, flow: str, **fields: Any) -> None:
         if self.events is not None:

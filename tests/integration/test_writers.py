@@ -1,0 +1,236 @@
+"""The group-committing writers behind the queue's hot writes: ``SQLiteWriter`` and ``PostgresWriter``.
+
+Each is checked on its real database: concurrent writes are all committed, in fewer transactions than writes; a
+bad write fails only its own caller and leaves nothing behind; a held lock or a lost connection is waited out or
+reported, never swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from tests.integration.conftest import POSTGRES_URL, Database, create_database, drop_database
+from visionatrix.db.engine import create_engine
+from visionatrix.db.postgres_writer import PostgresWriter
+from visionatrix.db.sqlite_writer import SQLiteWriter
+
+CREATE = "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL UNIQUE)"
+
+
+# -- SQLite ---------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> str:
+    path = str(tmp_path / "writer.db")
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(CREATE)
+    return path
+
+
+def _names(path: str) -> list[str]:
+    with sqlite3.connect(path) as connection:
+        return [row[0] for row in connection.execute("SELECT name FROM items ORDER BY id")]
+
+
+async def test_sqlite_concurrent_writes_commit_in_groups(sqlite_path: str) -> None:
+    writer = SQLiteWriter(sqlite_path)
+    try:
+        rows = await asyncio.gather(*(writer.execute("INSERT INTO items (name) VALUES (?) RETURNING name",
+                                                     [f"n{i}"]) for i in range(300)))
+    finally:
+        writer.close()
+    assert [r[0][0] for r in rows] == [f"n{i}" for i in range(300)]
+    assert sorted(_names(sqlite_path)) == sorted(f"n{i}" for i in range(300))
+    assert 1 <= writer.batches < 300
+
+
+async def test_sqlite_a_failing_write_fails_alone(sqlite_path: str) -> None:
+    writer = SQLiteWriter(sqlite_path)
+    try:
+        await writer.execute("INSERT INTO items (name) VALUES ('taken')")
+        outcomes = await asyncio.gather(
+            writer.execute("INSERT INTO items (name) VALUES ('a')"),
+            writer.execute("INSERT INTO items (name) VALUES ('taken')"),  # UNIQUE violation
+            writer.execute("INSERT INTO items (name) VALUES ('b')"),
+            return_exceptions=True)
+    finally:
+        writer.close()
+    assert outcomes[0] == [] and outcomes[2] == []
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert _names(sqlite_path) == ["taken", "a", "b"]  # each once: the rolled-back group was not committed twice
+
+
+async def test_sqlite_waits_for_another_writer_then_commits(sqlite_path: str) -> None:
+    other = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO items (name) VALUES ('first')")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    writer = SQLiteWriter(sqlite_path)
+    try:
+        release.start()
+        await writer.execute("INSERT INTO items (name) VALUES ('second')")
+    finally:
+        release.join()
+        other.close()
+        writer.close()
+    assert _names(sqlite_path) == ["first", "second"]
+
+
+async def test_sqlite_lock_held_past_the_timeout_is_an_error(sqlite_path: str) -> None:
+    other = sqlite3.connect(sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    writer = SQLiteWriter(sqlite_path, busy_timeout_s=0.2)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await writer.execute("INSERT INTO items (name) VALUES ('never')")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        writer.close()
+    assert _names(sqlite_path) == []
+
+
+async def test_sqlite_thread_ends_when_idle_and_comes_back(sqlite_path: str) -> None:
+    writer = SQLiteWriter(sqlite_path, idle_s=0.05)
+    try:
+        await writer.execute("INSERT INTO items (name) VALUES ('one')")
+        for _ in range(100):
+            if writer._thread is None:
+                break
+            await asyncio.sleep(0.02)
+        assert writer._thread is None, "the idle writer thread did not end"
+        await writer.execute("INSERT INTO items (name) VALUES ('two')")
+    finally:
+        writer.close()
+    assert _names(sqlite_path) == ["one", "two"]
+
+
+async def test_sqlite_closed_writer_and_memory_database_are_refused(sqlite_path: str) -> None:
+    writer = SQLiteWriter(sqlite_path)
+    await writer.execute("INSERT INTO items (name) VALUES ('x')")
+    writer.close()
+    writer.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.execute("INSERT INTO items (name) VALUES ('y')")
+    with pytest.raises(ValueError, match="in-memory"):
+        SQLiteWriter(":memory:")
+
+
+async def test_sqlite_unopenable_file_fails_the_write(tmp_path: Path) -> None:
+    writer = SQLiteWriter(str(tmp_path / "no" / "such" / "dir" / "x.db"))
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            await writer.execute("SELECT 1")
+    finally:
+        writer.close()
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+async def pg_engine(tmp_path: Path, postgresql_database: Database) -> AsyncIterator[AsyncEngine]:
+    database = await create_database("postgresql", tmp_path, migrated=False)
+    engine = database.engine()
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE items (id SERIAL PRIMARY KEY, name VARCHAR(40) NOT NULL UNIQUE)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await drop_database(database)
+
+
+async def _connections_returned(engine: AsyncEngine) -> bool:
+    """Whether the writer's lanes gave their connections back (a lane lets go a moment after its last write)."""
+    for _ in range(100):
+        if engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def _pg_names(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text("SELECT name FROM items ORDER BY id"))).scalars())
+
+
+async def test_postgres_concurrent_writes_commit_in_groups(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=3)
+    rows = await asyncio.gather(*(writer.execute("INSERT INTO items (name) VALUES ($1) RETURNING name", [f"n{i}"])
+                                  for i in range(300)))
+    assert [r[0]["name"] for r in rows] == [f"n{i}" for i in range(300)]
+    assert sorted(await _pg_names(pg_engine)) == sorted(f"n{i}" for i in range(300))
+    assert 1 <= writer.batches < 300
+    assert await _connections_returned(pg_engine)
+
+
+async def test_postgres_one_caller_reuses_one_connection(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine)
+    pids = set()
+    for i in range(20):
+        rows = await writer.execute("INSERT INTO items (name) VALUES ($1) RETURNING pg_backend_pid() AS pid",
+                                    [f"n{i}"])
+        pids.add(rows[0]["pid"])
+    assert len(pids) == 1
+
+
+async def test_postgres_a_failing_write_fails_alone(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    await writer.execute("INSERT INTO items (name) VALUES ('taken')")
+    outcomes = await asyncio.gather(
+        writer.execute("INSERT INTO items (name) VALUES ('a')"),
+        writer.execute("INSERT INTO items (name) VALUES ('taken')"),
+        writer.execute("INSERT INTO items (name) VALUES ('b')"),
+        return_exceptions=True)
+    assert outcomes[0] == [] and outcomes[2] == []
+    assert isinstance(outcomes[1], asyncpg.UniqueViolationError)
+    assert await _pg_names(pg_engine) == ["taken", "a", "b"]
+
+
+async def _kill(*, query_prefix: str = "", pid: int = 0) -> int:
+    """Terminate the server connections running a query that starts with ``query_prefix``, or the one ``pid``
+    (from a connection of its own, never one of the writer's pool)."""
+    where = "pid = :pid" if pid else "query LIKE :prefix AND pid <> pg_backend_pid()"
+    admin = create_engine(POSTGRES_URL, poolclass=NullPool)
+    try:
+        async with admin.connect() as conn:
+            return int((await conn.execute(text(
+                f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {where}"),
+                {"prefix": query_prefix + "%", "pid": pid})).scalar() or 0)
+    finally:
+        await admin.dispose()
+
+
+async def test_postgres_connection_killed_mid_write_fails_that_write_only(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    slow = asyncio.ensure_future(writer.execute("INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(30)"))
+    for _ in range(200):
+        if await _kill(query_prefix="INSERT INTO items (name) SELECT 'slow'") == 1:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+        await asyncio.wait_for(slow, 10)
+    await writer.execute("INSERT INTO items (name) VALUES ('after')")
+    assert await _pg_names(pg_engine) == ["after"]
+    assert await _connections_returned(pg_engine)
+
+
+async def test_postgres_connection_closed_between_writes_is_replaced(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    rows = await writer.execute("INSERT INTO items (name) VALUES ('before') RETURNING pg_backend_pid() AS pid")
+    assert await _connections_returned(pg_engine)
+    assert await _kill(pid=rows[0]["pid"]) == 1  # the connection waiting in the pool
+    await asyncio.sleep(0.1)  # asyncpg reads the server's goodbye
+    await writer.execute("INSERT INTO items (name) VALUES ('after')")
+    assert await _pg_names(pg_engine) == ["before", "after"]
