@@ -122,3 +122,5 @@ class Worker(Base):
     installed_flows: Mapped[list[str]] = mapped_column(json_type())
     current_task_id: Mapped[int | None] = mapped_column(BigInteger())
     last_seen_at: Mapped[datetime]
+    allowed_flows: Mapped[list[str] | None] = mapped_column(json_type())
+    """Set by an admin only (None: every flow the worker has installed); a worker's own report never writes it."""

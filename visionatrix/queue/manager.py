@@ -30,10 +30,11 @@ from sqlalchemy.sql.dml import Update
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.db.types import UTCDateTime
 from visionatrix.errors import Conflict, LeaseLost, NotFound
-from visionatrix.queue import claim, driver, lease, records, writes
+from visionatrix.queue import claim, driver, lease, records, wakeups, writes
 from visionatrix.queue.events import TaskEvents
-from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus, WorkerRecord
+from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus
 from visionatrix.queue.records import AnyRow
+from visionatrix.queue.worker_rows import WorkerRows
 
 TASKS = cast(Table, Task.__table__)
 FILES = cast(Table, TaskFile.__table__)
@@ -67,7 +68,7 @@ def _claimed_row() -> Select[Any]:
     return claim.claimed_row()
 
 
-class TaskQueue:
+class TaskQueue(WorkerRows):
     """The task queue over ``engine``. ``lease_s``: how long a claim or heartbeat keeps a task; ``max_attempts``:
     runs of one task before an expired lease fails it; ``events``: where task events are published."""
 
@@ -89,6 +90,12 @@ class TaskQueue:
         """Stop the queue's own SQLite writer thread (the engine stays open: its owner disposes of it)."""
         if self.driver is not None:
             await asyncio.to_thread(self.driver.close)
+
+    async def _notify(self, conn: AsyncConnection, flow: str) -> None:
+        """PostgreSQL: tell the listening Database-FS workers (``wakeups.TaskWakeups``) that a task of ``flow`` may
+        be claimable; sent with the transaction's commit (at once in autocommit), dropped with its rollback."""
+        if self.writes.backend == "postgresql":
+            await conn.execute(wakeups.NOTIFY, {"channel": wakeups.CHANNEL, "flow": flow})
 
     def _publish(self, kind: str, task_id: int, flow: str, **fields: Any) -> None:
         if self.events is not None:
@@ -119,6 +126,7 @@ class TaskQueue:
             if inputs:
                 await conn.execute(insert(FILES), [records.file_row(task_id, record)
                                                    for task_id in task_ids for record in inputs])
+            await self._notify(conn, flow)
             if before_commit is not None:
                 await before_commit(list(task_ids))
         for task_id in task_ids:
@@ -311,6 +319,8 @@ class TaskQueue:
             **records.RESET_RUN, updated_at=now)
         async with self.writes.single() as conn:
             row = await self.writes.update_one(conn, task_id, stmt, (T.flow, T.status))
+            if row is not None and row.status == TaskStatus.PENDING.value:
+                await self._notify(conn, row.flow)
         if row is None:
             raise LeaseLost(task_id)
         if row.status == TaskStatus.CANCELLED.value:
@@ -339,6 +349,9 @@ class TaskQueue:
         for status, stmt in moves:
             async with self.writes.single() as conn:
                 rows = await self.writes.update_many(conn, stmt, (T.flow,))
+                if status is TaskStatus.PENDING:
+                    for flow in {row.flow for row in rows}:
+                        await self._notify(conn, flow)
             moved += len(rows)
             for row in rows:
                 if status is TaskStatus.PENDING:
@@ -392,6 +405,7 @@ class TaskQueue:
             row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
             if row is not None:
                 await conn.execute(delete(FILES).where(FILES.c.task_id == task_id, FILES.c.kind == "output"))
+                await self._notify(conn, row.flow)
         if row is None:
             raise await self._state_conflict(task_id, "restarted")
         self._publish("task_restarted", task_id, row.flow, status=TaskStatus.PENDING.value)
@@ -416,16 +430,3 @@ class TaskQueue:
         if row is not None:  # the foreign key cascades; this also covers a SQLite connection without it
             await conn.execute(delete(FILES).where(FILES.c.task_id == task_id))
         return row
-
-    # -- workers -----------------------------------------------------------------------------------------------
-
-    async def upsert_worker(self, record: WorkerRecord) -> None:
-        """Store a worker's heartbeat (insert or replace its row)."""
-        async with self.writes.single() as conn:
-            await conn.execute(self.writes.upsert(WORKERS, records.worker_row(record), "worker_id"))
-
-    async def list_workers(self) -> builtins.list[WorkerRecord]:
-        """Every worker's last heartbeat, by worker id."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(WORKERS).order_by(WORKERS.c.worker_id))).all()
-        return [records.worker_record(row) for row in rows]

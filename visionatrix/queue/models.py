@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -90,3 +91,13 @@ class WorkerRecord:
     installed_flows: list[str]
     current_task_id: int | None
     last_seen_at: datetime
+    allowed_flows: list[str] | None = None
+    """The flows an admin lets this worker take; None: every flow it has installed."""
+
+
+def effective_flows(installed: Sequence[str], allowed: Sequence[str] | None) -> list[str]:
+    """The flows a worker may be given: ``installed`` restricted to ``allowed`` (in installed order)."""
+    if allowed is None:
+        return list(installed)
+    permitted = set(allowed)
+    return [flow for flow in installed if flow in permitted]

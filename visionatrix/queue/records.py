@@ -40,7 +40,8 @@ def file_row(task_id: int, record: FileRecord) -> dict[str, Any]:
 def worker_record(row: AnyRow) -> WorkerRecord:
     return WorkerRecord(worker_id=row.worker_id, mode=row.mode, device=row.device,
                         installed_flows=list(row.installed_flows or []), current_task_id=row.current_task_id,
-                        last_seen_at=row.last_seen_at)
+                        last_seen_at=row.last_seen_at,
+                        allowed_flows=None if row.allowed_flows is None else list(row.allowed_flows))
 
 
 def worker_row(record: WorkerRecord) -> dict[str, Any]:
