@@ -48,7 +48,28 @@ class Settings:
     task_max_attempts: int = 3
     max_upload_bytes: int = 100 * 1024 * 1024
     progress_interval_s: float = 0.5
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    worker_name: str | None = None
+    """The worker's id in ``GET /vapi/workers``; None: ``default_worker_name`` (host name and device)."""
+    worker_flows: tuple[str, ...] | None = None
+    """Flows this worker takes; None: every flow whose node types and models it has."""
+    worker_auth: str | None = None
+    """``user:password`` or a token: required on the server's worker routes, sent by Server-mode workers."""
+    server_url: str | None = None
+    """WORKER mode: the server's base URL (``VIX_HOST=http://host:port``); None: Database-FS."""
+    models_dir: Path = field(default_factory=lambda: Path("models"))
+    poll_min_s: float = 0.05
+    poll_max_s: float = 2.0
+    long_poll_s: float = 20.0
+
+    @property
+    def worker_id(self) -> str:
+        """Alias of the worker's name (the column and API field are ``worker_id``)."""
+        return self.worker_name or default_worker_name(self.device)
+
+
+def default_worker_name(device: str | None) -> str:
+    """``<host name>:<device>``, the device as configured or ``auto`` (the executor picks CUDA when present)."""
+    return f"{socket.gethostname()}:{device or 'auto'}"
 
 
 def _paths(value: str | None) -> tuple[Path, ...]:
@@ -90,6 +111,38 @@ def _pick(flags: Mapping[str, Any], flag: str, env: Mapping[str, str], *names: s
     return next((env[n] for n in names if env.get(n)), None)
 
 
+def _flow_names(name: str, value: Any) -> tuple[str, ...] | None:
+    """Flow names separated by ``;`` (or a list from flags); None when unset."""
+    if value in (None, "", [], ()):
+        return None
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(";")
+    names = tuple(dict.fromkeys(str(part).strip() for part in parts if str(part).strip()))
+    if not names:
+        raise InvalidSetting(f"{name} names no flow: {value!r}")
+    return names
+
+
+def _server_url(mode: str, host: str | None) -> str | None:
+    """WORKER mode with ``VIX_HOST`` set: the server's URL (``http://host:port`` or ``https://...``)."""
+    if mode != "WORKER" or not host:
+        return None
+    url = str(host).rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise InvalidSetting(f"VIX_HOST of a worker must be the server's URL, like http://server:8288, got {host!r}")
+    return url
+
+
+def _worker_auth(value: Any) -> str | None:
+    """``user:password`` (both parts non-empty) or a token; no whitespace."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    user, colon, password = text.partition(":")
+    if any(char.isspace() for char in text) or (colon and not (user and password)):
+        raise InvalidSetting("WORKER_AUTH must be 'user:password' or a token, without spaces or an empty part")
+    return text
+
+
 def _database_uri(value: str | None) -> str:
     uri = value or DEFAULT_DATABASE_URI
     if not uri.startswith(tuple(f"{scheme}://" for scheme in _DB_SCHEMES)):
@@ -109,6 +162,15 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
     if mode not in MODES:
         raise InvalidSetting(f"VIX_MODE must be one of {', '.join(MODES)}, got {mode!r}")
     catalog = _pick(flags, "models_catalog", env, "VIX_MODELS_CATALOG")
+    host = _pick(flags, "host", env, "VIX_HOST")
+    poll_min_s = _float("VIX_POLL_MIN_S", env.get("VIX_POLL_MIN_S"), defaults.poll_min_s, low=0.001)
+    poll_max_s = _float("VIX_POLL_MAX_S", env.get("VIX_POLL_MAX_S"), defaults.poll_max_s, low=0.001)
+    if poll_max_s < poll_min_s:
+        raise InvalidSetting(f"VIX_POLL_MAX_S ({poll_max_s}) must not be below VIX_POLL_MIN_S ({poll_min_s})")
+    long_poll_s = _float("VIX_LONG_POLL_S", env.get("VIX_LONG_POLL_S"), defaults.long_poll_s, low=0.0)
+    if long_poll_s > 30:
+        raise InvalidSetting(f"VIX_LONG_POLL_S must be at most 30, got {long_poll_s}")
+    server_url = _server_url(mode, host)
     return Settings(
         nodes_dirs=nodes_dirs,
         flows_dirs=_paths(env.get("VIX_FLOWS_DIRS")) or defaults.flows_dirs,
@@ -122,7 +184,7 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         temp_dir=Path(env.get("VIX_TEMP_DIR") or defaults.temp_dir),
         log_level=str(_pick(flags, "log_level", env, "LOG_LEVEL") or defaults.log_level).upper(),
         mode=mode,
-        host=str(_pick(flags, "host", env, "VIX_HOST") or defaults.host),
+        host=defaults.host if server_url is not None or not host else str(host),
         port=_int("VIX_PORT", _pick(flags, "port", env, "VIX_PORT"), defaults.port, low=0, high=65535),
         database_uri=_database_uri(_pick(flags, "database_uri", env, "DATABASE_URI")),
         tasks_files_dir=Path(_pick(flags, "tasks_files_dir", env, "TASKS_FILES_DIR") or defaults.tasks_files_dir),
@@ -134,5 +196,12 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
                               low=1),
         progress_interval_s=_float("VIX_PROGRESS_INTERVAL_S", env.get("VIX_PROGRESS_INTERVAL_S"),
                                    defaults.progress_interval_s, low=0.0),
-        worker_id=str(_pick(flags, "worker_id", env, "VIX_WORKER_ID") or defaults.worker_id),
+        worker_name=_pick(flags, "worker_name", env, "VIX_WORKER_NAME", "VIX_WORKER_ID") or None,
+        worker_flows=_flow_names("VIX_WORKER_FLOWS", _pick(flags, "flows", env, "VIX_WORKER_FLOWS")),
+        worker_auth=_worker_auth(_pick(flags, "worker_auth", env, "WORKER_AUTH")),
+        server_url=server_url,
+        models_dir=Path(_pick(flags, "models_dir", env, "VIX_MODELS_DIR") or defaults.models_dir),
+        poll_min_s=poll_min_s,
+        poll_max_s=poll_max_s,
+        long_poll_s=long_poll_s,
     )

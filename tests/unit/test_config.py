@@ -57,3 +57,39 @@ def test_service_flags_override_environment():
 def test_bad_service_settings_name_the_variable(env, name):
     with pytest.raises(InvalidSetting, match=name):
         load_settings(env)
+
+
+def test_worker_settings_from_environment_and_flags():
+    settings = load_settings({"VIX_MODE": "worker", "VIX_HOST": "http://server:8288/", "VIX_WORKER_NAME": "gpu-1",
+                              "VIX_WORKER_FLOWS": "a; b;a ;", "WORKER_AUTH": "vix:secret", "VIX_POLL_MIN_S": "0.1",
+                              "VIX_POLL_MAX_S": "3", "VIX_LONG_POLL_S": "5", "VIX_MODELS_DIR": "/m"})
+    assert settings.server_url == "http://server:8288"
+    assert settings.host == "127.0.0.1", "in WORKER mode VIX_HOST is the server's URL, not a bind address"
+    assert (settings.worker_id, settings.worker_flows, settings.worker_auth) == ("gpu-1", ("a", "b"), "vix:secret")
+    assert (settings.poll_min_s, settings.poll_max_s, settings.long_poll_s) == (0.1, 3.0, 5.0)
+    assert settings.models_dir == Path("/m")
+    flagged = load_settings({"VIX_WORKER_FLOWS": "a"}, flows=["x", "y"], worker_name="cli")
+    assert (flagged.worker_flows, flagged.worker_id) == (("x", "y"), "cli")
+
+
+def test_worker_without_host_is_database_fs_and_named_after_host_and_device():
+    settings = load_settings({"VIX_MODE": "WORKER", "VIX_DEVICE": "cpu", "VIX_WORKER_ID": ""})
+    assert settings.server_url is None
+    assert settings.worker_id.endswith(":cpu") and settings.worker_flows is None
+    assert load_settings({"VIX_WORKER_ID": "old-name"}).worker_id == "old-name", "VIX_WORKER_ID stays an alias"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"VIX_MODE": "WORKER", "VIX_HOST": "server:8288"}, "VIX_HOST"),
+    ({"VIX_MODE": "WORKER", "VIX_HOST": "http://"}, "VIX_HOST"),
+    ({"VIX_WORKER_FLOWS": " ; ;"}, "VIX_WORKER_FLOWS"),
+    ({"WORKER_AUTH": "user:"}, "WORKER_AUTH"),
+    ({"WORKER_AUTH": ":pw"}, "WORKER_AUTH"),
+    ({"WORKER_AUTH": "to ken"}, "WORKER_AUTH"),
+    ({"VIX_POLL_MIN_S": "2", "VIX_POLL_MAX_S": "1"}, "VIX_POLL_MAX_S"),
+    ({"VIX_LONG_POLL_S": "31"}, "VIX_LONG_POLL_S"),
+    ({"VIX_POLL_MIN_S": "fast"}, "VIX_POLL_MIN_S"),
+])
+def test_bad_worker_settings_name_the_variable(env, message):
+    with pytest.raises(InvalidSetting, match=message):
+        load_settings(env)

@@ -40,15 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(info)
 
     serve = commands.add_parser("run", help="start the service (server + in-process worker in DEFAULT mode)")
-    serve.add_argument("--host", help="bind address (VIX_HOST, default 127.0.0.1)")
+    serve.add_argument("--host", help="bind address (VIX_HOST, default 127.0.0.1); a WORKER's server URL, "
+                                      "http://host:port")
     serve.add_argument("--port", type=int, help="port (VIX_PORT, default 8288)")
-    serve.add_argument("--mode", help="DEFAULT or SERVER (VIX_MODE)")
+    serve.add_argument("--mode", help="DEFAULT, SERVER or WORKER (VIX_MODE)")
     serve.add_argument("--database-uri", help="SQLAlchemy URL (DATABASE_URI)")
     serve.add_argument("--tasks_files_dir", "--tasks-files-dir", dest="tasks_files_dir",
                        help="folder of task inputs and outputs (TASKS_FILES_DIR)")
     serve.add_argument("--user-flows-dir", help="folder where uploaded flows are kept (VIX_USER_FLOWS_DIR)")
     serve.add_argument("--task-lease-s", type=float, help="task lease length in seconds (VIX_TASK_LEASE_S)")
-    serve.add_argument("--worker-id", help="this worker's id (VIX_WORKER_ID)")
+    serve.add_argument("--worker-name", "--worker-id", dest="worker_name",
+                       help="this worker's name in GET /vapi/workers (VIX_WORKER_NAME; default host:device)")
+    serve.add_argument("--flows", action="append", default=[], metavar="NAME",
+                       help="a flow this worker takes (repeatable; VIX_WORKER_FLOWS, ';'-separated; default: every "
+                            "flow whose nodes and models it has)")
+    serve.add_argument("--worker-auth", help="worker credentials, user:password or a token (WORKER_AUTH)")
+    serve.add_argument("--models-dir", help="folder of model files (VIX_MODELS_DIR, default ./models)")
     serve.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE)")
     _common(serve)
 
@@ -63,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
-          "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_id")
+          "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_name", "flows", "worker_auth",
+          "models_dir")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

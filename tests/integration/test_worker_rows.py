@@ -1,0 +1,43 @@
+"""The workers table on every database: reports never touch the admin's allowed flows; restricting and lifting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from visionatrix.errors import NotFound
+from visionatrix.queue.manager import TaskQueue
+from visionatrix.queue.models import WorkerRecord, effective_flows
+
+
+def _report(worker_id: str = "gpu-1", flows: tuple[str, ...] = ("a", "b", "c")) -> WorkerRecord:
+    return WorkerRecord(worker_id=worker_id, mode="WORKER_HTTP", device="cuda:0", installed_flows=list(flows),
+                        current_task_id=None, last_seen_at=datetime.now(UTC))
+
+
+async def test_allowed_flows_survive_reports_and_can_be_lifted(queue: TaskQueue) -> None:
+    assert await queue.upsert_worker(_report()) is None
+    record = await queue.set_allowed_flows("gpu-1", ["b", "z"])
+    assert record.allowed_flows == ["b", "z"] and record.installed_flows == ["a", "b", "c"]
+    assert await queue.upsert_worker(_report(flows=("a", "b"))) == ["b", "z"], "a report keeps the restriction"
+    assert await queue.allowed_flows("gpu-1") == ["b", "z"]
+    (listed,) = await queue.list_workers()
+    assert (listed.installed_flows, listed.allowed_flows) == (["a", "b"], ["b", "z"])
+    assert effective_flows(listed.installed_flows, listed.allowed_flows) == ["b"]
+    assert (await queue.set_allowed_flows("gpu-1", None)).allowed_flows is None
+    assert await queue.upsert_worker(_report()) is None
+    assert (await queue.set_allowed_flows("gpu-1", [])).allowed_flows == [], "an empty list allows nothing"
+    assert effective_flows(["a"], []) == []
+
+
+async def test_restricting_an_unknown_worker_is_not_found(queue: TaskQueue) -> None:
+    with pytest.raises(NotFound):
+        await queue.set_allowed_flows("nobody", ["a"])
+    assert await queue.allowed_flows("nobody") is None
+
+
+async def test_setting_the_same_restriction_twice_is_fine(queue: TaskQueue) -> None:
+    await queue.upsert_worker(_report())
+    await queue.set_allowed_flows("gpu-1", ["a"])
+    assert (await queue.set_allowed_flows("gpu-1", ["a"])).allowed_flows == ["a"]  # MySQL: 0 rows "changed"
