@@ -29,14 +29,16 @@ from visionatrix.server.app import create_app
 from visionatrix.server.services import Services
 from visionatrix.storage.files import TaskStorage
 from visionatrix.worker.daemon import Worker, WorkerOptions
+from visionatrix.worker.db_source import DatabaseSource
 
 log = logging.getLogger(__name__)
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
     if settings.mode == "WORKER":
-        print("error: VIX_MODE=WORKER is not available yet: run the DEFAULT or SERVER mode", file=sys.stderr)
-        return 2
+        from visionatrix.cli import worker_mode
+
+        return worker_mode.command(settings)
     try:
         asyncio.run(serve(settings))
     except OSError as exc:
@@ -70,6 +72,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         registry = load_registry(settings)
         flows = FlowCatalog(list(settings.flows_dirs), settings.user_flows_dir, registry.object_info())
         services = Services(queue=queue, storage=storage, flows=flows, registry=registry, events=events,
+                            worker_auth=settings.worker_auth,
                             max_image_pixels=settings.max_image_pixels, version=__version__,
                             web_dir=PROJECT_ROOT / "web")
         runner = web.AppRunner(create_app(services), access_log=None)
@@ -98,10 +101,12 @@ async def _run_background(settings: Settings, services: Services, stop: asyncio.
             device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
             cache_max_entries=settings.cache_max_entries))
         options = WorkerOptions(worker_id=settings.worker_id, installed_flows=lambda: _runnable(services.flows),
-                                mode=settings.mode, lease_s=settings.task_lease_s,
-                                progress_interval_s=settings.progress_interval_s)
-        worker = Worker(services.queue, services.storage, executor, options)
-        jobs.append(asyncio.create_task(_wake_on_new_tasks(services.events, worker.wakeup, stop)))
+                                lease_s=settings.task_lease_s, progress_interval_s=settings.progress_interval_s)
+        wakeup = asyncio.Event()
+        source = DatabaseSource(services.queue, services.storage, mode="DEFAULT", wakeup=wakeup,
+                                poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)
+        worker = Worker(source, executor, options)
+        jobs.append(asyncio.create_task(_wake_on_new_tasks(services.events, wakeup, stop)))
         jobs.append(asyncio.create_task(worker.run(stop)))
         log.info("in-process worker %s on %s", settings.worker_id, executor.device)
     try:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -136,6 +136,11 @@ class VixClient:
 
     async def list_workers(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/vapi/workers"))["workers"]
+
+    async def set_worker_flows(self, worker_id: str, flows: Sequence[str] | None) -> dict[str, Any]:
+        """Restrict a worker to ``flows`` (None lifts the restriction); the worker as ``list_workers`` shows it."""
+        body = {"flows": None if flows is None else list(flows)}
+        return await self._request("PUT", f"/vapi/workers/{_segment(worker_id)}/allowed_flows", json=body)
 
     # -- files -----------------------------------------------------------------------------------------------------
 

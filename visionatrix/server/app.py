@@ -1,17 +1,22 @@
 """``create_app(services)``: the aiohttp application of the REST API under ``/vapi``.
 
 The composition root builds the services (engine, queue, storage, flows, registry, events) and owns their
-lifetimes; the application only uses them. It closes its own event streams when it shuts down.
+lifetimes; the application only uses them. When it shuts down it closes its own event streams and answers the
+worker claims that wait for a task, so neither holds the stop up. ``WORKER_AUTH`` guards the worker routes.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
+from visionatrix.server import worker_auth
 from visionatrix.server.event_feed import LiveStreams
 from visionatrix.server.middlewares import error_middleware
 from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
+from visionatrix.server.routes.worker_api import CLAIMS_CLOSING, stop_claims
 from visionatrix.server.services import SERVICES, Services
 
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -23,9 +28,12 @@ async def _close_streams(app: web.Application) -> None:
 
 
 def create_app(services: Services) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY_BYTES)
+    middlewares = [error_middleware, worker_auth.middleware(services.worker_auth)]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY_BYTES)
     app[SERVICES] = services
     app[STREAMS] = LiveStreams()
+    app[CLAIMS_CLOSING] = asyncio.Event()
     setup_routes(app)
     app.on_shutdown.append(_close_streams)
+    app.on_shutdown.append(stop_claims)
     return app

@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 description of the REST API, written as data (served at ``GET /vapi/openapi.json``).
 
-A test checks that its paths and methods are exactly the application's routes.
+A test checks that its paths and methods are exactly the application's routes. The worker protocol's part is in
+``openapi_worker``.
 """
 
 from __future__ import annotations
@@ -8,28 +9,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from visionatrix.server import openapi_worker
+from visionatrix.server.openapi_parts import ERROR_RESPONSES
+from visionatrix.server.openapi_parts import errors as _errors
+from visionatrix.server.openapi_parts import json_body as _json
+from visionatrix.server.openapi_parts import ref as _ref
 from visionatrix.server.task_request import MAX_COUNT, MAX_PRIORITY, MIN_PRIORITY
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): {"$ref": f"#/components/responses/{_ERROR_RESPONSES[code][0]}"} for code in codes}
-
-
-_ERROR_RESPONSES = {
-    400: ("BadRequest", "The request is malformed or invalid (see `error` and `details`)"),
-    404: ("NotFound", "No such object"),
-    409: ("Conflict", "Not allowed in the object's current state"),
-    413: ("TooLarge", "An upload or body is over its size limit"),
-    415: ("UnsupportedMediaType", "The body's content type is not accepted"),
-}
 
 _TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _FLOW_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -43,7 +28,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "error": {"type": "string", "description": "A stable code: not_found, conflict, invalid_params, "
                       "invalid_graph, invalid_flow, invalid_input, invalid_json, invalid_request, invalid_query, "
-                      "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error"},
+                      "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error; "
+                      "worker routes also: lease_lost, unauthorized, digest_mismatch, missing_outputs"},
             "message": {"type": "string"},
             "details": {"description": "invalid_params: {parameter: problem}; invalid_graph: {error, node_errors} "
                         "(ComfyUI's shape); invalid_request/invalid_query: {field: problem}"},
@@ -175,6 +161,8 @@ _SCHEMAS: dict[str, Any] = {
             "installed_flows": {"type": "array", "items": {"type": "string"}},
             "current_task_id": {"type": ["integer", "null"]},
             "last_seen_at": {"type": "string", "format": "date-time"},
+            "allowed_flows": {"type": ["array", "null"], "items": {"type": "string"},
+                              "description": "The flows an admin lets this worker take; null: every flow it has"},
         },
     },
     "WorkerList": {"type": "object", "properties": {"workers": {"type": "array", "items": _ref("Worker")}}},
@@ -309,9 +297,10 @@ def document(version: str) -> dict[str, Any]:
         "info": {"title": "Visionatrix API", "version": version,
                  "description": "Runs ComfyUI-format flows as tasks. Errors are "
                                 "{error, message, details} JSON objects."},
-        "paths": copy.deepcopy(_PATHS),
+        "paths": copy.deepcopy({**_PATHS, **openapi_worker.PATHS}),
         "components": {
-            "schemas": copy.deepcopy(_SCHEMAS),
-            "responses": {name: _json(_ref("Error"), description) for name, description in _ERROR_RESPONSES.values()},
+            "schemas": copy.deepcopy({**_SCHEMAS, **openapi_worker.SCHEMAS}),
+            "responses": {name: _json(_ref("Error"), description) for name, description in ERROR_RESPONSES.values()},
+            "securitySchemes": copy.deepcopy(openapi_worker.SECURITY_SCHEMES),
         },
     }

@@ -28,6 +28,8 @@ class Services:
     version: str
     web_dir: Path | None = None
     """Folder whose ``index.html`` is served at ``/``; None serves no page."""
+    worker_auth: str | None = None
+    """``WORKER_AUTH``: ``user:password`` or a token the worker routes (``/vapi/worker/...``) require; None: open."""
 
 
 SERVICES = web.AppKey("services", Services)

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from visionatrix.flows.catalog import FlowCatalog
 from visionatrix.flows.flow import Flow
-from visionatrix.queue.models import FileRecord, TaskRecord, WorkerRecord
+from visionatrix.queue.models import ClaimedTask, FileRecord, TaskRecord, WorkerRecord
 
 API_PREFIX = "/vapi"
 
@@ -15,6 +15,11 @@ API_PREFIX = "/vapi"
 def file_url(task_id: int, kind: str, name: str) -> str:
     """The path that downloads one of a task's files (relative to the server's base URL)."""
     return f"{API_PREFIX}/tasks/{task_id}/files/{kind}/{quote(name, safe='/')}"
+
+
+def worker_input_url(task_id: int, name: str) -> str:
+    """The worker route that downloads one of a task's inputs (relative to the server's base URL)."""
+    return f"{API_PREFIX}/worker/tasks/{task_id}/inputs/{quote(name, safe='/')}"
 
 
 def file_view(task_id: int, record: FileRecord) -> dict[str, Any]:
@@ -55,6 +60,21 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
     }
 
 
+def claimed_task_view(task: ClaimedTask, files: list[FileRecord]) -> dict[str, Any]:
+    """What a worker gets from ``POST /vapi/worker/claim``: the work, its lease and where its inputs are."""
+    return {
+        "id": task.id,
+        "flow": task.flow,
+        "graph": task.graph,
+        "params": task.params,
+        "lease_token": task.lease_token,
+        "lease_expires_at": task.lease_expires_at,
+        "attempt": task.attempt,
+        "inputs": [{"name": f.name, "size_bytes": f.size_bytes, "sha256": f.sha256,
+                    "url": worker_input_url(task.id, f.name)} for f in files if f.kind == "input"],
+    }
+
+
 def worker_view(worker: WorkerRecord) -> dict[str, Any]:
     return {
         "worker_id": worker.worker_id,
@@ -63,6 +83,7 @@ def worker_view(worker: WorkerRecord) -> dict[str, Any]:
         "installed_flows": list(worker.installed_flows),
         "current_task_id": worker.current_task_id,
         "last_seen_at": worker.last_seen_at,
+        "allowed_flows": None if worker.allowed_flows is None else list(worker.allowed_flows),
     }
 
 

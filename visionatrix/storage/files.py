@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 from visionatrix.errors import InvalidInput, NotFound
@@ -96,18 +96,32 @@ class TaskStorage:
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    async def save_stream(self, dest: Path, chunks: AsyncIterator[bytes]) -> FileInfo:
+    async def save_stream(self, dest: Path, chunks: AsyncIterator[bytes], *,
+                          accept: Callable[[FileInfo], Awaitable[None]] | None = None) -> FileInfo:
         """Stream ``chunks`` into ``dest`` (a path inside ``root``; its folder is created).
 
-        The bytes go to a hidden temporary file beside ``dest``, which is renamed onto ``dest`` at the end; past
-        ``max_upload_bytes`` the save stops with ``TooLarge``. A refused or failed save leaves no file behind and
-        any older ``dest`` untouched. ``ValueError`` when ``dest`` lies outside ``root`` or has a hidden name.
+        The bytes go to a hidden temporary file beside ``dest``, which is renamed onto ``dest`` at the end (an
+        older ``dest`` is replaced at once); past ``max_upload_bytes`` the save stops with ``TooLarge``. ``accept``,
+        when given, sees the received file's size and digest before the rename and refuses it by raising. A
+        refused or failed save leaves no file behind and any older ``dest`` untouched. ``ValueError`` when ``dest``
+        lies outside ``root`` or has a hidden name.
         """
         dest = Path(dest)
         if not dest.parent.resolve().is_relative_to(self.root) or not dest.name or is_hidden(dest.name):
             raise ValueError(f"{dest} is not a task file path under {self.root}")
         self._ensure(dest.parent)
-        return await streams.write_stream(dest, chunks, max_bytes=self.max_upload_bytes)
+        if accept is None:
+            return await streams.write_stream(dest, chunks, max_bytes=self.max_upload_bytes)
+        fd, held = streams.temp_beside(dest)  # hidden, so never listed or served while it waits for ``accept``
+        os.close(fd)
+        try:
+            info = await streams.write_stream(held, chunks, max_bytes=self.max_upload_bytes)
+            await accept(info)
+            os.replace(held, dest)
+        except BaseException:
+            held.unlink(missing_ok=True)
+            raise
+        return info
 
     # -- staging -----------------------------------------------------------------------------------------------
 

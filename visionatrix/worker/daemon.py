@@ -1,9 +1,17 @@
-"""The worker loop: claim a task, run its graph, keep the lease alive, report throttled progress, store results.
+"""The worker loop: claim a task, run its graph, keep the lease alive, report throttled progress, store results —
+pipelined, so the executor does not wait for the network.
+
+While the executor runs task N the loop holds at most one claim ahead (N+1): it claims it, prepares its inputs
+(downloads them, for the HTTP source) and keeps its lease alive until N+1 starts. Task N's outcome (uploads and
+``finish``) is stored in the background while N+1 runs, with at most one such conclusion in flight: the loop waits
+for N-1's before it claims ahead again, so a worker never holds more than two tasks. ``docs/worker.md`` has the
+timeline.
 
 Two catch-all boundaries only (STYLE.md): per node, inside the executor (a node's exception becomes the task's error
 with node id and class), and per loop iteration here (logged; the daemon never dies on one bad task). Cancellation
-is not an error. On shutdown the running task is interrupted and released back to ``pending`` — never left
-``running``.
+is not an error. On shutdown the running task is interrupted and released back to ``pending`` (finished, when it
+already ended), the task held ahead is released, pending conclusions complete — never is a task left ``running``.
+``SourceStopped`` (the server refused the worker's credentials) ends ``run`` with that error.
 """
 
 from __future__ import annotations
@@ -11,9 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import time
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,10 +28,11 @@ from typing import Any
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
 from visionatrix.executor import events
 from visionatrix.executor.run import Executor
-from visionatrix.queue.manager import TaskQueue
-from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, WorkerRecord
-from visionatrix.storage.files import TaskStorage
-from visionatrix.worker.progress import ProgressTracker
+from visionatrix.queue.models import WorkerRecord, effective_flows
+from visionatrix.worker.held import HeldTask, LeaseKeeper
+from visionatrix.worker.outputs import output_files
+from visionatrix.worker.source import SourceStopped, TaskSource
+from visionatrix.worker.waiting import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -36,177 +44,351 @@ class WorkerOptions:
     worker_id: str
     installed_flows: Sequence[str] | Callable[[], Sequence[str]]
     """The flows this worker may take, or a callable asked before each claim (flows installed while running)."""
-    mode: str = "DEFAULT"
     lease_s: float = 60.0
+    """The queue's lease length; heartbeats come every third of it (or of a shorter lease a claim reports)."""
     progress_interval_s: float = 0.5
-    idle_poll_max_s: float = 1.0
+    """At most one progress write per this many seconds."""
+    claim_wait_s: float = 20.0
+    """How long one claim waits for a task (the HTTP long poll, the database source's wake-up wait)."""
     seen_interval_s: float = 10.0
+    """How often the worker reports itself (``GET /vapi/workers``) and learns the flows it is allowed."""
+    claim_ahead: bool = True
+    """Hold one claim ahead while a task runs (pipelining); off, a task is claimed only when the executor is free."""
+    retry_s: float = 1.0
+    """Pause after a claim or the first report failed, before trying again."""
+    final_report_timeout_s: float = 5.0
+    """How long the report on the way out may take (a server that is down must not hold up the shutdown)."""
 
 
 @dataclass
-class _Running:
-    task: ClaimedTask
-    tracker: ProgressTracker = field(default_factory=ProgressTracker)
-    cancel_requested: bool = False
-    lease_lost: bool = False
-    shutting_down: bool = False
+class _Outcome:
+    """How a run ended: ``finished`` (with ``result``), ``failed`` (with the error), ``interrupted``, ``dropped``."""
+
+    kind: str
+    result: events.ExecutionResult | None = None
+    error: dict[str, Any] = field(default_factory=dict)
 
 
 class Worker:
-    """Runs tasks from ``queue`` with ``executor``; inputs and outputs live in ``storage``."""
+    """Runs tasks from ``source`` with ``executor``."""
 
-    def __init__(self, queue: TaskQueue, storage: TaskStorage, executor: Executor, options: WorkerOptions,
-                 *, wakeup: asyncio.Event | None = None) -> None:
-        self.queue = queue
-        self.storage = storage
+    def __init__(self, source: TaskSource, executor: Executor, options: WorkerOptions) -> None:
+        self.source = source
         self.executor = executor
         self.options = options
-        self.wakeup = wakeup or asyncio.Event()
         self.last_flow: str | None = None
-        self.current: _Running | None = None
-        self._last_seen_report = 0.0
+        self.allowed_flows: list[str] | None = None
+        """The flows an admin lets this worker take, from its last report (None: unrestricted)."""
+        self.current: HeldTask | None = None
+        """The task the executor is running now."""
+        self._stopping = asyncio.Event()
+        self._report_due = asyncio.Event()
+        self._fatal: SourceStopped | None = None
+        self._keeper = self._lease_keeper()
+        self._claiming: asyncio.Task[HeldTask | None] | None = None
+        """The claim in flight, or the task held ahead once it is done."""
+        self._concluding: asyncio.Task[None] | None = None
+        """The previous task's outcome being stored."""
+        self._running: tuple[HeldTask, asyncio.Task[_Outcome]] | None = None
+        """The task the executor runs, and that run."""
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        return LeaseKeeper(self.source, progress_interval_s=self.options.progress_interval_s,
+                           interrupt=self.executor.interrupt, stopping=self._stopping, on_stopped=self._halt)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> int:
-        """Take and run tasks until ``stop`` is set (or, in ``burst`` mode, until the queue is empty).
+        """Take and run tasks until ``stop`` is set (or, in ``burst`` mode, until no task is left to claim).
 
-        Returns how many tasks this call ran.
+        Returns how many tasks this call ran; raises ``SourceStopped`` when the source refused to go on.
         """
+        self._stopping = asyncio.Event()
+        self._fatal = None
+        self._keeper = self._lease_keeper()
+        self._claiming = self._concluding = self._running = None
+        mirror = asyncio.create_task(self._mirror(stop))
+        reporter: asyncio.Task[None] | None = None
         ran = 0
-        idle_s = 0.0
-        while not stop.is_set():
-            try:
-                await self._report_seen()
-                task = await self.queue.claim_next(self.options.worker_id, self._installed(),
-                                                   last_flow=self.last_flow)
-            except Exception:
-                log.exception("worker %s: claiming failed; retrying", self.options.worker_id)
-                task = None
-            if task is None:
-                if burst:
-                    break
-                idle_s = min(self.options.idle_poll_max_s, idle_s + 0.05)
-                await self._idle(stop, idle_s)
-                continue
-            idle_s = 0.0
-            ran += 1
-            try:
-                await self._run_task(task, stop)
-            except Exception:
-                log.exception("worker %s: task %s ended with an unexpected error", self.options.worker_id, task.id)
-        await self._report_seen(force=True, stopping=True)
+        try:
+            if await self._first_report(burst):
+                reporter = asyncio.create_task(self._report_periodically())
+                ran = await self._loop(burst)
+        finally:
+            self._stopping.set()
+            await self._let_go(self._claiming)
+            if self._running is not None:  # ``run`` itself was cancelled mid-run: the run is interrupted too
+                held, running = self._running
+                await asyncio.wait([running])
+                outcome = _Outcome("interrupted") if running.cancelled() else running.result()
+                await self._conclude(held, outcome)
+            if self._concluding is not None:
+                await self._concluding
+            await cancel_and_wait(reporter)
+            await self._final_report()
+            await cancel_and_wait(mirror)
+        if self._fatal is not None:
+            raise self._fatal
         return ran
+
+    async def _loop(self, burst: bool) -> int:
+        """Claim (one ahead), run, conclude in the background; how many tasks ran."""
+        ran = 0
+        ahead = False
+        wait_s = 0.0 if burst else self.options.claim_wait_s
+        while not self._stopping.is_set():
+            try:
+                if self._claiming is None:
+                    self._claiming, ahead = asyncio.create_task(self._acquire(wait_s)), False
+                if not await self._until_stopping(self._claiming):
+                    break
+                claimed, self._claiming = self._claiming, None
+                held = claimed.result()
+                if held is None:
+                    if burst and not ahead:
+                        break
+                    continue
+                ran += 1
+                running = asyncio.create_task(self._execute(held))
+                self._running = held, running
+                if self._concluding is not None:  # at most one conclusion in flight, and then one claim ahead
+                    await self._concluding
+                    self._concluding = None
+                if self.options.claim_ahead and not self._stopping.is_set():
+                    self._claiming, ahead = asyncio.create_task(self._acquire(wait_s)), True
+                outcome = await running
+                self._running = None
+                self._concluding = asyncio.create_task(self._conclude(held, outcome))
+            except Exception:
+                log.exception("worker %s: loop iteration failed; going on", self.options.worker_id)
+                await asyncio.sleep(self.options.retry_s)
+        return ran
+
+    async def _mirror(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stopping.set()
+
+    def _halt(self, exc: SourceStopped) -> None:
+        """The source says the worker must stop."""
+        if self._fatal is None:
+            log.error("worker %s: stopping: %s", self.options.worker_id, exc)
+            self._fatal = exc
+        self._stopping.set()
+
+    async def _until_stopping(self, pending: Awaitable[Any]) -> bool:
+        """Wait for ``pending`` or the shutdown, whichever comes first; True when ``pending`` is done."""
+        future = asyncio.ensure_future(pending)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([future, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        return future.done()
+
+    async def _let_go(self, claiming: asyncio.Task[HeldTask | None] | None) -> None:
+        """Shutdown: a claim in flight is cancelled (the source gives back what it got); a task held ahead is
+        released."""
+        if claiming is None:
+            return
+        while not claiming.done():  # a claim that ignored one cancellation is cancelled again
+            claiming.cancel()
+            await asyncio.wait([claiming], timeout=1.0)
+        if claiming.cancelled() or claiming.exception() is not None:
+            return
+        held = claiming.result()
+        if held is not None:
+            await self._drop(held, release=True)
+
+    # -- flows and claims --------------------------------------------------------------------------------------
 
     def _installed(self) -> list[str]:
         flows = self.options.installed_flows
         return list(flows() if callable(flows) else flows)
 
-    async def _idle(self, stop: asyncio.Event, timeout_s: float) -> None:
-        self.wakeup.clear()
-        waiters = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+    def _flows(self) -> list[str]:
+        """The flows to ask for: installed here and allowed by the admin."""
+        return effective_flows(self._installed(), self.allowed_flows)
 
-    async def _report_seen(self, *, force: bool = False, stopping: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_seen_report < self.options.seen_interval_s:
-            return
-        self._last_seen_report = now
-        current = None if stopping or self.current is None else self.current.task.id
-        record = WorkerRecord(worker_id=self.options.worker_id, mode=self.options.mode,
-                              device=self.executor.device, installed_flows=self._installed(),
-                              current_task_id=current, last_seen_at=datetime.now(UTC))
-        try:
-            await self.queue.upsert_worker(record)
-        except Exception:  # the worker row is informational; the next report retries
-            log.warning("worker %s: could not record that it is alive", self.options.worker_id, exc_info=True)
+    async def _acquire(self, wait_s: float) -> HeldTask | None:
+        """Claim a task and prepare its inputs, keeping its lease from the moment it is claimed. None when no task
+        came within ``wait_s`` (or the claim failed; it is logged). A task whose preparation failed is failed with
+        the reason, and the next one is claimed."""
+        while True:
+            try:
+                task = await self.source.claim(self.options.worker_id, self._flows(), self.last_flow, wait_s)
+            except SourceStopped as exc:
+                self._halt(exc)
+                return None
+            except Exception:
+                log.exception("worker %s: claiming failed; retrying", self.options.worker_id)
+                await asyncio.sleep(self.options.retry_s)
+                return None
+            if task is None:
+                return None
+            held = HeldTask.of(task, self.options.lease_s)
+            self._keeper.start(held)
+            try:
+                held.input_dir, held.output_dir = await self.source.prepare(task)
+                return held
+            except asyncio.CancelledError:
+                await self._drop(held, release=True)
+                raise
+            except LeaseLost:
+                log.warning("task %s: lease lost while its inputs were prepared", task.id)
+                await self._drop(held, release=False)
+            except SourceStopped as exc:
+                self._halt(exc)
+                await self._drop(held, release=False)
+                return None
+            except Exception as exc:
+                log.exception("task %s: preparing its inputs failed", task.id)
+                await self._settle(held, self.source.fail(
+                    task, node_id=None, class_type=None, message=f"preparing the inputs failed: {exc}",
+                    traceback=traceback.format_exc()))
 
-    async def _run_task(self, task: ClaimedTask, stop: asyncio.Event) -> None:
-        running = _Running(task)
-        self.current = running
-        self.last_flow = task.flow
-        await self._report_seen(force=True)
-        keeper = asyncio.create_task(self._keep_lease(running, stop))
-        output_dir = self.storage.output_dir(task.id)
-        await asyncio.to_thread(shutil.rmtree, output_dir, True)  # a requeued task's earlier partial results
+    # -- running and concluding --------------------------------------------------------------------------------
+
+    async def _execute(self, held: HeldTask) -> _Outcome:
+        """Run the task on the executor (unless it was cancelled, lost or refused while it waited)."""
+        task = held.task
+        if held.lease_lost:
+            return _Outcome("dropped")
+        if held.cancel_requested or self._stopping.is_set():
+            return _Outcome("interrupted")
+        if task.flow not in self._flows():
+            log.warning("task %s: flow %s is no longer allowed here; giving it back", task.id, task.flow)
+            return _Outcome("interrupted")
+        assert held.input_dir is not None and held.output_dir is not None
+        self.current, self.last_flow, held.running = held, task.flow, True
+        self._report_due.set()
         try:
             result = await self.executor.execute(
-                task.graph, prompt_id=str(task.id), on_event=running.tracker,
-                input_dir=self.storage.input_dir(task.id), output_dir=self.storage.output_dir(task.id),
+                task.graph, prompt_id=str(task.id), on_event=held.tracker, input_dir=held.input_dir,
+                output_dir=held.output_dir,
                 extra_data={"extra_pnginfo": {"visionatrix_task": {"id": task.id, "flow": task.flow}}})
         except Interrupted:
-            await self._stopped(running)
+            return _Outcome("interrupted")
         except NodeFailed as exc:
-            await self._guarded(running, self.queue.mark_failed(
-                task.id, task.lease_token, node_id=exc.node_id, class_type=exc.class_type, message=str(exc),
-                traceback=getattr(exc, "traceback", "")))
+            return _Outcome("failed", error={"node_id": exc.node_id, "class_type": exc.class_type,
+                                             "message": str(exc), "traceback": getattr(exc, "traceback", "")})
         except InvalidGraph as exc:
-            await self._guarded(running, self.queue.mark_failed(
-                task.id, task.lease_token, node_id=None, class_type=None,
-                message="; ".join(exc.issue_lines()), traceback=""))
-        else:
-            outputs = self._outputs(task.id, result)
-            await self._guarded(running, self.queue.mark_finished(task.id, task.lease_token,
-                                                                  timings=result.timings_s, outputs=outputs))
+            return _Outcome("failed", error={"node_id": None, "class_type": None,
+                                             "message": "; ".join(exc.issue_lines()), "traceback": ""})
+        except Exception as exc:
+            log.exception("task %s: the executor failed", task.id)
+            return _Outcome("failed", error={"node_id": None, "class_type": None,
+                                             "message": f"{type(exc).__name__}: {exc}",
+                                             "traceback": traceback.format_exc()})
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            held.running = False
             self.current = None
-            await self._report_seen(force=True)
+            self._report_due.set()
+        return _Outcome("finished", result=result)
 
-    async def _stopped(self, running: _Running) -> None:
-        """The run was interrupted: cancelled by a user, lease lost, or this worker is shutting down."""
-        task = running.task
-        if running.lease_lost:
+    async def _conclude(self, held: HeldTask, outcome: _Outcome) -> None:
+        """Store how the run ended (the lease is kept meanwhile), then remove the task's local files."""
+        task = held.task
+        if held.lease_lost or outcome.kind == "dropped":
             log.warning("task %s: lease lost; its result is dropped", task.id)
-        elif running.cancel_requested:
-            await self._guarded(running, self.queue.mark_cancelled(task.id, task.lease_token))
+            await self._drop(held, release=False)
+        elif outcome.kind == "finished":
+            assert outcome.result is not None
+            await self._settle(held, self._finish(held, outcome.result))
+        elif outcome.kind == "failed":
+            await self._settle(held, self.source.fail(task, **outcome.error))
+        elif held.cancel_requested:
+            await self._settle(held, self.source.cancelled(task))
         else:
-            await self._guarded(running, self.queue.release(task.id, task.lease_token))
+            await self._settle(held, self.source.release(task))
 
-    async def _guarded(self, running: _Running, call: Any) -> None:
+    async def _finish(self, held: HeldTask, result: events.ExecutionResult) -> None:
+        """Store the results; when that fails for another reason than the lease, fail the task with it."""
+        task = held.task
+        assert held.output_dir is not None
+        outputs = await asyncio.to_thread(output_files, held.output_dir, result)
+        try:
+            await self.source.finish(task, result.timings_s, outputs)
+        except (LeaseLost, SourceStopped):
+            raise
+        except Exception as exc:
+            log.exception("task %s: storing its results failed", task.id)
+            await self.source.fail(task, node_id=None, class_type=None, message=f"storing the results failed: {exc}",
+                                   traceback=traceback.format_exc())
+
+    async def _settle(self, held: HeldTask, call: Awaitable[None]) -> None:
+        """Await the call that ends the task's run, then let go of the task."""
         try:
             await call
         except LeaseLost:
-            log.warning("task %s: lease lost before its outcome was stored; dropped", running.task.id)
+            log.warning("task %s: lease lost before its outcome was stored; dropped", held.task.id)
+        except SourceStopped as exc:
+            self._halt(exc)
+        except Exception:
+            log.exception("task %s: its outcome could not be stored", held.task.id)
+        finally:
+            await self._drop(held, release=False)
 
-    async def _keep_lease(self, running: _Running, stop: asyncio.Event) -> None:
-        """Report throttled progress and extend the lease; interrupt on cancel, lost lease or shutdown."""
-        task = running.task
-        tick_s = max(0.05, min(self.options.progress_interval_s, self.options.lease_s / 3))
-        last_extended = time.monotonic()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick_s)
-            running.shutting_down = running.shutting_down or stop.is_set()
-            state: LeaseState | None = None
+    async def _drop(self, held: HeldTask, *, release: bool) -> None:
+        """Stop keeping the task's lease (after releasing it, with ``release``) and remove its local files."""
+        await held.stop_keeping()
+        if release:
             try:
-                if running.tracker.changed:
-                    running.tracker.mark_reported()
-                    state = await self.queue.report_progress(task.id, task.lease_token,
-                                                             progress=running.tracker.percent,
-                                                             current_node=running.tracker.current_node)
-                    last_extended = time.monotonic()
-                elif time.monotonic() - last_extended >= self.options.lease_s / 3:
-                    state = await self.queue.extend_lease(task.id, task.lease_token)
-                    last_extended = time.monotonic()
+                await self.source.release(held.task)
             except LeaseLost:
-                running.lease_lost = True
-                self.executor.interrupt()
-                return
+                log.warning("task %s: lease lost before it was released", held.task.id)
             except Exception:
-                log.exception("task %s: progress report failed; will retry", task.id)
-            if state is not None and state.cancel_requested:
-                running.cancel_requested = True
-            if running.cancel_requested or running.shutting_down:
-                self.executor.interrupt()  # repeated each tick: a run that had not started yet still stops
+                log.exception("task %s: releasing it failed; its lease will run out", held.task.id)
+        try:
+            await self.source.cleanup(held.task)
+        except Exception:
+            log.exception("task %s: removing its local files failed", held.task.id)
+        self._report_due.set()
 
-    def _outputs(self, task_id: int, result: events.ExecutionResult) -> list[FileRecord]:
-        """Output files on disk, each tied to the output node that reported it."""
-        owners = {name: node_id for node_id, name in result.output_files()}
-        return [FileRecord(kind="output", name=name, node_id=owners.get(name), size_bytes=info.size_bytes,
-                           sha256=info.sha256, param=None)
-                for name, info in self.storage.describe_outputs(task_id)]
+    # -- reports -----------------------------------------------------------------------------------------------
+
+    def _record(self, *, stopping: bool = False) -> WorkerRecord:
+        current = None if stopping or self.current is None else self.current.task.id
+        return WorkerRecord(worker_id=self.options.worker_id, mode=self.source.mode, device=self.executor.device,
+                            installed_flows=self._installed(), current_task_id=current,
+                            last_seen_at=datetime.now(UTC))
+
+    async def _report(self, *, stopping: bool = False) -> bool:
+        """Report the worker (and learn its allowed flows); False when that failed (logged)."""
+        try:
+            self.allowed_flows = await self.source.report(self._record(stopping=stopping))
+            return True
+        except SourceStopped as exc:
+            self._halt(exc)
+        except Exception:  # the next report retries
+            log.warning("worker %s: could not record that it is alive", self.options.worker_id, exc_info=True)
+        return False
+
+    async def _first_report(self, burst: bool) -> bool:
+        """Report before the first claim, so the claim asks only for allowed flows; retried until it works (in
+        ``burst`` mode once). False when the worker must not claim."""
+        while not self._stopping.is_set():
+            reporting = asyncio.ensure_future(self._report())
+            if not await self._until_stopping(reporting):
+                await cancel_and_wait(reporting)
+                return False
+            if reporting.result():
+                return True
+            if burst:
+                return False
+            await wait_event(self._stopping, self.options.retry_s)
+        return False
+
+    async def _report_periodically(self) -> None:
+        """A report every ``seen_interval_s``, and soon after a task starts or ends; never holds up the loop."""
+        while not self._stopping.is_set():
+            await wait_event(self._report_due, self.options.seen_interval_s)
+            self._report_due.clear()
+            await self._report()
+
+    async def _final_report(self) -> None:
+        if self._fatal is not None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.options.final_report_timeout_s):
+                await self._report(stopping=True)
+

@@ -18,6 +18,7 @@ from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import TaskStatus
 from visionatrix.storage.files import TaskStorage
 from visionatrix.worker.daemon import Worker, WorkerOptions
+from visionatrix.worker.db_source import DatabaseSource
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "flows" / "examples" / "sample.jpg"
@@ -40,7 +41,7 @@ async def setup(tmp_path, registry):
     executor = Executor(registry, ExecutorSettings(device="cpu", temp_dir=tmp_path / "temp"))
     options = WorkerOptions(worker_id="w1", installed_flows=["web_resize_sharpen", "slow", "broken"], lease_s=5.0,
                             progress_interval_s=0.1)
-    worker = Worker(queue, storage, executor, options)
+    worker = Worker(DatabaseSource(queue, storage, mode="DEFAULT"), executor, options)
     yield queue, storage, worker, events
     executor.close()
     await engine.dispose()

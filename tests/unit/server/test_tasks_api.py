@@ -194,3 +194,13 @@ async def test_workers_are_listed_with_what_they_run(vix: VixClient, services: S
     assert worker["worker_id"] == "gpu-1" and worker["device"] == "cuda:0" and worker["mode"] == "DEFAULT"
     assert worker["installed_flows"] == ["web_resize_sharpen"] and worker["current_task_id"] is None
     assert datetime.fromisoformat(worker["last_seen_at"]) == seen
+
+
+async def test_the_client_restricts_and_frees_a_worker(vix: VixClient, services: Services) -> None:
+    await services.queue.upsert_worker(WorkerRecord(worker_id="gpu/2", mode="WORKER_HTTP", device="cpu",
+                                                    installed_flows=["a", "b"], current_task_id=None,
+                                                    last_seen_at=datetime.now(UTC)))
+    assert (await vix.set_worker_flows("gpu/2", ["b"]))["allowed_flows"] == ["b"]
+    [worker] = await vix.list_workers()
+    assert worker["allowed_flows"] == ["b"]
+    assert (await vix.set_worker_flows("gpu/2", None))["allowed_flows"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from visionatrix.server.routes import events, files, flows, health, tasks, web_root, workers
+from visionatrix.server.routes import events, files, flows, health, tasks, web_root, worker_api, worker_files, workers
 from visionatrix.server.services import SERVICES
 
 PREFIX = "/vapi"
@@ -26,7 +26,25 @@ def setup_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/tasks/{{task_id:\\d+}}/restart", tasks.restart_task, name="task_restart")
     router.add_get(f"{PREFIX}/tasks/{{task_id:\\d+}}/files/{{kind}}/{{name:.+}}", files.download, name="task_file")
     router.add_get(f"{PREFIX}/workers", workers.list_workers, name="workers")
+    router.add_put(f"{PREFIX}/workers/{{worker_id}}/allowed_flows", worker_api.set_allowed_flows,
+                   name="worker_allowed_flows")
+    _setup_worker_routes(router)
     router.add_get(f"{PREFIX}/events", events.websocket, name="events")
     router.add_get(f"{PREFIX}/events/stream", events.server_sent_events, name="events_stream")
     if app[SERVICES].web_dir is not None:
         router.add_get("/", web_root.index, name="index")
+
+
+def _setup_worker_routes(router: web.UrlDispatcher) -> None:
+    """The worker protocol (``docs/design/worker-protocol.md``); ``WORKER_AUTH`` guards every one of them."""
+    worker = f"{PREFIX}/worker"
+    task = f"{worker}/tasks/{{task_id:\\d+}}"
+    router.add_post(f"{worker}/claim", worker_api.claim, name="worker_claim")
+    router.add_get(f"{task}/inputs/{{name:.+}}", worker_files.download_input, name="worker_input")
+    router.add_post(f"{task}/heartbeat", worker_api.heartbeat, name="worker_heartbeat")
+    router.add_put(f"{task}/outputs/{{name:.*}}", worker_files.upload_output, name="worker_output")
+    router.add_post(f"{task}/finish", worker_api.finish, name="worker_finish")
+    router.add_post(f"{task}/fail", worker_api.fail, name="worker_fail")
+    router.add_post(f"{task}/cancelled", worker_api.cancelled, name="worker_cancelled")
+    router.add_post(f"{task}/release", worker_api.release, name="worker_release")
+    router.add_put(f"{worker}/workers/{{worker_id}}", worker_api.report_worker, name="worker_report")

@@ -1,0 +1,28 @@
+"""Building blocks of the OpenAPI document (``openapi``, ``openapi_worker``): references, JSON bodies, the shared
+error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_RESPONSES = {
+    400: ("BadRequest", "The request is malformed or invalid (see `error` and `details`)"),
+    401: ("Unauthorized", "The worker credentials (`WORKER_AUTH`) are missing or wrong"),
+    404: ("NotFound", "No such object"),
+    409: ("Conflict", "Not allowed in the object's current state (`conflict`), or the lease token does not own "
+                      "the running task (`lease_lost`)"),
+    413: ("TooLarge", "An upload or body is over its size limit"),
+    415: ("UnsupportedMediaType", "The body's content type is not accepted"),
+}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"} for code in codes}

@@ -1,0 +1,211 @@
+"""The worker protocol's part of the OpenAPI document: the routes under ``/vapi/worker/`` and the admin's
+``PUT /vapi/workers/{worker_id}/allowed_flows``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from visionatrix.server import worker_request as limits
+from visionatrix.server.openapi_parts import errors, json_body, ref
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "workerBasic": {"type": "http", "scheme": "basic",
+                    "description": "WORKER_AUTH set to user:password; required only when the server has it"},
+    "workerBearer": {"type": "http", "scheme": "bearer",
+                     "description": "WORKER_AUTH set to a token; required only when the server has it"},
+}
+_WORKER_SECURITY: list[dict[str, list[str]]] = [{}, {"workerBasic": []}, {"workerBearer": []}]
+
+_TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_WORKER_ID = {"name": "worker_id", "in": "path", "required": True,
+              "schema": {"type": "string", "maxLength": limits.MAX_ID_CHARS}}
+_FILE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "File name inside the task's folder (may contain one subfolder)"}
+_LEASE = {"name": "X-Vix-Lease", "in": "header", "required": True, "schema": {"type": "string"},
+          "description": "The task's lease token"}
+_TOKEN = {"type": "string", "maxLength": limits.MAX_TOKEN_CHARS, "description": "The lease token of the claim"}
+_NAME_OR_NULL = {"type": ["string", "null"], "maxLength": limits.MAX_ID_CHARS}
+_FLOW_NAMES = {"type": "array", "maxItems": limits.MAX_FLOWS,
+               "items": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS}}
+
+
+def _status(*values: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["status"], "properties": {"status": {"enum": list(values)}}}
+
+
+SCHEMAS: dict[str, Any] = {
+    "ClaimRequest": {
+        "type": "object",
+        "required": ["worker_id", "installed_flows"],
+        "additionalProperties": False,
+        "properties": {
+            "worker_id": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS},
+            "installed_flows": _FLOW_NAMES,
+            "last_flow": {**_NAME_OR_NULL, "description": "Preferred when it has a task (its models are loaded)"},
+            "wait_s": {"type": "number", "minimum": 0, "maximum": limits.MAX_WAIT_S,
+                       "default": limits.DEFAULT_WAIT_S, "description": "How long to wait for a task"},
+        },
+    },
+    "ClaimedTask": {
+        "type": "object",
+        "required": ["id", "flow", "graph", "params", "lease_token", "lease_expires_at", "attempt", "inputs"],
+        "properties": {
+            "id": {"type": "integer"},
+            "flow": {"type": "string"},
+            "graph": {"type": "object", "description": "The bound graph in ComfyUI's API format"},
+            "params": {"type": "object"},
+            "lease_token": {"type": "string"},
+            "lease_expires_at": {"type": "string", "format": "date-time"},
+            "attempt": {"type": "integer"},
+            "inputs": {"type": "array", "items": {
+                "type": "object",
+                "required": ["name", "size_bytes", "sha256", "url"],
+                "properties": {"name": {"type": "string"}, "size_bytes": {"type": "integer"},
+                               "sha256": {"type": "string"},
+                               "url": {"type": "string", "description": "The worker route that downloads it"}},
+            }},
+        },
+    },
+    "ClaimReply": {"type": "object", "required": ["task"],
+                   "properties": {"task": {"oneOf": [ref("ClaimedTask"), {"type": "null"}]}}},
+    "Heartbeat": {
+        "type": "object",
+        "required": ["lease_token"],
+        "additionalProperties": False,
+        "properties": {
+            "lease_token": _TOKEN,
+            "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100,
+                         "description": "When given, stored with current_node (else only the lease is extended)"},
+            "current_node": _NAME_OR_NULL,
+        },
+    },
+    "HeartbeatReply": {"type": "object", "required": ["cancel_requested"],
+                       "properties": {"cancel_requested": {"type": "boolean"}}},
+    "OutputUploaded": {"type": "object", "required": ["name", "size_bytes", "sha256"],
+                       "properties": {"name": {"type": "string"}, "size_bytes": {"type": "integer"},
+                                      "sha256": {"type": "string"}}},
+    "FinishRequest": {
+        "type": "object",
+        "required": ["lease_token"],
+        "additionalProperties": False,
+        "properties": {
+            "lease_token": _TOKEN,
+            "timings": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                        "description": "node id -> seconds"},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name"], "additionalProperties": False,
+                "properties": {"name": {"type": "string", "maxLength": limits.MAX_NAME_CHARS},
+                               "node_id": _NAME_OR_NULL}},
+                "description": "Files already uploaded to the task's output folder"},
+        },
+    },
+    "FailRequest": {
+        "type": "object",
+        "required": ["lease_token", "message"],
+        "additionalProperties": False,
+        "properties": {"lease_token": _TOKEN, "node_id": _NAME_OR_NULL, "class_type": _NAME_OR_NULL,
+                       "message": {"type": "string"}, "traceback": {"type": ["string", "null"]}},
+    },
+    "LeaseRequest": {"type": "object", "required": ["lease_token"], "additionalProperties": False,
+                     "properties": {"lease_token": _TOKEN}},
+    "WorkerReport": {
+        "type": "object",
+        "required": ["mode", "device", "installed_flows"],
+        "additionalProperties": False,
+        "properties": {
+            "mode": {"type": "string", "minLength": 1, "maxLength": limits.MAX_MODE_CHARS},
+            "device": {"type": "string", "minLength": 1, "maxLength": limits.MAX_DEVICE_CHARS},
+            "installed_flows": _FLOW_NAMES,
+            "current_task_id": {"type": ["integer", "null"], "minimum": 1},
+        },
+    },
+    "AllowedFlows": {
+        "type": "object",
+        "required": ["allowed_flows"],
+        "properties": {"allowed_flows": {**_FLOW_NAMES, "type": ["array", "null"],
+                                         "description": "null: every flow the worker has installed"}},
+    },
+    "AllowedFlowsRequest": {
+        "type": "object",
+        "required": ["flows"],
+        "additionalProperties": False,
+        "properties": {"flows": {**_FLOW_NAMES, "type": ["array", "null"],
+                                 "description": "null lifts the restriction"}},
+    },
+}
+
+
+def _post(summary: str, operation_id: str, request: str, reply: dict[str, Any], *codes: int) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary, "operationId": operation_id, "parameters": [_TASK_ID], "security": _WORKER_SECURITY,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(request)}}},
+        "responses": {"200": json_body(reply, "Done"), **errors(*codes)},
+    }}
+
+
+PATHS: dict[str, Any] = {
+    "/vapi/worker/claim": {
+        "post": {
+            "summary": "Claim the next task of the worker's flows (those an admin allows), waiting up to wait_s "
+                       "for one; {task: null} when none came",
+            "operationId": "workerClaim", "security": _WORKER_SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("ClaimRequest")}}},
+            "responses": {"200": json_body(ref("ClaimReply"), "The claimed task, or null"), **errors(400, 401)},
+        },
+    },
+    "/vapi/worker/tasks/{task_id}/inputs/{name}": {
+        "get": {
+            "summary": "Download one of the claimed task's inputs (extends the lease)",
+            "operationId": "workerDownloadInput", "security": _WORKER_SECURITY,
+            "parameters": [_TASK_ID, _FILE_NAME, _LEASE],
+            "responses": {"200": {"description": "The file's bytes; X-Vix-SHA256 carries its digest",
+                                  "headers": {"X-Vix-SHA256": {"schema": {"type": "string"}}},
+                                  "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                          **errors(400, 401, 404, 409)},
+        },
+    },
+    "/vapi/worker/tasks/{task_id}/heartbeat": _post(
+        "Extend the lease (and report progress); says whether a cancel was requested", "workerHeartbeat",
+        "Heartbeat", ref("HeartbeatReply"), 400, 401, 409),
+    "/vapi/worker/tasks/{task_id}/outputs/{name}": {
+        "put": {
+            "summary": "Upload one output file (the raw body); a second upload of the name replaces the first",
+            "operationId": "workerUploadOutput", "security": _WORKER_SECURITY,
+            "parameters": [_TASK_ID, _FILE_NAME, _LEASE,
+                           {"name": "X-Vix-SHA256", "in": "header", "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                            "description": "The body's SHA-256; a body that differs is refused (digest_mismatch)"}],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}},
+            "responses": {"201": json_body(ref("OutputUploaded"), "Stored"), **errors(400, 401, 409, 413)},
+        },
+    },
+    "/vapi/worker/tasks/{task_id}/finish": _post(
+        "The run succeeded: record the uploaded outputs (measured by the server) and the timings", "workerFinish",
+        "FinishRequest", _status("finished"), 400, 401, 409),
+    "/vapi/worker/tasks/{task_id}/fail": _post(
+        "The run failed at a node", "workerFail", "FailRequest", _status("failed"), 400, 401, 409),
+    "/vapi/worker/tasks/{task_id}/cancelled": _post(
+        "The worker stopped the run of a task whose cancel was requested", "workerCancelled", "LeaseRequest",
+        _status("cancelled"), 400, 401, 409),
+    "/vapi/worker/tasks/{task_id}/release": _post(
+        "Give the task back unrun (pending again; cancelled when its cancel was requested)", "workerRelease",
+        "LeaseRequest", _status("pending", "cancelled"), 400, 401, 409),
+    "/vapi/worker/workers/{worker_id}": {
+        "put": {
+            "summary": "The worker's liveness report; answers the flows an admin lets it take",
+            "operationId": "workerReport", "security": _WORKER_SECURITY, "parameters": [_WORKER_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("WorkerReport")}}},
+            "responses": {"200": json_body(ref("AllowedFlows"), "Stored"), **errors(400, 401)},
+        },
+    },
+    "/vapi/workers/{worker_id}/allowed_flows": {
+        "put": {
+            "summary": "Admin: restrict a worker to some flows (null lifts the restriction)",
+            "operationId": "setWorkerAllowedFlows", "parameters": [_WORKER_ID],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": ref("AllowedFlowsRequest")}}},
+            "responses": {"200": json_body(ref("Worker"), "The worker"), **errors(400, 404)},
+        },
+    },
+}

@@ -1,0 +1,212 @@
+"""The worker protocol under ``/vapi/worker/`` (``docs/design/worker-protocol.md``, part 2): claim (a long-poll),
+heartbeat, finish, fail, cancelled, release and the worker's own report; and the admin's
+``PUT /vapi/workers/{worker_id}/allowed_flows``. The file transfers are in ``worker_files``.
+
+A task's lease token travels in the body; a token that does not own the running task is a 409 ``lease_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from visionatrix.errors import LeaseLost, NotFound
+from visionatrix.queue.events import Subscription
+from visionatrix.queue.models import ClaimedTask, FileRecord, TaskStatus, WorkerRecord, effective_flows
+from visionatrix.server import jsonio, parsing, views, worker_request
+from visionatrix.server.errors import BadRequest
+from visionatrix.server.services import SERVICES
+from visionatrix.storage.files import TaskStorage
+from visionatrix.storage.info import file_info
+
+log = logging.getLogger(__name__)
+
+CLAIMS_CLOSING = web.AppKey("worker_claims_closing", asyncio.Event)
+"""Set when the application shuts down: every waiting claim answers ``{"task": null}`` at once."""
+WAKE_EVENTS = frozenset({"task_queued", "task_restarted"})
+"""Events after which a task may be claimable."""
+
+
+def _reply(body: object, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=jsonio.dumps)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+# -- claim -------------------------------------------------------------------------------------------------------
+
+
+async def claim(request: web.Request) -> web.Response:
+    """Claim the next task of the worker's effective flows, waiting up to ``wait_s`` for one to be queued.
+
+    The subscription to the task events is taken before the first attempt, so a task queued between an attempt and
+    the wait still wakes the claim.
+    """
+    services = request.app[SERVICES]
+    body = worker_request.read_claim(await parsing.read_json(request))
+    flows = effective_flows(body.installed_flows, await services.queue.allowed_flows(body.worker_id))
+    closing = request.app[CLAIMS_CLOSING]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + body.wait_s
+    async with services.events.subscribe() as subscription:
+        while not _client_gone(request):
+            task = await services.queue.claim_next(body.worker_id, flows, last_flow=body.last_flow)
+            if task is not None:
+                return await _hand_over(request, task)
+            remaining = deadline - loop.time()
+            if remaining <= 0 or closing.is_set() or subscription.closed:
+                break
+            await _wait_for_work(subscription, frozenset(flows), closing, remaining)
+    return _reply({"task": None})
+
+
+async def _hand_over(request: web.Request, task: ClaimedTask) -> web.Response:
+    queue = request.app[SERVICES].queue
+    if _client_gone(request):  # the worker stopped waiting: give the task back at once, not at the lease's end
+        log.info("task %s: claimed for a worker that left; released", task.id)
+        with contextlib.suppress(LeaseLost):
+            await queue.release(task.id, task.lease_token)
+        return _reply({"task": None})
+    files = (await queue.get(task.id)).files
+    return _reply({"task": views.claimed_task_view(task, files)})
+
+
+async def _wait_for_work(subscription: Subscription, flows: frozenset[str], closing: asyncio.Event,
+                         timeout_s: float) -> None:
+    """Return when a task of one of ``flows`` may have become claimable, the server is closing, the subscription
+    ended, or ``timeout_s`` passed."""
+    woken = asyncio.ensure_future(_claimable(subscription, flows))
+    closed = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait((woken, closed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (woken, closed):
+            waiter.cancel()
+        await asyncio.gather(woken, closed, return_exceptions=True)
+
+
+async def _claimable(subscription: Subscription, flows: frozenset[str]) -> None:
+    async for event in subscription:
+        if event.get("type") in WAKE_EVENTS and event.get("flow") in flows:
+            return
+
+
+async def stop_claims(app: web.Application) -> None:
+    """``on_shutdown``: waiting claims answer now, so a server stop is not held up by long-polls."""
+    app[CLAIMS_CLOSING].set()
+
+
+# -- the lease: heartbeat and outcome ----------------------------------------------------------------------------
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """Extend the lease; with ``progress``, also store the progress and the running node."""
+    queue = request.app[SERVICES].queue
+    task_id = parsing.task_id(request)
+    body = worker_request.read_heartbeat(await parsing.read_json(request))
+    if body.progress is None:
+        state = await queue.extend_lease(task_id, body.lease_token)
+    else:
+        state = await queue.report_progress(task_id, body.lease_token, progress=body.progress,
+                                            current_node=body.current_node)
+    return _reply({"cancel_requested": state.cancel_requested})
+
+
+async def finish(request: web.Request) -> web.Response:
+    """The run succeeded; the named outputs must already be in ``output/<id>/`` (the server measures them)."""
+    services = request.app[SERVICES]
+    task_id = parsing.task_id(request)
+    body = worker_request.read_finish(await parsing.read_json(request))
+    outputs, missing = await asyncio.to_thread(_describe_outputs, services.storage, task_id, body.outputs)
+    if missing:
+        await services.queue.extend_lease(task_id, body.lease_token)  # a lost lease is the answer that matters
+        raise BadRequest("missing_outputs", f"not in the task's output folder (upload them first): "
+                         f"{', '.join(missing)}", {"missing": missing})
+    await services.queue.mark_finished(task_id, body.lease_token, timings=body.timings, outputs=outputs)
+    return _reply({"status": TaskStatus.FINISHED.value})
+
+
+def _describe_outputs(storage: TaskStorage, task_id: int, outputs: list[worker_request.OutputRef],
+                      ) -> tuple[list[FileRecord], list[str]]:
+    """The output rows of the named files, measured on disk; or the names that are not there."""
+    found, missing = [], []
+    for output in outputs:
+        try:
+            found.append((output, storage.resolve(task_id, "output", output.name)))
+        except NotFound:
+            missing.append(output.name)
+    if missing:
+        return [], missing
+    records = []
+    for output, path in found:
+        info = file_info(path)
+        records.append(FileRecord(kind="output", name=output.name, node_id=output.node_id,
+                                  size_bytes=info.size_bytes, sha256=info.sha256, param=None))
+    return records, []
+
+
+async def fail(request: web.Request) -> web.Response:
+    task_id = parsing.task_id(request)
+    body = worker_request.read_fail(await parsing.read_json(request))
+    await request.app[SERVICES].queue.mark_failed(task_id, body.lease_token, node_id=body.node_id,
+                                                  class_type=body.class_type, message=body.message,
+                                                  traceback=body.traceback)
+    return _reply({"status": TaskStatus.FAILED.value})
+
+
+async def cancelled(request: web.Request) -> web.Response:
+    """The worker stopped the run of a task whose cancel was requested."""
+    task_id = parsing.task_id(request)
+    token = worker_request.read_lease_token(await parsing.read_json(request))
+    await request.app[SERVICES].queue.mark_cancelled(task_id, token)
+    return _reply({"status": TaskStatus.CANCELLED.value})
+
+
+async def release(request: web.Request) -> web.Response:
+    """Give the task back: ``pending`` again, or ``cancelled`` when its cancel was requested."""
+    queue = request.app[SERVICES].queue
+    task_id = parsing.task_id(request)
+    token = worker_request.read_lease_token(await parsing.read_json(request))
+    await queue.release(task_id, token)
+    try:  # a released task is pending unless its cancel was requested (cancelled is where it then stays)
+        cancelled_now = (await queue.get(task_id)).status == TaskStatus.CANCELLED
+    except NotFound:  # deleted in the meantime
+        cancelled_now = False
+    return _reply({"status": (TaskStatus.CANCELLED if cancelled_now else TaskStatus.PENDING).value})
+
+
+# -- workers -----------------------------------------------------------------------------------------------------
+
+
+def _worker_id(request: web.Request) -> str:
+    worker_id = request.match_info["worker_id"]
+    if len(worker_id) > worker_request.MAX_ID_CHARS:
+        problem = f"longer than {worker_request.MAX_ID_CHARS} characters"
+        raise BadRequest("invalid_request", f"the worker id is {problem}", {"worker_id": problem})
+    return worker_id
+
+
+async def report_worker(request: web.Request) -> web.Response:
+    """A worker's liveness report; the answer is the flows an admin lets it take (null: every one it has)."""
+    queue = request.app[SERVICES].queue
+    worker_id = _worker_id(request)
+    body = worker_request.read_worker_report(await parsing.read_json(request))
+    allowed = await queue.upsert_worker(WorkerRecord(
+        worker_id=worker_id, mode=body.mode, device=body.device, installed_flows=body.installed_flows,
+        current_task_id=body.current_task_id, last_seen_at=datetime.now(UTC)))
+    return _reply({"allowed_flows": allowed})
+
+
+async def set_allowed_flows(request: web.Request) -> web.Response:
+    """Admin: restrict a worker to some flows (``null`` lifts the restriction); 404 for a worker never seen."""
+    queue = request.app[SERVICES].queue
+    worker_id = _worker_id(request)
+    flows = worker_request.read_allowed_flows(await parsing.read_json(request))
+    return _reply(views.worker_view(await queue.set_allowed_flows(worker_id, flows)))

@@ -1,0 +1,75 @@
+"""``TaskSource``: what the worker loop needs from the place its tasks come from.
+
+Two sources implement it: ``db_source.DatabaseSource`` (the queue and the shared tasks-files folder: the DEFAULT
+mode's in-process worker and Database-FS workers) and ``http_source.HttpSource`` (only the server's worker HTTP API).
+The loop (``daemon.Worker``) knows nothing else about either. ``docs/worker.md`` tells the whole story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from visionatrix.errors import VisionatrixError
+from visionatrix.queue.models import ClaimedTask, LeaseState, WorkerRecord
+
+
+class SourceStopped(VisionatrixError):
+    """The task source cannot go on (its credentials were refused, ...); the worker stops."""
+
+
+class TaskSource(Protocol):
+    """Where tasks come from and where their outcomes go.
+
+    Every call that names a task raises ``errors.LeaseLost`` when this worker no longer owns it, and
+    ``SourceStopped`` when the worker must stop; the loop treats anything else as a failure of that one call.
+    """
+
+    mode: str
+    """How the worker reaches its tasks, shown in ``GET /vapi/workers``: ``DEFAULT``, ``WORKER_DB``, ``WORKER_HTTP``."""
+
+    async def claim(self, worker_id: str, flows: Sequence[str], last_flow: str | None,
+                    wait_s: float) -> ClaimedTask | None:
+        """The next task of one of ``flows`` (``last_flow`` preferred), leased to ``worker_id``; waits up to
+        ``wait_s`` seconds for one, then None. Cancelling a claim never leaves a task leased to nobody for long."""
+        ...
+
+    async def prepare(self, task: ClaimedTask) -> tuple[Path, Path]:
+        """``(input_dir, output_dir)`` of the task, ready for the executor: its inputs in place, the output folder
+        empty."""
+        ...
+
+    async def heartbeat(self, task: ClaimedTask, progress: float | None, current_node: str | None) -> LeaseState:
+        """Extend the lease (and, with ``progress``, store progress 0..100 and the running node)."""
+        ...
+
+    async def finish(self, task: ClaimedTask, timings: dict[str, float],
+                     outputs: list[tuple[str, str | None]]) -> None:
+        """The run succeeded: store ``outputs`` (``(name, node_id)`` of files in the output dir) and the timings."""
+        ...
+
+    async def fail(self, task: ClaimedTask, *, node_id: str | None, class_type: str | None, message: str,
+                   traceback: str | None) -> None:
+        """The run failed: the failing node (if any), its class, the message and the traceback."""
+        ...
+
+    async def cancelled(self, task: ClaimedTask) -> None:
+        """The run stopped because its cancel was requested."""
+        ...
+
+    async def release(self, task: ClaimedTask) -> None:
+        """Give the task back unrun (``pending`` again; ``cancelled`` when a cancel was requested meanwhile)."""
+        ...
+
+    async def report(self, record: WorkerRecord) -> list[str] | None:
+        """Store the worker's report; the flows an admin lets it take (None: all it has installed)."""
+        ...
+
+    async def cleanup(self, task: ClaimedTask) -> None:
+        """Remove the task's local temporary files (the HTTP source's copies); nothing for the database source."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of connections and listeners."""
+        ...
