@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from tests.e2e.service import ROOT, free_port
+from tests.e2e.service import ROOT, free_port, stop_process
 
 DATA = Path(__file__).resolve().parent / "data"
 POSTGRES_ADMIN = os.environ.get("VIX_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -54,15 +54,9 @@ class VixProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, sig, timeout_s)
         self._log.close()
-        return int(self.process.returncode)
+        return code
 
     def kill(self) -> None:
         """``kill -9``: no shutdown of any kind."""

@@ -22,6 +22,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes], sig: int, timeout_s: float) -> int:
+    """Send ``sig`` and wait ``timeout_s`` for the exit (then kill); the exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
 class Service:
     """A running service process; ``url`` is its base URL."""
 
@@ -49,15 +61,9 @@ class Service:
         raise TimeoutError(f"service did not answer within {timeout_s} s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, sig, timeout_s)
         self._log.close()
-        return int(self.process.returncode)
+        return code
 
     def log(self) -> str:
         if not self._log.closed:

@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from visionatrix.db.sqlite_writer import settle
+
 
 @dataclass(slots=True)
 class _Write:
@@ -137,9 +139,4 @@ async def _alone(driver: Any, job: _Write) -> Outcome:
 
 def _settle(batch: list[_Write], outcomes: list[Outcome]) -> None:
     for job, (rows, exc) in zip(batch, outcomes, strict=True):
-        if job.future.done():  # the caller was cancelled; its write stands (or failed) all the same
-            continue
-        if exc is not None:
-            job.future.set_exception(exc)
-        else:
-            job.future.set_result(rows if rows is not None else [])
+        settle(job.future, rows, exc)

@@ -212,9 +212,15 @@ def _deliver(batch: list[_Write], outcomes: list[Outcome]) -> None:
 
 def _settle(settled: list[tuple[_Write, Outcome]]) -> None:
     for job, (rows, exc) in settled:
-        if job.future.done():  # the caller was cancelled; its write stands (or failed) all the same
-            continue
-        if exc is not None:
-            job.future.set_exception(exc)
-        else:
-            job.future.set_result(rows if rows is not None else [])
+        settle(job.future, rows, exc)
+
+
+def settle(future: asyncio.Future[Any], rows: list[Any] | None, exc: BaseException | None) -> None:
+    """Hand a write's outcome to its caller (shared with ``postgres_writer``). A caller that was cancelled is
+    skipped: its write stands (or failed) all the same."""
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(rows if rows is not None else [])
