@@ -207,3 +207,25 @@ def test_output_cut_short_by_the_reader_is_not_an_error():
     proc.stderr.close()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in stderr
+
+
+_READER_GONE_AFTER_WRITE = """
+import os, sys
+import visionatrix.cli.nodes_list as nodes_list
+from visionatrix.cli.main import main
+read_end, write_end = os.pipe()
+os.dup2(write_end, sys.stdout.fileno())
+def command(args, settings):
+    sys.stdout.write("a line still in the buffer when the command returns")
+    os.close(read_end)  # the reader goes away before anything is flushed
+    return 0
+nodes_list.command = command
+sys.exit(main(["nodes"]))
+"""
+
+
+def test_reader_gone_before_the_last_flush_is_not_an_error():
+    proc = subprocess.run([sys.executable, "-c", _READER_GONE_AFTER_WRITE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -97,7 +97,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                "migrate": "migrate_db"}
     module = importlib.import_module(f"visionatrix.cli.{modules[args.command]}")
     try:
-        return int(module.command(args, settings))
+        code = int(module.command(args, settings))
+        sys.stdout.flush()  # here, not at exit: a reader gone by then would turn status 0 into 120
+        return code
     except VisionatrixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
