@@ -60,6 +60,8 @@ class Settings:
     poll_min_s: float = 0.05
     poll_max_s: float = 2.0
     long_poll_s: float = 20.0
+    claim_ahead: bool = True
+    """WORKER/DEFAULT: hold one task ahead while a task runs (pipelining)."""
 
     @property
     def worker_id(self) -> str:
@@ -102,6 +104,21 @@ def _float(name: str, value: Any, default: float, *, low: float) -> float:
     if not number >= low:
         raise InvalidSetting(f"{name} must be at least {low}, got {number}")
     return number
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(name: str, value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise InvalidSetting(f"{name} must be one of 1, 0, true, false, yes, no, on, off; got {value!r}")
 
 
 def _pick(flags: Mapping[str, Any], flag: str, env: Mapping[str, str], *names: str) -> Any:
@@ -204,4 +221,6 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         poll_min_s=poll_min_s,
         poll_max_s=poll_max_s,
         long_poll_s=long_poll_s,
+        claim_ahead=_bool("VIX_WORKER_CLAIM_AHEAD", _pick(flags, "claim_ahead", env, "VIX_WORKER_CLAIM_AHEAD"),
+                          defaults.claim_ahead),
     )

@@ -70,6 +70,10 @@ def test_worker_settings_from_environment_and_flags():
     assert settings.models_dir == Path("/m")
     flagged = load_settings({"VIX_WORKER_FLOWS": "a"}, flows=["x", "y"], worker_name="cli")
     assert (flagged.worker_flows, flagged.worker_id) == (("x", "y"), "cli")
+    assert settings.claim_ahead and flagged.claim_ahead
+    assert not load_settings({"VIX_WORKER_CLAIM_AHEAD": "off"}).claim_ahead
+    assert load_settings({"VIX_WORKER_CLAIM_AHEAD": "Yes"}).claim_ahead
+    assert not load_settings({"VIX_WORKER_CLAIM_AHEAD": "1"}, claim_ahead=False).claim_ahead
 
 
 def test_worker_without_host_is_database_fs_and_named_after_host_and_device():
@@ -89,6 +93,7 @@ def test_worker_without_host_is_database_fs_and_named_after_host_and_device():
     ({"VIX_POLL_MIN_S": "2", "VIX_POLL_MAX_S": "1"}, "VIX_POLL_MAX_S"),
     ({"VIX_LONG_POLL_S": "31"}, "VIX_LONG_POLL_S"),
     ({"VIX_POLL_MIN_S": "fast"}, "VIX_POLL_MIN_S"),
+    ({"VIX_WORKER_CLAIM_AHEAD": "maybe"}, "VIX_WORKER_CLAIM_AHEAD"),
 ])
 def test_bad_worker_settings_name_the_variable(env, message):
     with pytest.raises(InvalidSetting, match=message):

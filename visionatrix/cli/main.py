@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "flow whose nodes and models it has)")
     serve.add_argument("--worker-auth", help="worker credentials, user:password or a token (WORKER_AUTH)")
     serve.add_argument("--models-dir", help="folder of model files (VIX_MODELS_DIR, default ./models)")
+    serve.add_argument("--no-claim-ahead", dest="claim_ahead", action="store_const", const=False, default=None,
+                       help="claim a task only when the executor is free (VIX_WORKER_CLAIM_AHEAD=0)")
     serve.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE)")
     _common(serve)
 
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
           "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_name", "flows", "worker_auth",
-          "models_dir")
+          "models_dir", "claim_ahead")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,7 +101,8 @@ async def _run_background(settings: Settings, services: Services, stop: asyncio.
             device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
             cache_max_entries=settings.cache_max_entries))
         options = WorkerOptions(worker_id=settings.worker_id, installed_flows=lambda: _runnable(services.flows),
-                                lease_s=settings.task_lease_s, progress_interval_s=settings.progress_interval_s)
+                                lease_s=settings.task_lease_s, progress_interval_s=settings.progress_interval_s,
+                                claim_ahead=settings.claim_ahead)
         wakeup = asyncio.Event()
         source = DatabaseSource(services.queue, services.storage, mode="DEFAULT", wakeup=wakeup,
                                 poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)

@@ -191,7 +191,8 @@ def _installed(settings: Settings, node_types: set[str],
 async def _run(settings: Settings, executor: Executor, source: TaskSource,
                installed: Sequence[str] | Callable[[], list[str]], stop: asyncio.Event, *, where: str) -> None:
     options = WorkerOptions(worker_id=settings.worker_id, installed_flows=installed, lease_s=settings.task_lease_s,
-                            progress_interval_s=settings.progress_interval_s, claim_wait_s=settings.long_poll_s)
+                            progress_interval_s=settings.progress_interval_s, claim_wait_s=settings.long_poll_s,
+                            claim_ahead=settings.claim_ahead)
     worker = Worker(source, executor, options)
     print(f"Visionatrix worker {settings.worker_id} on {executor.device}, tasks from the {where}",
           file=sys.stderr, flush=True)

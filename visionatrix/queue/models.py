@@ -95,6 +95,11 @@ class WorkerRecord:
     """The flows an admin lets this worker take; None: every flow it has installed."""
 
 
+AHEAD_GRACE_S = 0.25
+"""How long a claim made ahead (its worker's executor is busy) waits after a wake-up before it claims: workers
+that are idle, woken by the same new task, take it first."""
+
+
 def effective_flows(installed: Sequence[str], allowed: Sequence[str] | None) -> list[str]:
     """The flows a worker may be given: ``installed`` restricted to ``allowed`` (in installed order)."""
     if allowed is None:

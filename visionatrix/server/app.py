@@ -12,11 +12,12 @@ import asyncio
 from aiohttp import web
 
 from visionatrix.server import worker_auth
+from visionatrix.server.claim_ledger import ClaimLedger
 from visionatrix.server.event_feed import LiveStreams
 from visionatrix.server.middlewares import error_middleware
 from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
-from visionatrix.server.routes.worker_api import CLAIMS_CLOSING, stop_claims
+from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, stop_claims
 from visionatrix.server.services import SERVICES, Services
 
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -33,6 +34,7 @@ def create_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app[STREAMS] = LiveStreams()
     app[CLAIMS_CLOSING] = asyncio.Event()
+    app[CLAIMS] = ClaimLedger()
     setup_routes(app)
     app.on_shutdown.append(_close_streams)
     app.on_shutdown.append(stop_claims)

@@ -44,8 +44,23 @@ SCHEMAS: dict[str, Any] = {
             "last_flow": {**_NAME_OR_NULL, "description": "Preferred when it has a task (its models are loaded)"},
             "wait_s": {"type": "number", "minimum": 0, "maximum": limits.MAX_WAIT_S,
                        "default": limits.DEFAULT_WAIT_S, "description": "How long to wait for a task"},
+            "ahead": {"type": "boolean", "default": False,
+                      "description": "Claimed while the worker is busy: after a wake-up it waits a moment so that "
+                                     "idle workers take the new task first"},
+            "claim_id": {"type": "string", "maxLength": limits.MAX_TOKEN_CHARS,
+                         "description": "The worker's id of this claim, the same on every retry: a retry answers "
+                                        "the task a lost reply carried; a withdrawn claim answers null"},
         },
     },
+    "WithdrawRequest": {
+        "type": "object",
+        "required": ["worker_id", "claim_id"],
+        "additionalProperties": False,
+        "properties": {"worker_id": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS},
+                       "claim_id": {"type": "string", "minLength": 1, "maxLength": limits.MAX_TOKEN_CHARS}},
+    },
+    "WithdrawReply": {"type": "object", "required": ["released_task_id"],
+                      "properties": {"released_task_id": {"type": ["integer", "null"]}}},
     "ClaimedTask": {
         "type": "object",
         "required": ["id", "flow", "graph", "params", "lease_token", "lease_expires_at", "attempt", "inputs"],
@@ -151,6 +166,14 @@ PATHS: dict[str, Any] = {
             "operationId": "workerClaim", "security": _WORKER_SECURITY,
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref("ClaimRequest")}}},
             "responses": {"200": json_body(ref("ClaimReply"), "The claimed task, or null"), **errors(400, 401)},
+        },
+    },
+    "/vapi/worker/claim/withdraw": {
+        "post": {
+            "summary": "Withdraw a claim the worker gave up on: the task it got, if any, is released at once",
+            "operationId": "workerWithdrawClaim", "security": _WORKER_SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("WithdrawRequest")}}},
+            "responses": {"200": json_body(ref("WithdrawReply"), "What was released"), **errors(400, 401)},
         },
     },
     "/vapi/worker/tasks/{task_id}/inputs/{name}": {

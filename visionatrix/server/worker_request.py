@@ -33,6 +33,16 @@ class ClaimRequest:
     installed_flows: list[str]
     last_flow: str | None
     wait_s: float
+    ahead: bool = False
+    """A claim made while the worker's executor is busy: it yields new tasks to idle workers."""
+    claim_id: str | None = None
+    """The worker's id of this claim, the same on every retry (``claim_ledger``)."""
+
+
+@dataclass
+class WithdrawRequest:
+    worker_id: str
+    claim_id: str
 
 
 @dataclass
@@ -150,6 +160,16 @@ class Fields:
                 return None
         return list(value)
 
+    def flag(self, name: str) -> bool:
+        """A boolean; False when absent or null."""
+        if not self._present(name, True):
+            return False
+        value = self.body[name]
+        if not isinstance(value, bool):
+            self.problems[name] = f"expected true or false, got {_kind(value)}"
+            return False
+        return value
+
     def done(self) -> None:
         """Raise every recorded problem as one 400 ``invalid_request``."""
         if self.problems:
@@ -158,14 +178,26 @@ class Fields:
 
 
 def read_claim(body: Any) -> ClaimRequest:
-    fields = Fields(body, ("worker_id", "installed_flows", "last_flow", "wait_s"))
+    fields = Fields(body, ("worker_id", "installed_flows", "last_flow", "wait_s", "ahead", "claim_id"))
     worker_id = fields.text("worker_id", max_chars=MAX_ID_CHARS)
     installed = fields.names("installed_flows")
     last_flow = fields.text("last_flow", max_chars=MAX_ID_CHARS, optional=True)
     wait_s = fields.number("wait_s", low=0, high=MAX_WAIT_S, optional=True)
+    ahead = fields.flag("ahead")
+    claim_id = fields.text("claim_id", max_chars=MAX_TOKEN_CHARS, optional=True)
     fields.done()
     assert worker_id is not None and installed is not None
-    return ClaimRequest(worker_id, installed, last_flow, DEFAULT_WAIT_S if wait_s is None else wait_s)
+    return ClaimRequest(worker_id, installed, last_flow, DEFAULT_WAIT_S if wait_s is None else wait_s, ahead,
+                        claim_id)
+
+
+def read_withdraw(body: Any) -> WithdrawRequest:
+    fields = Fields(body, ("worker_id", "claim_id"))
+    worker_id = fields.text("worker_id", max_chars=MAX_ID_CHARS)
+    claim_id = fields.text("claim_id", max_chars=MAX_TOKEN_CHARS)
+    fields.done()
+    assert worker_id is not None and claim_id is not None
+    return WithdrawRequest(worker_id, claim_id)
 
 
 def read_lease_token(body: Any) -> str:

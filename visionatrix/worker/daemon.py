@@ -54,6 +54,9 @@ class WorkerOptions:
     """How often the worker reports itself (``GET /vapi/workers``) and learns the flows it is allowed."""
     claim_ahead: bool = True
     """Hold one claim ahead while a task runs (pipelining); off, a task is claimed only when the executor is free."""
+    conclude_in_background: bool = True
+    """Store a task's results while the next one runs; off, the loop waits for them before it claims again (with
+    ``claim_ahead`` off too: download, run, upload one after another)."""
     retry_s: float = 1.0
     """Pause after a claim or the first report failed, before trying again."""
     final_report_timeout_s: float = 5.0
@@ -87,6 +90,9 @@ class Worker:
         self._keeper = self._lease_keeper()
         self._claiming: asyncio.Task[HeldTask | None] | None = None
         """The claim in flight, or the task held ahead once it is done."""
+        self._won: dict[asyncio.Task[HeldTask | None], HeldTask] = {}
+        """What a claim returns, noted just before it returns: a claim cancelled at that very moment ends
+        ``cancelled`` and its result would otherwise be lost (with the task leased to this worker)."""
         self._concluding: asyncio.Task[None] | None = None
         """The previous task's outcome being stored."""
         self._running: tuple[HeldTask, asyncio.Task[_Outcome]] | None = None
@@ -138,11 +144,14 @@ class Worker:
         wait_s = 0.0 if burst else self.options.claim_wait_s
         while not self._stopping.is_set():
             try:
+                if ahead and self._claiming is not None:
+                    await self._claim_now()
                 if self._claiming is None:
                     self._claiming, ahead = asyncio.create_task(self._acquire(wait_s)), False
                 if not await self._until_stopping(self._claiming):
                     break
                 claimed, self._claiming = self._claiming, None
+                self._won.pop(claimed, None)
                 held = claimed.result()
                 if held is None:
                     if burst and not ahead:
@@ -155,14 +164,45 @@ class Worker:
                     await self._concluding
                     self._concluding = None
                 if self.options.claim_ahead and not self._stopping.is_set():
-                    self._claiming, ahead = asyncio.create_task(self._acquire(wait_s)), True
+                    self._claiming, ahead = asyncio.create_task(self._acquire(wait_s, ahead=True)), True
                 outcome = await running
                 self._running = None
                 self._concluding = asyncio.create_task(self._conclude(held, outcome))
+                if not self.options.conclude_in_background:
+                    await self._concluding
+                    self._concluding = None
             except Exception:
                 log.exception("worker %s: loop iteration failed; going on", self.options.worker_id)
                 await asyncio.sleep(self.options.retry_s)
         return ran
+
+    async def _claim_now(self) -> None:
+        """The executor is free and the claim made ahead still waits (yielding new tasks to idle workers): replace it
+        with an ordinary claim. A task it got meanwhile is kept."""
+        claiming = self._claiming
+        assert claiming is not None
+        if claiming.done():
+            return
+        claiming.cancel()
+        await asyncio.wait([claiming])
+        held = self._cancelled_claim(claiming)
+        if held is None:
+            self._claiming = None
+        elif claiming.cancelled():  # it got a task just as it was cancelled: keep that task
+            self._claiming = asyncio.create_task(self._held(held))
+
+    @staticmethod
+    async def _held(held: HeldTask) -> HeldTask | None:
+        return held
+
+    def _cancelled_claim(self, claiming: asyncio.Task[HeldTask | None]) -> HeldTask | None:
+        """The task a claim that was cancelled got anyway (None: it got none, or gave it back)."""
+        won = self._won.pop(claiming, None)
+        if claiming.cancelled():
+            return won
+        if claiming.exception() is not None:
+            return None
+        return claiming.result()
 
     async def _mirror(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -193,9 +233,7 @@ class Worker:
         while not claiming.done():  # a claim that ignored one cancellation is cancelled again
             claiming.cancel()
             await asyncio.wait([claiming], timeout=1.0)
-        if claiming.cancelled() or claiming.exception() is not None:
-            return
-        held = claiming.result()
+        held = self._cancelled_claim(claiming)
         if held is not None:
             await self._drop(held, release=True)
 
@@ -209,13 +247,14 @@ class Worker:
         """The flows to ask for: installed here and allowed by the admin."""
         return effective_flows(self._installed(), self.allowed_flows)
 
-    async def _acquire(self, wait_s: float) -> HeldTask | None:
+    async def _acquire(self, wait_s: float, *, ahead: bool = False) -> HeldTask | None:
         """Claim a task and prepare its inputs, keeping its lease from the moment it is claimed. None when no task
         came within ``wait_s`` (or the claim failed; it is logged). A task whose preparation failed is failed with
-        the reason, and the next one is claimed."""
+        the reason, and the next one is claimed. ``ahead``: claimed while the executor is busy."""
         while True:
             try:
-                task = await self.source.claim(self.options.worker_id, self._flows(), self.last_flow, wait_s)
+                task = await self.source.claim(self.options.worker_id, self._flows(), self.last_flow, wait_s,
+                                               ahead=ahead)
             except SourceStopped as exc:
                 self._halt(exc)
                 return None
@@ -229,6 +268,9 @@ class Worker:
             self._keeper.start(held)
             try:
                 held.input_dir, held.output_dir = await self.source.prepare(task)
+                claiming = asyncio.current_task()
+                if claiming is not None:  # noted before returning: see ``_won``
+                    self._won[claiming] = held
                 return held
             except asyncio.CancelledError:
                 await self._drop(held, release=True)

@@ -5,6 +5,8 @@ A claim that finds nothing waits for a sign that a task may have become claimabl
 sets on ``task_queued`` / ``task_restarted`` (DEFAULT), PostgreSQL's ``NOTIFY`` through ``TaskWakeups`` — or, with
 neither, sleeps with backoff from ``poll_min_s`` doubling to ``poll_max_s``; then it claims again, until ``wait_s``
 ran out. Even with a wake-up it claims again at least every ``poll_max_s`` (a missed signal costs that much).
+A claim made ``ahead`` (the worker is busy) leaves new tasks to idle workers: after a wake-up it pauses
+``AHEAD_GRACE_S`` before claiming, and without wake-ups it polls every ``poll_max_s``.
 A claim that was woken but still found nothing answers None at once: the task that woke it may be of a flow
 installed since the claim began (a flow uploaded just before its first task), and the caller asks again with the
 flows it has now.
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from visionatrix.queue.manager import TaskQueue
-from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, WorkerRecord
+from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, LeaseState, WorkerRecord
 from visionatrix.queue.wakeups import TaskWakeups
 from visionatrix.storage.files import TaskStorage
 from visionatrix.worker.waiting import wait_event
@@ -47,11 +49,13 @@ class DatabaseSource:
         self.poll_max_s = poll_max_s
 
     async def claim(self, worker_id: str, flows: Sequence[str], last_flow: str | None,
-                    wait_s: float) -> ClaimedTask | None:
+                    wait_s: float, *, ahead: bool = False) -> ClaimedTask | None:
         deadline = time.monotonic() + max(0.0, wait_s)
-        delay_s = self.poll_min_s
+        delay_s = self.poll_max_s if ahead else self.poll_min_s
         woken = False
         while True:
+            if woken and ahead:
+                await asyncio.sleep(max(0.0, min(AHEAD_GRACE_S, deadline - time.monotonic())))
             if self.wakeup is not None:
                 self.wakeup.clear()  # before the claim: a task queued while it runs still wakes the wait below
             task = await self._claim_once(worker_id, flows, last_flow)

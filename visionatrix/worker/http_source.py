@@ -16,8 +16,10 @@ output upload) moves the local deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
+import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -29,7 +31,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from visionatrix.errors import VisionatrixError
+from visionatrix.errors import LeaseLost, VisionatrixError
 from visionatrix.queue.models import ClaimedTask, LeaseState, WorkerRecord
 from visionatrix.storage.names import relative_parts
 from visionatrix.worker.http_transfer import HttpTransport
@@ -42,6 +44,9 @@ MAX_WAIT_S = 30.0
 CLAIM_MARGIN_S = 10.0
 """How much longer than the long poll a claim may take before it counts as lost."""
 MIN_LEASE_S = 1.0
+WITHDRAW_FOR_S = 60.0
+"""How long a cancelled claim's withdrawal is retried (after that the task's lease has run out anyway)."""
+CLOSE_WAIT_S = 5.0
 
 
 @dataclass
@@ -83,6 +88,7 @@ class HttpSource:
         self.transport = HttpTransport(base_url, auth=auth, retry_max_s=retry_max_s, timeout_s=timeout_s)
         self.temp_dir = Path(temp_dir)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self._withdrawals: set[asyncio.Task[None]] = set()
         self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
@@ -100,9 +106,13 @@ class HttpSource:
     # -- claim and report: retried until the server answers ----------------------------------------------------
 
     async def claim(self, worker_id: str, flows: Sequence[str], last_flow: str | None,
-                    wait_s: float) -> ClaimedTask | None:
+                    wait_s: float, *, ahead: bool = False) -> ClaimedTask | None:
         wait_s = min(MAX_WAIT_S, max(0.0, wait_s))
-        body = {"worker_id": worker_id, "installed_flows": list(flows), "last_flow": last_flow, "wait_s": wait_s}
+        claim_id = secrets.token_hex(16)  # the same on every retry: a lost reply is answered again, not re-claimed
+        body: dict[str, Any] = {"worker_id": worker_id, "installed_flows": list(flows), "last_flow": last_flow,
+                                "wait_s": wait_s, "claim_id": claim_id}
+        if ahead:
+            body["ahead"] = True
         timeout_s = wait_s + CLAIM_MARGIN_S
         session = self.transport.session
         url = self.transport.url("/vapi/worker/claim")
@@ -112,9 +122,28 @@ class HttpSource:
                 await self.transport.check(response, None)
                 return await response.json(), _server_time(response.headers.get("Date"))
 
-        answer, server_now = await self.transport.retrying("claim", attempt)
+        try:
+            answer, server_now = await self.transport.retrying("claim", attempt)
+        except asyncio.CancelledError:
+            self._withdraw_later(worker_id, claim_id)
+            raise
         task = answer.get("task") if isinstance(answer, dict) else None
         return None if task is None else _claimed(task, server_now)
+
+    def _withdraw_later(self, worker_id: str, claim_id: str) -> None:
+        """A claim was cancelled while its request was out: tell the server, so a task it may have claimed for this
+        worker is released now rather than when its lease runs out. In the background, retried for a while."""
+        give_up_at = time.monotonic() + WITHDRAW_FOR_S
+
+        async def withdraw() -> None:
+            with contextlib.suppress(LeaseLost, VisionatrixError, aiohttp.ClientError):
+                await self.transport.call("POST", "/vapi/worker/claim/withdraw",
+                                          {"worker_id": worker_id, "claim_id": claim_id}, what="claim withdrawal",
+                                          deadline=lambda: give_up_at)
+
+        job = asyncio.create_task(withdraw())
+        self._withdrawals.add(job)
+        job.add_done_callback(self._withdrawals.discard)
 
     async def report(self, record: WorkerRecord) -> list[str] | None:
         body = {"mode": record.mode, "device": record.device, "installed_flows": list(record.installed_flows),
@@ -183,6 +212,12 @@ class HttpSource:
         await asyncio.to_thread(shutil.rmtree, self.task_dir(task.id), True)
 
     async def close(self) -> None:
+        """Withdrawals still out get ``CLOSE_WAIT_S`` to reach the server, then the connections close."""
+        if self._withdrawals:
+            await asyncio.wait(list(self._withdrawals), timeout=CLOSE_WAIT_S)
+            for job in list(self._withdrawals):
+                job.cancel()
+            await asyncio.gather(*self._withdrawals, return_exceptions=True)
         await self.transport.close()
 
 

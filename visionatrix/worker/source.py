@@ -30,9 +30,10 @@ class TaskSource(Protocol):
     """How the worker reaches its tasks, shown in ``GET /vapi/workers``: ``DEFAULT``, ``WORKER_DB``, ``WORKER_HTTP``."""
 
     async def claim(self, worker_id: str, flows: Sequence[str], last_flow: str | None,
-                    wait_s: float) -> ClaimedTask | None:
+                    wait_s: float, *, ahead: bool = False) -> ClaimedTask | None:
         """The next task of one of ``flows`` (``last_flow`` preferred), leased to ``worker_id``; waits up to
-        ``wait_s`` seconds for one, then None. Cancelling a claim never leaves a task leased to nobody for long."""
+        ``wait_s`` seconds for one, then None. Cancelling a claim never leaves a task leased to nobody for long.
+        ``ahead``: the worker is busy (pipelining); a task that comes while it waits goes to idle workers first."""
         ...
 
     async def prepare(self, task: ClaimedTask) -> tuple[Path, Path]:

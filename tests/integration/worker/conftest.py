@@ -108,10 +108,12 @@ def free_port() -> int:
 @dataclass
 class Recorder:
     """Notes ``(monotonic time, method, path)`` of each request when it arrives; ``hold[(method, prefix)]`` delays
-    matching requests by that many seconds before they are handled."""
+    matching requests by that many seconds before they are handled, ``hold_reply[(method, path)]`` delays the
+    reply of that exact path after it was handled (a reply still on its way)."""
 
     requests: list[tuple[float, str, str]] = field(default_factory=list)
     hold: dict[tuple[str, str], float] = field(default_factory=dict)
+    hold_reply: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def first(self, method: str, path_part: str) -> float:
         return next(t for t, m, p in self.requests if m == method and path_part in p)
@@ -122,7 +124,9 @@ class Recorder:
         for (method, prefix), delay_s in self.hold.items():
             if request.method == method and request.path.startswith(prefix):
                 await asyncio.sleep(delay_s)
-        return await handler(request)
+        response = await handler(request)
+        await asyncio.sleep(self.hold_reply.get((request.method, request.path), 0.0))
+        return response
 
 
 @dataclass

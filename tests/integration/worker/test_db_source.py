@@ -197,3 +197,34 @@ async def test_a_woken_claim_that_finds_nothing_answers_at_once_so_new_flows_are
     task, answered_after_s = await claim_after(source, create_of_a_flow_not_asked_for)
     assert task is None and answered_after_s < 1.0
     assert await source.claim("w", ["f", "installed-meanwhile"], None, 0) is not None
+
+
+async def test_a_woken_claim_made_ahead_leaves_the_task_to_an_idle_worker(queue: TaskQueue, tmp_path: Path) -> None:
+    storage = storage_in(tmp_path)
+    busy_wakeup, idle_wakeup = asyncio.Event(), asyncio.Event()
+    busy = DatabaseSource(queue, storage, wakeup=busy_wakeup, **SLOW_POLL)
+    idle = DatabaseSource(queue, storage, wakeup=idle_wakeup, **SLOW_POLL)
+    ahead = asyncio.create_task(busy.claim("busy", ["f"], None, 10.0, ahead=True))
+    await asyncio.sleep(0.1)
+    waiting = asyncio.create_task(idle.claim("idle", ["f"], None, 10.0))
+    await asyncio.sleep(0.2)
+    (task_id,) = await queue.create("f", GRAPH, {})
+    busy_wakeup.set()  # the busy worker is told first
+    idle_wakeup.set()
+    got = await asyncio.wait_for(waiting, 5)
+    assert got is not None and got.id == task_id
+    assert await asyncio.wait_for(ahead, 5) is None  # woken, it found nothing and says so
+
+
+async def test_a_polling_claim_made_ahead_polls_slowly(queue: TaskQueue, tmp_path: Path) -> None:
+    storage = storage_in(tmp_path)
+    busy = DatabaseSource(queue, storage, poll_min_s=0.05, poll_max_s=1.5)
+    idle = DatabaseSource(queue, storage, poll_min_s=0.05, poll_max_s=1.5)
+    ahead = asyncio.create_task(busy.claim("busy", ["f"], None, 10.0, ahead=True))
+    waiting = asyncio.create_task(idle.claim("idle", ["f"], None, 10.0))
+    await asyncio.sleep(0.3)
+    (task_id,) = await queue.create("f", GRAPH, {})
+    got = await asyncio.wait_for(waiting, 5)
+    assert got is not None and got.id == task_id
+    ahead.cancel()
+    await asyncio.gather(ahead, return_exceptions=True)

@@ -24,6 +24,7 @@ from tests.integration.worker.conftest import (
     slow_graph,
 )
 from visionatrix.queue.models import TaskStatus
+from visionatrix.worker import http_source as http_source_module
 from visionatrix.worker.daemon import Worker, WorkerOptions
 from visionatrix.worker.http_source import HttpSource
 from visionatrix.worker.http_transfer import Unauthorized
@@ -278,3 +279,45 @@ async def test_a_lease_taken_over_by_another_run_interrupts_the_run_and_drops_it
 
 async def _running_here(worker: Worker, task_id: int) -> bool:
     return worker.current is not None and worker.current.task.id == task_id and worker.current.tracker.changed
+
+
+async def test_a_claim_cancelled_while_its_reply_is_on_the_way_gives_the_task_back_at_once(tmp_path, registry):
+    async with running_server(tmp_path, registry) as server, http_source(server.url, tmp_path / "w") as source:
+        services = server.services
+        task_id = await queue_task(services.queue, services.storage, "slow", slow_graph())
+        server.recorder.hold_reply[("POST", "/vapi/worker/claim")] = 2.0
+        claiming = asyncio.create_task(source.claim(WORKER, ["slow"], None, 0))
+
+        async def claimed_on_the_server() -> bool:
+            return await running_of(services.queue, WORKER) == [task_id]
+
+        await eventually(claimed_on_the_server, what="the server's claim")
+        claiming.cancel()  # the worker gives up before the reply reaches it
+        with pytest.raises(asyncio.CancelledError):
+            await claiming
+
+        async def pending() -> bool:
+            return (await services.queue.get(task_id)).status == TaskStatus.PENDING
+
+        await eventually(pending, timeout_s=3.0, what="the withdrawn claim's task back to pending")
+        assert any(path == "/vapi/worker/claim/withdraw" for _, _, path in server.recorder.requests)
+
+
+async def test_a_claim_retried_after_a_lost_reply_gets_the_same_task(tmp_path, registry, monkeypatch):
+    monkeypatch.setattr(http_source_module, "CLAIM_MARGIN_S", 0.5)
+    async with running_server(tmp_path, registry) as server, http_source(server.url, tmp_path / "w") as source:
+        services = server.services
+        first = await queue_task(services.queue, services.storage, "slow", slow_graph(3001))
+        second = await queue_task(services.queue, services.storage, "slow", slow_graph(3002))
+        server.recorder.hold_reply[("POST", "/vapi/worker/claim")] = 3.0  # past the client's timeout: lost
+        claiming = asyncio.create_task(source.claim(WORKER, ["slow"], None, 0))
+
+        async def claimed_on_the_server() -> bool:
+            return await running_of(services.queue, WORKER) == [first]
+
+        await eventually(claimed_on_the_server, what="the server's claim")
+        server.recorder.hold_reply.clear()  # the retry's reply arrives
+        task = await asyncio.wait_for(claiming, 10)
+        assert task is not None and task.id == first
+        assert await running_of(services.queue, WORKER) == [first]
+        assert (await services.queue.get(second)).status == TaskStatus.PENDING

@@ -42,22 +42,28 @@ class MemorySource:
     prepare_error: dict[int, Exception] = field(default_factory=dict)
     claim_error: Exception | None = None
     claimed_flows: list[list[str]] = field(default_factory=list)
+    claims: list[tuple[float, bool]] = field(default_factory=list)
+    """Every claim call: when it began, and whether it was made ahead."""
+    idle_wait_s: float = 0.01
+    """How long a claim that finds no task waits (at most its ``wait_s``)."""
     concluding: int = 0
     most_concluding: int = 0
 
     def note(self, call: str, task_id: int | None = None) -> None:
         self.calls.append((time.monotonic(), call, task_id))
 
-    async def claim(self, worker_id: str, flows: Any, last_flow: str | None, wait_s: float) -> ClaimedTask | None:
+    async def claim(self, worker_id: str, flows: Any, last_flow: str | None, wait_s: float, *,
+                    ahead: bool = False) -> ClaimedTask | None:
         if self.claim_error is not None:
             raise self.claim_error
+        self.claims.append((time.monotonic(), ahead))
         self.claimed_flows.append(list(flows))
         for candidate in self.tasks:
             if candidate.flow in flows:
                 self.tasks.remove(candidate)
                 self.note("claim", candidate.id)
                 return candidate
-        await asyncio.sleep(min(wait_s, 0.01))
+        await asyncio.sleep(min(wait_s, self.idle_wait_s))
         return None
 
     async def prepare(self, task: ClaimedTask) -> tuple[Path, Path]:
@@ -224,6 +230,39 @@ async def test_without_claim_ahead_a_task_is_claimed_only_after_the_previous_run
     await make_worker(source, executor, claim_ahead=False).run(asyncio.Event(), burst=True)
     claimed_at = {t: at for at, call, t in source.calls if call == "claim"}
     assert claimed_at[2] >= executor.runs[1][1]
+
+
+async def test_fully_sequential_results_are_stored_before_the_next_claim(tmp_path):
+    source = MemorySource([task(i, sleep_s=0.05) for i in range(1, 4)], tmp_path, finish_s=0.1)
+    await make_worker(source, claim_ahead=False, conclude_in_background=False).run(asyncio.Event(), burst=True)
+    finished_at = {t: at for at, call, t in source.calls if call == "finished"}
+    claimed_at = {t: at for at, call, t in source.calls if call == "claim"}
+    assert set(finished_at) == {1, 2, 3}
+    assert claimed_at[2] >= finished_at[1] and claimed_at[3] >= finished_at[2]
+
+
+async def test_claims_made_while_a_task_runs_are_marked_ahead(tmp_path):
+    source = MemorySource([task(i, sleep_s=0.05) for i in range(1, 3)], tmp_path)
+    executor = StandInExecutor()
+    await make_worker(source, executor).run(asyncio.Event(), burst=True)
+    _, first_ahead = source.claims[0]
+    assert not first_ahead
+    second_at, second_ahead = source.claims[1]
+    assert second_ahead and executor.runs[1][0] <= second_at < executor.runs[1][1]
+
+
+async def test_a_claim_ahead_still_waiting_when_the_run_ends_becomes_an_ordinary_claim(tmp_path):
+    source = MemorySource([task(1, sleep_s=0.2)], tmp_path, idle_wait_s=30.0)
+    executor = StandInExecutor()
+    stop = asyncio.Event()
+    worker = make_worker(source, executor, claim_wait_s=30.0)
+    running = asyncio.create_task(worker.run(stop))
+    while len(source.claims) < 3 and not running.done():
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await asyncio.wait_for(running, 10) == 1
+    assert [ahead for _, ahead in source.claims[:3]] == [False, True, False]
+    assert source.claims[2][0] >= executor.runs[1][1], "the ordinary claim came before the run ended"
 
 
 async def test_claims_ask_only_for_allowed_flows(tmp_path):

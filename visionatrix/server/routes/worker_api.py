@@ -16,8 +16,9 @@ from aiohttp import web
 
 from visionatrix.errors import LeaseLost, NotFound
 from visionatrix.queue.events import Subscription
-from visionatrix.queue.models import ClaimedTask, FileRecord, TaskStatus, WorkerRecord, effective_flows
+from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, TaskStatus, WorkerRecord, effective_flows
 from visionatrix.server import jsonio, parsing, views, worker_request
+from visionatrix.server.claim_ledger import ClaimLedger, Key
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.services import SERVICES
 from visionatrix.storage.files import TaskStorage
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CLAIMS_CLOSING = web.AppKey("worker_claims_closing", asyncio.Event)
 """Set when the application shuts down: every waiting claim answers ``{"task": null}`` at once."""
+CLAIMS = web.AppKey("worker_claims", ClaimLedger)
+"""Claims by ``claim_id``: a retried claim gets the task of its lost reply; a withdrawn one releases it."""
 WAKE_EVENTS = frozenset({"task_queued", "task_restarted"})
 """Events after which a task may be claimable."""
 
@@ -47,49 +50,90 @@ async def claim(request: web.Request) -> web.Response:
     """Claim the next task of the worker's effective flows, waiting up to ``wait_s`` for one to be queued.
 
     The subscription to the task events is taken before the first attempt, so a task queued between an attempt and
-    the wait still wakes the claim.
+    the wait still wakes the claim. A claim made ``ahead`` (the worker is busy) pauses ``AHEAD_GRACE_S`` after a
+    wake-up, so an idle worker woken by the same task claims it first. A ``claim_id`` seen before answers what
+    that claim got (its reply was lost) or, withdrawn, no task.
     """
     services = request.app[SERVICES]
     body = worker_request.read_claim(await parsing.read_json(request))
+    key: Key | None = None
+    if body.claim_id is not None:
+        key = (body.worker_id, body.claim_id)
+        earlier = request.app[CLAIMS].open(key)
+        if earlier.withdrawn or earlier.reply is not None:
+            return _reply({"task": earlier.reply})
     flows = effective_flows(body.installed_flows, await services.queue.allowed_flows(body.worker_id))
     closing = request.app[CLAIMS_CLOSING]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_s
     async with services.events.subscribe() as subscription:
-        while not _client_gone(request):
+        while not _client_gone(request) and not request.app[CLAIMS].withdrawn(key):
             task = await services.queue.claim_next(body.worker_id, flows, last_flow=body.last_flow)
             if task is not None:
-                return await _hand_over(request, task)
+                return await _hand_over(request, task, key)
             remaining = deadline - loop.time()
             if remaining <= 0 or closing.is_set() or subscription.closed:
                 break
-            await _wait_for_work(subscription, frozenset(flows), closing, remaining)
+            if await _wait_for_work(subscription, frozenset(flows), closing, remaining) and body.ahead:
+                await _pause(closing, min(AHEAD_GRACE_S, deadline - loop.time()))
     return _reply({"task": None})
 
 
-async def _hand_over(request: web.Request, task: ClaimedTask) -> web.Response:
+async def _hand_over(request: web.Request, task: ClaimedTask, key: Key | None) -> web.Response:
+    """The claimed task's reply; or, when the worker stopped waiting (it left, or withdrew the claim), the task
+    goes back at once rather than at its lease's end. Checked again after the last ``await``: a withdrawal handled
+    while the task's files were read would otherwise find nothing to release."""
     queue = request.app[SERVICES].queue
-    if _client_gone(request):  # the worker stopped waiting: give the task back at once, not at the lease's end
+    claims = request.app[CLAIMS]
+    view = None
+    if not (_client_gone(request) or claims.withdrawn(key)):
+        view = views.claimed_task_view(task, (await queue.get(task.id)).files)
+    if view is None or _client_gone(request) or claims.withdrawn(key):
         log.info("task %s: claimed for a worker that left; released", task.id)
         with contextlib.suppress(LeaseLost):
             await queue.release(task.id, task.lease_token)
         return _reply({"task": None})
-    files = (await queue.get(task.id)).files
-    return _reply({"task": views.claimed_task_view(task, files)})
+    if key is not None:
+        claims.handed(key, task, view)  # no await since the check: a withdrawal from now on finds the task
+    return _reply({"task": view})
+
+
+async def withdraw_claim(request: web.Request) -> web.Response:
+    """The worker gave up on a claim (it cancelled the request): the task that claim got, if any, is released."""
+    body = worker_request.read_withdraw(await parsing.read_json(request))
+    task = request.app[CLAIMS].withdraw((body.worker_id, body.claim_id))
+    released = None
+    if task is not None:
+        with contextlib.suppress(LeaseLost):
+            await request.app[SERVICES].queue.release(task.id, task.lease_token)
+            released = task.id
+            log.info("task %s: its claim was withdrawn by worker %s; released", task.id, body.worker_id)
+    return _reply({"released_task_id": released})
 
 
 async def _wait_for_work(subscription: Subscription, flows: frozenset[str], closing: asyncio.Event,
-                         timeout_s: float) -> None:
-    """Return when a task of one of ``flows`` may have become claimable, the server is closing, the subscription
-    ended, or ``timeout_s`` passed."""
+                         timeout_s: float) -> bool:
+    """Return when a task of one of ``flows`` may have become claimable (True), the server is closing, the
+    subscription ended, or ``timeout_s`` passed (False)."""
     woken = asyncio.ensure_future(_claimable(subscription, flows))
     closed = asyncio.ensure_future(closing.wait())
     try:
         await asyncio.wait((woken, closed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        return woken.done() and not woken.cancelled() and woken.exception() is None
     finally:
         for waiter in (woken, closed):
             waiter.cancel()
         await asyncio.gather(woken, closed, return_exceptions=True)
+
+
+async def _pause(closing: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, cut short when the server closes."""
+    closed = asyncio.ensure_future(closing.wait())
+    try:
+        await asyncio.wait((closed,), timeout=max(0.0, seconds))
+    finally:
+        closed.cancel()
+        await asyncio.gather(closed, return_exceptions=True)
 
 
 async def _claimable(subscription: Subscription, flows: frozenset[str]) -> None:
