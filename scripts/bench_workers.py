@@ -61,6 +61,7 @@ from visionatrix.client import VixClient  # noqa: E402
 from visionatrix.config import load_settings  # noqa: E402
 from visionatrix.executor.run import Executor, ExecutorSettings  # noqa: E402
 from visionatrix.queue.models import ClaimedTask  # noqa: E402
+from visionatrix.server.task_request import MAX_COUNT  # noqa: E402
 from visionatrix.worker.daemon import Worker, WorkerOptions  # noqa: E402
 from visionatrix.worker.http_source import HttpSource  # noqa: E402
 from visionatrix.worker.source import TaskSource  # noqa: E402
@@ -125,7 +126,9 @@ def fleet_run(server: Server, workdir: Path, backend: str, database_uri: str, mo
         for worker in workers:
             worker.wait_registered(server, timeout_s=120)
         _wait_done(server, server.create("bench_tiny", count=2 * count), 120)  # warm: graphs, connections
-        ids = server.create("bench_tiny", count=args.tasks)
+        ids: list[int] = []
+        while len(ids) < args.tasks:  # as fast as the server takes them, at most MAX_COUNT per request
+            ids += server.create("bench_tiny", count=min(MAX_COUNT, args.tasks - len(ids)))
         tasks = _wait_done(server, ids, 600)
         first = min(_when(t["created_at"]) for t in tasks)
         last = max(_when(t["finished_at"]) for t in tasks)
@@ -222,6 +225,10 @@ class ShapedLink:
     def close(self) -> None:
         async def shut() -> None:
             self._server.close()
+            pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in pipes:
+                task.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -275,7 +282,10 @@ async def busy_run(server: Server, executor: TimedExecutor, image: Path, work: P
             queued_at = time.time()
             params = {"seconds": args.run_s}
             if scenario == "backlog":
-                ids = await vix.create_task("bench_copy", params, files={"image": image}, count=args.busy_tasks)
+                ids = []
+                while len(ids) < args.busy_tasks:
+                    ids += await vix.create_task("bench_copy", params, files={"image": image},
+                                                 count=min(MAX_COUNT, args.busy_tasks - len(ids)))
             else:
                 ids = []
                 for _ in range(args.busy_tasks):
@@ -361,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-every-s", type=float, default=1.2)
     parser.add_argument("--links", type=_names, default=list(LINKS))
     parser.add_argument("--sections", type=_names, default=["fleet", "busy"])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON results (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     unknown = [v for v in args.links if v not in LINKS] + [v for v in args.modes if v not in ("http", "db")]
     if unknown:
@@ -374,10 +385,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += asyncio.run(busy_async(args, scratch))
     print()
     print(table(rows))
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                               "args": {k: v for k, v in vars(args).items()}, "results": rows}, indent=2))
-    print(f"written: {OUT.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                    "results": rows}, indent=2))
+    print(f"written: {args.out}")
     return 0
 
 

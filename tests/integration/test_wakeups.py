@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.conftest import Database, create_database, drop_database
+from visionatrix.db import migrate
+from visionatrix.db.engine import create_engine
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.wakeups import TaskWakeups
 
@@ -102,11 +104,36 @@ async def test_listener_comes_back_after_its_connection_is_killed(tmp_path: Path
         await drop_database(database)
 
 
+async def test_sqlite_wakes_on_another_process_commit_and_not_on_an_empty_claim(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'watched.db'}"
+    server_engine, worker_engine = create_engine(url), create_engine(url)
+    await migrate.upgrade(server_engine)
+    server_queue, worker_queue = TaskQueue(server_engine), TaskQueue(worker_engine)
+    try:
+        async with TaskWakeups(worker_engine) as wakeups:
+            assert wakeups.supported
+            assert await wakeups.wait(0.01)  # the first call says "maybe" once
+            assert await worker_queue.claim_next("w", ["f"]) is None  # a claim that finds nothing writes nothing
+            assert not await wakeups.wait(0.2)
+            waiter = asyncio.create_task(wakeups.wait(10))
+            await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            await server_queue.create("f", GRAPH, {})
+            assert await waiter
+            assert time.perf_counter() - started < 1.0
+            assert await worker_queue.claim_next("w", ["f"]) is not None
+    finally:
+        for queue in (server_queue, worker_queue):
+            await queue.aclose()
+        for engine in (server_engine, worker_engine):
+            await engine.dispose()
+
+
 async def test_other_databases_only_sleep(db: Database) -> None:
     engine = db.engine()
     try:
         async with TaskWakeups(engine) as wakeups:
-            if db.backend == "postgresql":
+            if db.backend in ("postgresql", "sqlite"):
                 assert wakeups.supported
                 return
             assert not wakeups.supported

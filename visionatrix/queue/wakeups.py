@@ -1,13 +1,18 @@
-"""``TaskWakeups``: Database-FS workers on PostgreSQL wake when a task becomes claimable, instead of polling.
+"""``TaskWakeups``: Database-FS workers wake when a task may have become claimable, instead of polling slowly.
 
-Every change that makes a task claimable (create, restart, release, requeue of an expired lease) sends
+PostgreSQL: every change that makes a task claimable (create, restart, release, requeue of an expired lease) sends
 ``NOTIFY vix_tasks, '<flow>'`` with its commit (``TaskQueue._notify``). A ``TaskWakeups`` holds one dedicated
 connection that ``LISTEN``s on the channel; ``wait(timeout_s)`` returns True as soon as a notification arrived since
 the last call (or arrives within the timeout), else False. A lost listening connection is opened again on the next
 wait, and while it is down ``wait`` simply sleeps: the caller's poll still finds the tasks.
 
-On other databases there is nothing to listen to (``supported`` is False) and ``wait`` sleeps for the timeout; the
-worker then polls with backoff.
+SQLite (a file, so every worker is on the server's machine): there is nothing to listen to, but every commit
+changes the database file or its write-ahead log. ``wait`` looks at their size and modification time every
+``WATCH_S`` (a ``stat``, no query, no lock) and returns True when they changed — any commit, so the caller's claim
+may find nothing; a claim that finds nothing writes nothing and so wakes nobody.
+
+On other databases (MariaDB/MySQL) ``supported`` is False and ``wait`` sleeps for the timeout; the worker then
+polls with backoff.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,15 +32,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 log = logging.getLogger(__name__)
 
 CHANNEL = "vix_tasks"
+WATCH_S = 0.02
+"""How often a SQLite database's files are looked at."""
 NOTIFY = text("SELECT pg_notify(:channel, :flow)")
 
 
 class TaskWakeups:
-    """Notifications of claimable tasks on ``engine`` (PostgreSQL); an async context manager."""
+    """Signs of claimable tasks on ``engine`` (PostgreSQL notifications, SQLite file changes); an async context
+    manager."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.supported = engine.dialect.name == "postgresql"
+        database = engine.url.database or ""
+        self._sqlite_file = (Path(database) if engine.dialect.name == "sqlite" and database
+                             and database != ":memory:" and not database.startswith("file:") else None)
+        self._seen: tuple[tuple[int, int] | None, ...] | None = None
+        self.supported = engine.dialect.name == "postgresql" or self._sqlite_file is not None
         self._event = asyncio.Event()
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
@@ -48,6 +63,8 @@ class TaskWakeups:
 
     async def wait(self, timeout_s: float) -> bool:
         """True when a task may have become claimable since the last call (or does within ``timeout_s``)."""
+        if self._sqlite_file is not None:
+            return await self._watch(timeout_s)
         if not self.supported or not await self._listening():
             await asyncio.sleep(timeout_s)
             return False
@@ -79,6 +96,32 @@ class TaskWakeups:
         self._conn, self._driver = conn, driver
         self._event.set()  # anything created while nobody listened is found by the next claim
         return True
+
+    async def _watch(self, timeout_s: float) -> bool:
+        """SQLite: wait until the database or its log changed (True; the first call always says so), at most
+        ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = self._files_state()
+            if now != self._seen:
+                self._seen = now
+                self.received += 1
+                return True
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                return False
+            await asyncio.sleep(min(WATCH_S, left_s))
+
+    def _files_state(self) -> tuple[tuple[int, int] | None, ...]:
+        assert self._sqlite_file is not None
+        state: list[tuple[int, int] | None] = []
+        for path in (self._sqlite_file, self._sqlite_file.with_name(self._sqlite_file.name + "-wal")):
+            try:
+                info = os.stat(path)
+                state.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                state.append(None)
+        return tuple(state)
 
     def _on_notify(self, *_args: Any) -> None:
         self.received += 1

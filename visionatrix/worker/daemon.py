@@ -2,10 +2,9 @@
 pipelined, so the executor does not wait for the network.
 
 While the executor runs task N the loop holds at most one claim ahead (N+1): it claims it, prepares its inputs
-(downloads them, for the HTTP source) and keeps its lease alive until N+1 starts. Task N's outcome (uploads and
-``finish``) is stored in the background while N+1 runs, with at most one such conclusion in flight: the loop waits
-for N-1's before it claims ahead again, so a worker never holds more than two tasks. ``docs/worker.md`` has the
-timeline.
+(downloads them, for the HTTP source) and keeps its lease alive until N+1 starts. Task N-1's outcome (uploads and
+``finish``) is stored in the background at the same time, with at most one such conclusion in flight: a worker
+holds at most three tasks (N-1 concluding, N running, N+1 ahead). ``docs/worker.md`` has the timeline.
 
 Two catch-all boundaries only (STYLE.md): per node, inside the executor (a node's exception becomes the task's error
 with node id and class), and per loop iteration here (logged; the daemon never dies on one bad task). Cancellation
@@ -160,11 +159,11 @@ class Worker:
                 ran += 1
                 running = asyncio.create_task(self._execute(held))
                 self._running = held, running
-                if self._concluding is not None:  # at most one conclusion in flight, and then one claim ahead
-                    await self._concluding
-                    self._concluding = None
                 if self.options.claim_ahead and not self._stopping.is_set():
                     self._claiming, ahead = asyncio.create_task(self._acquire(wait_s, ahead=True)), True
+                if self._concluding is not None:  # at most one conclusion in flight
+                    await self._concluding
+                    self._concluding = None
                 outcome = await running
                 self._running = None
                 self._concluding = asyncio.create_task(self._conclude(held, outcome))
@@ -263,6 +262,8 @@ class Worker:
                 await asyncio.sleep(self.options.retry_s)
                 return None
             if task is None:
+                if ahead and wait_s > 0 and self._running is not None and not self._stopping.is_set():
+                    continue  # the run goes on: a claim ahead keeps waiting (a long run outlasts one long poll)
                 return None
             held = HeldTask.of(task, self.options.lease_s)
             self._keeper.start(held)

@@ -222,6 +222,7 @@ async def test_one_conclusion_at_a_time_while_the_next_task_runs(tmp_path):
     assert executor.runs[2][0] < finished_at[1], "task 2 started before task 1's results were stored"
     claimed_at = {t: at for at, call, t in source.calls if call == "claim"}
     assert executor.runs[1][0] <= claimed_at[2] < executor.runs[1][1], "task 2 was claimed while task 1 ran"
+    assert claimed_at[3] < finished_at[1], "task 3 was not claimed while task 1's results were stored"
 
 
 async def test_without_claim_ahead_a_task_is_claimed_only_after_the_previous_run(tmp_path):
@@ -263,6 +264,21 @@ async def test_a_claim_ahead_still_waiting_when_the_run_ends_becomes_an_ordinary
     assert await asyncio.wait_for(running, 10) == 1
     assert [ahead for _, ahead in source.claims[:3]] == [False, True, False]
     assert source.claims[2][0] >= executor.runs[1][1], "the ordinary claim came before the run ended"
+
+
+async def test_a_run_longer_than_one_claim_wait_still_gets_its_task_ahead(tmp_path):
+    source = MemorySource([task(1, sleep_s=0.6)], tmp_path, idle_wait_s=0.05)
+    executor = StandInExecutor()
+    stop = asyncio.Event()
+    running = asyncio.create_task(make_worker(source, executor, claim_wait_s=0.05).run(stop))
+    await asyncio.sleep(0.3)  # several claim waits into the run
+    source.tasks.append(task(2, sleep_s=0.05))
+    while 2 not in executor.runs and not running.done():
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await asyncio.wait_for(running, 10) == 2
+    claimed_at = {t: at for at, call, t in source.calls if call == "claim"}
+    assert claimed_at[2] < executor.runs[1][1], "task 2 was not claimed ahead while task 1 ran"
 
 
 async def test_claims_ask_only_for_allowed_flows(tmp_path):
