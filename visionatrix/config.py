@@ -33,6 +33,8 @@ class Settings:
     nodes_dirs: tuple[Path, ...] = ()
     flows_dirs: tuple[Path, ...] = (PROJECT_ROOT / "flows",)
     user_flows_dir: Path = field(default_factory=lambda: Path("vix_flows"))
+    user_dir: Path = field(default_factory=lambda: Path("vix_user"))
+    """The graph editor's per-user settings and saved workflows (``VIX_USER_DIR``)."""
     models_catalog: Path | None = None
     device: str | None = None
     max_image_pixels: int = 64 * 1024 * 1024
@@ -192,6 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         nodes_dirs=nodes_dirs,
         flows_dirs=_paths(env.get("VIX_FLOWS_DIRS")) or defaults.flows_dirs,
         user_flows_dir=Path(_pick(flags, "user_flows_dir", env, "VIX_USER_FLOWS_DIR") or defaults.user_flows_dir),
+        user_dir=Path(_pick(flags, "user_dir", env, "VIX_USER_DIR") or defaults.user_dir),
         models_catalog=Path(str(catalog)) if catalog else None,
         device=str(device) if device else None,
         max_image_pixels=_int("VIX_MAX_IMAGE_PIXELS", _pick(flags, "max_image_pixels", env, "VIX_MAX_IMAGE_PIXELS"),

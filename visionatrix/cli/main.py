@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tasks_files_dir", "--tasks-files-dir", dest="tasks_files_dir",
                        help="folder of task inputs and outputs (TASKS_FILES_DIR)")
     serve.add_argument("--user-flows-dir", help="folder where uploaded flows are kept (VIX_USER_FLOWS_DIR)")
+    serve.add_argument("--user-dir", help="the graph editor's settings and saved workflows (VIX_USER_DIR)")
     serve.add_argument("--task-lease-s", type=float, help="task lease length in seconds (VIX_TASK_LEASE_S)")
     serve.add_argument("--worker-name", "--worker-id", dest="worker_name",
                        help="this worker's name in GET /vapi/workers (VIX_WORKER_NAME; default host:device)")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
           "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_name", "flows", "worker_auth",
-          "models_dir", "claim_ahead")
+          "models_dir", "claim_ahead", "user_dir")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

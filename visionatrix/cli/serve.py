@@ -74,7 +74,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         services = Services(queue=queue, storage=storage, flows=flows, registry=registry, events=events,
                             worker_auth=settings.worker_auth,
                             max_image_pixels=settings.max_image_pixels, version=__version__,
-                            web_dir=PROJECT_ROOT / "web")
+                            web_dir=PROJECT_ROOT / "web", models_dir=settings.models_dir,
+                            user_dir=settings.user_dir)
         runner = web.AppRunner(create_app(services), access_log=None)
         await runner.setup()
         try:
@@ -105,7 +106,8 @@ async def _run_background(settings: Settings, services: Services, stop: asyncio.
                                 claim_ahead=settings.claim_ahead)
         wakeup = asyncio.Event()
         source = DatabaseSource(services.queue, services.storage, mode="DEFAULT", wakeup=wakeup,
-                                poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)
+                                poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s,
+                                node_types=services.registry.object_info())
         worker = Worker(source, executor, options)
         jobs.append(asyncio.create_task(_wake_on_new_tasks(services.events, wakeup, stop)))
         jobs.append(asyncio.create_task(worker.run(stop)))

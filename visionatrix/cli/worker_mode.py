@@ -99,7 +99,8 @@ async def _run_database(settings: Settings, registry: NodeRegistry, executor: Ex
         async with TaskWakeups(engine) as wakeups:
             source = DatabaseSource(queue, storage, mode="WORKER_DB",
                                     wakeups=wakeups if wakeups.supported else None, wakeup=None,
-                                    poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s)
+                                    poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s,
+                                    node_types=node_types)
             await _run(settings, executor, source, installed, stop, where=f"database {label}")
         await queue.aclose()
     finally:

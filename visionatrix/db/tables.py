@@ -1,4 +1,4 @@
-"""The tables: ``tasks``, ``task_files`` and ``workers``.
+"""The tables: ``tasks``, ``task_files``, ``workers`` and ``node_sets``.
 
 The queue runs Core statements against these tables (``Task.__table__``); the ORM classes are the schema's one
 definition, which the migrations must reproduce (a test compares them on every database).
@@ -80,6 +80,12 @@ class Task(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    prompt_id: Mapped[str | None] = mapped_column(String(36))
+    """A task queued through ComfyUI's ``POST /prompt``: its prompt id (a UUID); None for a flow's task."""
+    client_id: Mapped[str | None] = mapped_column(String(255))
+    """The ComfyUI client (WebSocket ``clientId``) that queued the prompt, whose socket gets its events."""
+    prompt_extra: Mapped[dict[str, Any] | None]
+    """The prompt's ``number``, ``extra_data`` (secrets removed) and output nodes."""
 
 
 # The claim takes the first pending task by (priority desc, id); with the affinity leg, by flow first. Both walk an
@@ -87,6 +93,7 @@ class Task(Base):
 Index("ix_tasks_claim", Task.status, Task.priority.desc(), Task.id)
 Index("ix_tasks_claim_flow", Task.flow, Task.status, Task.priority.desc(), Task.id)
 Index("ix_tasks_status_id", Task.status, Task.id)
+Index("ix_tasks_prompt_id", Task.prompt_id, unique=True)
 
 
 class TaskFile(Base):
@@ -124,3 +131,15 @@ class Worker(Base):
     last_seen_at: Mapped[datetime]
     allowed_flows: Mapped[list[str] | None] = mapped_column(json_type())
     """Set by an admin only (None: every flow the worker has installed); a worker's own report never writes it."""
+
+
+class NodeSet(Base):
+    """The node types of one kind of ad-hoc graph (a ComfyUI prompt): its tasks' ``flow`` is ``NodeSet.flow``, and a
+    worker takes them when it has every one of ``node_types``."""
+
+    __tablename__ = "node_sets"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_types: Mapped[list[str]] = mapped_column(json_type())
+    created_at: Mapped[datetime]

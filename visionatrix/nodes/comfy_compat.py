@@ -70,8 +70,20 @@ def _folder_paths() -> ModuleType:
 
     fp.get_annotated_filepath = get_annotated_filepath  # type: ignore[attr-defined]
     fp.exists_annotated_filepath = lambda name: Path(get_annotated_filepath(name)).exists()  # type: ignore[attr-defined]
-    fp.get_filename_list = lambda folder_name: []  # type: ignore[attr-defined]
+    fp.get_filename_list = _model_files  # type: ignore[attr-defined]
     return fp
+
+
+def _model_files(folder_name: str) -> list[str]:
+    """The files of the models folder ``folder_name`` (relative, ``/``-separated, sorted); [] without one."""
+    root = context.current().models_dir
+    if root is None or not folder_name or "/" in folder_name or "\\" in folder_name or folder_name.startswith("."):
+        return []
+    folder = root / folder_name
+    if not folder.is_dir():
+        return []
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
 
 
 def install() -> None:

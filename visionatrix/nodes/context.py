@@ -35,6 +35,9 @@ class NodeContext:
     input_dir: Path = field(default_factory=lambda: Path("input"))
     output_dir: Path = field(default_factory=lambda: Path("output"))
     temp_dir: Path = field(default_factory=lambda: Path("temp"))
+    models_dir: Path | None = None
+    """Model files, one subfolder per kind (``checkpoints``, ``loras``, ...); ``folder_paths.get_filename_list``
+    lists them. None: no models."""
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     interrupt_event: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressCallback = _no_progress

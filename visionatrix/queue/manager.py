@@ -106,11 +106,11 @@ class TaskQueue(WorkerRows):
     async def create(self, flow: str, graph: dict[str, Any], params: dict[str, Any], *, count: int = 1,
                      priority: int = 0, files: Iterable[FileRecord] = (),
                      before_commit: Callable[[builtins.list[int]], Awaitable[None]] | None = None,
-                     ) -> builtins.list[int]:
+                     columns: dict[str, Any] | None = None) -> builtins.list[int]:
         """``count`` pending tasks (and their input ``task_files`` rows) in one transaction; their ids, in order.
 
         ``before_commit`` is awaited with the ids inside the transaction; when it raises, nothing is kept and no
-        event is published.
+        event is published. ``columns``: more values for every row (a prompt's ``prompt_id``, ...).
         """
         if count < 1:
             raise ValueError("count must be at least 1")
@@ -119,7 +119,7 @@ class TaskQueue(WorkerRows):
                "graph": graph, "progress": 0.0, "current_node": None, "worker_id": None, "attempt": 0,
                "cancel_requested": False, "error": None, "timings": {}, "lease_token": None,
                "lease_expires_at": None, "created_at": now, "started_at": None, "finished_at": None,
-               "updated_at": now}
+               "updated_at": now, **(columns or {})}
         inputs = list(files)
         async with self.engine.begin() as conn:
             task_ids = await self._insert_tasks(conn, [dict(row) for _ in range(count)])

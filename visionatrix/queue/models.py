@@ -93,6 +93,8 @@ class WorkerRecord:
     last_seen_at: datetime
     allowed_flows: list[str] | None = None
     """The flows an admin lets this worker take; None: every flow it has installed."""
+    node_types: list[str] | None = None
+    """The node types registered on the worker (its report; not stored): it may take prompts made of them."""
 
 
 AHEAD_GRACE_S = 0.25

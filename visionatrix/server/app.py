@@ -11,13 +11,16 @@ import asyncio
 
 from aiohttp import web
 
+from visionatrix.queue.prompts import PromptTasks
 from visionatrix.server import worker_auth
 from visionatrix.server.claim_ledger import ClaimLedger
+from visionatrix.server.comfy import setup_comfy_routes
+from visionatrix.server.comfy.origin import origin_guard
 from visionatrix.server.event_feed import LiveStreams
 from visionatrix.server.middlewares import error_middleware
 from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
-from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, stop_claims
+from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, WORKER_NODE_TYPES, stop_claims
 from visionatrix.server.services import SERVICES, Services
 
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
@@ -29,13 +32,17 @@ async def _close_streams(app: web.Application) -> None:
 
 
 def create_app(services: Services) -> web.Application:
-    middlewares = [error_middleware, worker_auth.middleware(services.worker_auth)]
+    middlewares = [error_middleware, origin_guard, worker_auth.middleware(services.worker_auth)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY_BYTES)
+    if services.prompts is None:
+        services.prompts = PromptTasks(services.queue)
     app[SERVICES] = services
+    app[WORKER_NODE_TYPES] = {}
     app[STREAMS] = LiveStreams()
     app[CLAIMS_CLOSING] = asyncio.Event()
     app[CLAIMS] = ClaimLedger()
     setup_routes(app)
+    setup_comfy_routes(app)
     app.on_shutdown.append(_close_streams)
     app.on_shutdown.append(stop_claims)
     return app

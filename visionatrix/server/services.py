@@ -14,6 +14,7 @@ from visionatrix.flows.catalog import FlowCatalog
 from visionatrix.nodes.registry import NodeRegistry
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
+from visionatrix.queue.prompts import PromptTasks
 from visionatrix.storage.files import TaskStorage
 
 
@@ -30,6 +31,13 @@ class Services:
     """Folder whose ``index.html`` is served at ``/``; None serves no page."""
     worker_auth: str | None = None
     """``WORKER_AUTH``: ``user:password`` or a token the worker routes (``/vapi/worker/...``) require; None: open."""
+    models_dir: Path | None = None
+    """``VIX_MODELS_DIR``: model files, one subfolder per kind (``checkpoints``, ``loras``, ...); None: none."""
+    prompts: PromptTasks | None = None
+    """ComfyUI prompts as tasks; None: ``create_app`` makes one on ``queue``."""
+    user_dir: Path | None = None
+    """``VIX_USER_DIR``: the graph editor's per-user settings and saved workflows; None: the editor's user routes
+    answer 404."""
 
 
 SERVICES = web.AppKey("services", Services)

@@ -22,6 +22,7 @@ MAX_TOKEN_CHARS = 64
 MAX_MODE_CHARS = 16
 MAX_DEVICE_CHARS = 64
 MAX_FLOWS = 1000
+MAX_NODE_TYPES = 20_000
 MAX_OUTPUTS = 10_000
 MAX_NAME_CHARS = 511
 """A task file's relative name (``task_files.name`` holds 512)."""
@@ -82,6 +83,7 @@ class WorkerReportRequest:
     device: str
     installed_flows: list[str]
     current_task_id: int | None
+    node_types: list[str] | None = None
 
 
 def _kind(value: Any) -> str:
@@ -141,21 +143,22 @@ class Fields:
             return None
         return value
 
-    def names(self, name: str, *, optional: bool = False) -> list[str] | None:
-        """A list of at most ``MAX_FLOWS`` non-empty strings (flow names); None when ``optional`` and absent or
-        null."""
+    def names(self, name: str, *, optional: bool = False, what: str = "flow", most: int = MAX_FLOWS
+              ) -> list[str] | None:
+        """A list of at most ``most`` non-empty strings (flow names, or ``what``); None when ``optional`` and absent
+        or null."""
         if not self._present(name, optional):
             return None
         value = self.body[name]
         if not isinstance(value, list):
-            self.problems[name] = f"expected a list of flow names, got {_kind(value)}"
+            self.problems[name] = f"expected a list of {what} names, got {_kind(value)}"
             return None
-        if len(value) > MAX_FLOWS:
-            self.problems[name] = f"more than {MAX_FLOWS} flows"
+        if len(value) > most:
+            self.problems[name] = f"more than {most} {what}s"
             return None
         for index, item in enumerate(value):
             if not isinstance(item, str) or not item or len(item) > MAX_ID_CHARS:
-                self.problems[name] = (f"item {index}: expected a flow name (a non-empty string of at most "
+                self.problems[name] = (f"item {index}: expected a {what} name (a non-empty string of at most "
                                        f"{MAX_ID_CHARS} characters), got {item!r}")
                 return None
         return list(value)
@@ -291,14 +294,15 @@ def read_fail(body: Any) -> FailRequest:
 
 
 def read_worker_report(body: Any) -> WorkerReportRequest:
-    fields = Fields(body, ("mode", "device", "installed_flows", "current_task_id"))
+    fields = Fields(body, ("mode", "device", "installed_flows", "current_task_id", "node_types"))
     mode = fields.text("mode", max_chars=MAX_MODE_CHARS)
     device = fields.text("device", max_chars=MAX_DEVICE_CHARS)
     installed = fields.names("installed_flows")
     current = fields.integer("current_task_id", low=1, high=parsing.MAX_ROW_ID, optional=True)
+    node_types = fields.names("node_types", optional=True, what="node type", most=MAX_NODE_TYPES)
     fields.done()
     assert mode is not None and device is not None and installed is not None
-    return WorkerReportRequest(mode, device, installed, current)
+    return WorkerReportRequest(mode, device, installed, current, node_types)
 
 
 def read_allowed_flows(body: Any) -> list[str] | None:

@@ -28,6 +28,7 @@ from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
 from visionatrix.executor import events
 from visionatrix.executor.run import Executor
 from visionatrix.queue.models import WorkerRecord, effective_flows
+from visionatrix.queue.prompts import is_node_set
 from visionatrix.worker.held import HeldTask, LeaseKeeper
 from visionatrix.worker.outputs import output_files
 from visionatrix.worker.source import SourceStopped, TaskSource
@@ -298,7 +299,7 @@ class Worker:
             return _Outcome("dropped")
         if held.cancel_requested or self._stopping.is_set():
             return _Outcome("interrupted")
-        if task.flow not in self._flows():
+        if not is_node_set(task.flow) and task.flow not in self._flows():  # a prompt is any capable worker's
             log.warning("task %s: flow %s is no longer allowed here; giving it back", task.id, task.flow)
             return _Outcome("interrupted")
         assert held.input_dir is not None and held.output_dir is not None
@@ -391,9 +392,11 @@ class Worker:
 
     def _record(self, *, stopping: bool = False) -> WorkerRecord:
         current = None if stopping or self.current is None else self.current.task.id
+        registry = getattr(self.executor, "registry", None)
         return WorkerRecord(worker_id=self.options.worker_id, mode=self.source.mode, device=self.executor.device,
                             installed_flows=self._installed(), current_task_id=current,
-                            last_seen_at=datetime.now(UTC))
+                            last_seen_at=datetime.now(UTC),
+                            node_types=sorted(registry.object_info()) if registry is not None else None)
 
     async def _report(self, *, stopping: bool = False) -> bool:
         """Report the worker (and learn its allowed flows); False when that failed (logged)."""

@@ -19,11 +19,12 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, LeaseState, WorkerRecord
+from visionatrix.queue.prompts import PromptTasks
 from visionatrix.queue.wakeups import TaskWakeups
 from visionatrix.storage.files import TaskStorage
 from visionatrix.worker.waiting import wait_event
@@ -37,7 +38,8 @@ class DatabaseSource:
 
     def __init__(self, queue: TaskQueue, storage: TaskStorage, *, mode: str = "WORKER_DB",
                  wakeups: TaskWakeups | None = None, wakeup: asyncio.Event | None = None,
-                 poll_min_s: float = 0.05, poll_max_s: float = 2.0) -> None:
+                 poll_min_s: float = 0.05, poll_max_s: float = 2.0,
+                 node_types: Collection[str] | None = None) -> None:
         if not 0 < poll_min_s <= poll_max_s:
             raise ValueError("poll_min_s must be positive and not above poll_max_s")
         self.queue = queue
@@ -47,6 +49,9 @@ class DatabaseSource:
         self.wakeup = wakeup
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
+        self.node_types = frozenset(node_types) if node_types is not None else None
+        """The node types this worker has: it also takes ComfyUI prompts made of them (None: no prompts)."""
+        self.prompts = PromptTasks(queue)
 
     async def claim(self, worker_id: str, flows: Sequence[str], last_flow: str | None,
                     wait_s: float, *, ahead: bool = False) -> ClaimedTask | None:
@@ -66,8 +71,12 @@ class DatabaseSource:
             delay_s = min(self.poll_max_s, delay_s * 2)
 
     async def _claim_once(self, worker_id: str, flows: Sequence[str], last_flow: str | None) -> ClaimedTask | None:
-        """One ``claim_next``; cancelled while it runs, it gives back the task it got (never leased to nobody)."""
-        claiming = asyncio.ensure_future(self.queue.claim_next(worker_id, list(flows), last_flow=last_flow))
+        """One ``claim_next`` (for ``flows`` and the prompts this worker can run); cancelled while it runs, it gives
+        back the task it got (never leased to nobody)."""
+        wanted = list(flows)
+        if self.node_types is not None:
+            wanted += await self.prompts.runnable_flows(self.node_types)
+        claiming = asyncio.ensure_future(self.queue.claim_next(worker_id, wanted, last_flow=last_flow))
         try:
             return await asyncio.shield(claiming)
         except asyncio.CancelledError:

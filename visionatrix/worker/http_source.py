@@ -146,8 +146,11 @@ class HttpSource:
         job.add_done_callback(self._withdrawals.discard)
 
     async def report(self, record: WorkerRecord) -> list[str] | None:
-        body = {"mode": record.mode, "device": record.device, "installed_flows": list(record.installed_flows),
-                "current_task_id": record.current_task_id}
+        body: dict[str, Any] = {"mode": record.mode, "device": record.device,
+                                "installed_flows": list(record.installed_flows),
+                                "current_task_id": record.current_task_id}
+        if record.node_types is not None:
+            body["node_types"] = record.node_types
         answer = await self.transport.call("PUT", f"/vapi/worker/workers/{quote(record.worker_id, safe='')}", body,
                                            what="report")
         allowed = answer.get("allowed_flows") if isinstance(answer, dict) else None

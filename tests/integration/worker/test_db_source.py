@@ -228,3 +228,20 @@ async def test_a_polling_claim_made_ahead_polls_slowly(queue: TaskQueue, tmp_pat
     assert got is not None and got.id == task_id
     ahead.cancel()
     await asyncio.gather(ahead, return_exceptions=True)
+
+
+async def test_a_prompt_is_claimed_only_by_a_worker_with_all_its_node_types(queue: TaskQueue, tmp_path: Path) -> None:
+    from visionatrix.queue.prompts import Prompt, PromptTasks
+
+    prompts = PromptTasks(queue)
+    task_id = await prompts.create(Prompt(prompt_id="0f8fad5b-d9cb-469f-a165-70867728950e", graph=GRAPH,
+                                          node_types=frozenset({"Noop", "Other"})))
+    lacking = DatabaseSource(queue, storage_in(tmp_path), node_types={"Noop"})
+    assert await lacking.claim("w1", [], None, 0) is None
+    unaware = DatabaseSource(queue, storage_in(tmp_path))
+    assert await unaware.claim("w2", ["f"], None, 0) is None
+    able = DatabaseSource(queue, storage_in(tmp_path), node_types={"Noop", "Other", "More"})
+    task = await able.claim("w3", [], None, 0)
+    assert task is not None and task.id == task_id
+    found = await prompts.get("0f8fad5b-d9cb-469f-a165-70867728950e")
+    assert found is not None and found.task.worker_id == "w3"

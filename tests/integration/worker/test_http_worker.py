@@ -321,3 +321,22 @@ async def test_a_claim_retried_after_a_lost_reply_gets_the_same_task(tmp_path, r
         assert task is not None and task.id == first
         assert await running_of(services.queue, WORKER) == [first]
         assert (await services.queue.get(second)).status == TaskStatus.PENDING
+
+
+async def test_a_comfyui_prompt_goes_to_a_server_mode_worker_that_has_its_node_types(tmp_path, registry, executor):
+    from visionatrix.queue.prompts import Prompt
+
+    async with running_server(tmp_path, registry) as server, http_source(server.url, tmp_path / "w") as source:
+        services = server.services
+        assert services.prompts is not None
+        graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+                 "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "p"}}}
+        task_id = await services.prompts.create(Prompt(prompt_id="7c9e6679-7425-40de-944b-e07fc1f90ae7",
+                                                       graph=graph, node_types=frozenset({"EmptyImage", "SaveImage"})))
+        strange = await services.prompts.create(Prompt(prompt_id="16fd2706-8baf-433b-82eb-8c7fada847da",
+                                                       graph=graph, node_types=frozenset({"NotHere"})))
+        ran = await Worker(source, executor, options(installed_flows=[])).run(asyncio.Event(), burst=True)
+        assert ran == 1
+        finished = await services.queue.get(task_id)
+        assert finished.status == TaskStatus.FINISHED and [f.name for f in finished.files if f.kind == "output"]
+        assert (await services.queue.get(strange)).status == TaskStatus.PENDING

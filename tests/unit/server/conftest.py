@@ -55,14 +55,20 @@ async def services(tmp_path: Path, registry: NodeRegistry, object_info: dict[str
             max_image_pixels=MAX_IMAGE_PIXELS,
             version="9.9.9-test",
             web_dir=ROOT / "web",
+            models_dir=tmp_path / "models",
+            user_dir=tmp_path / "user",
         )
     finally:
         await engine.dispose()
 
 
 @pytest.fixture
-async def server(aiohttp_server: Any, services: Services) -> TestServer:
-    return await aiohttp_server(create_app(services))
+async def server(aiohttp_server: Any, services: Services) -> AsyncIterator[TestServer]:
+    """Closed here, before ``services`` disposes the engine: the app's background work (the ComfyUI socket's
+    translation) must not open connections on a disposed engine."""
+    served: TestServer = await aiohttp_server(create_app(services))
+    yield served
+    await served.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from aiohttp import web
 from visionatrix.errors import LeaseLost, NotFound
 from visionatrix.queue.events import Subscription
 from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, TaskStatus, WorkerRecord, effective_flows
+from visionatrix.queue.prompts import PromptTasks, is_node_set
 from visionatrix.server import jsonio, parsing, views, worker_request
 from visionatrix.server.claim_ledger import ClaimLedger, Key
 from visionatrix.server.errors import BadRequest
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CLAIMS_CLOSING = web.AppKey("worker_claims_closing", asyncio.Event)
 """Set when the application shuts down: every waiting claim answers ``{"task": null}`` at once."""
+WORKER_NODE_TYPES = web.AppKey("worker_node_types", dict[str, frozenset[str]])
+"""The node types each worker last reported: it takes the ComfyUI prompts made of them."""
 CLAIMS = web.AppKey("worker_claims", ClaimLedger)
 """Claims by ``claim_id``: a retried claim gets the task of its lost reply; a withdrawn one releases it."""
 WAKE_EVENTS = frozenset({"task_queued", "task_restarted"})
@@ -63,18 +67,26 @@ async def claim(request: web.Request) -> web.Response:
         if earlier.withdrawn or earlier.reply is not None:
             return _reply({"task": earlier.reply})
     flows = effective_flows(body.installed_flows, await services.queue.allowed_flows(body.worker_id))
+    node_types = request.app[WORKER_NODE_TYPES].get(body.worker_id)
+    prompts = services.prompts
+    assert prompts is not None
+    if node_types is not None:
+        flows += await prompts.runnable_flows(node_types)
     closing = request.app[CLAIMS_CLOSING]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_s
     async with services.events.subscribe() as subscription:
         while not _client_gone(request) and not request.app[CLAIMS].withdrawn(key):
+            if node_types is not None:  # a prompt of a new kind may have woken this claim
+                flows = sorted(set(flows) | set(await prompts.runnable_flows(node_types)))
             task = await services.queue.claim_next(body.worker_id, flows, last_flow=body.last_flow)
             if task is not None:
                 return await _hand_over(request, task, key)
             remaining = deadline - loop.time()
             if remaining <= 0 or closing.is_set() or subscription.closed:
                 break
-            if await _wait_for_work(subscription, frozenset(flows), closing, remaining) and body.ahead:
+            if await _wait_for_work(subscription, _Wanted(frozenset(flows), node_types, prompts), closing,
+                                    remaining) and body.ahead:
                 await _pause(closing, min(AHEAD_GRACE_S, deadline - loop.time()))
     return _reply({"task": None})
 
@@ -111,7 +123,24 @@ async def withdraw_claim(request: web.Request) -> web.Response:
     return _reply({"released_task_id": released})
 
 
-async def _wait_for_work(subscription: Subscription, flows: frozenset[str], closing: asyncio.Event,
+@dataclass
+class _Wanted:
+    """What a waiting claim wakes for: a task of one of ``flows``, or a prompt made of ``node_types``."""
+
+    flows: frozenset[str]
+    node_types: frozenset[str] | None
+    prompts: PromptTasks
+
+    def __contains__(self, flow: object) -> bool:
+        if flow in self.flows:
+            return True
+        if self.node_types is None or not isinstance(flow, str) or not is_node_set(flow):
+            return False
+        needs = self.prompts.known_node_types(flow)
+        return needs is not None and needs <= self.node_types
+
+
+async def _wait_for_work(subscription: Subscription, flows: _Wanted, closing: asyncio.Event,
                          timeout_s: float) -> bool:
     """Return when a task of one of ``flows`` may have become claimable (True), the server is closing, the
     subscription ended, or ``timeout_s`` passed (False)."""
@@ -136,7 +165,7 @@ async def _pause(closing: asyncio.Event, seconds: float) -> None:
         await asyncio.gather(closed, return_exceptions=True)
 
 
-async def _claimable(subscription: Subscription, flows: frozenset[str]) -> None:
+async def _claimable(subscription: Subscription, flows: _Wanted) -> None:
     async for event in subscription:
         if event.get("type") in WAKE_EVENTS and event.get("flow") in flows:
             return
@@ -242,6 +271,8 @@ async def report_worker(request: web.Request) -> web.Response:
     queue = request.app[SERVICES].queue
     worker_id = _worker_id(request)
     body = worker_request.read_worker_report(await parsing.read_json(request))
+    if body.node_types is not None:
+        request.app[WORKER_NODE_TYPES][worker_id] = frozenset(body.node_types)
     allowed = await queue.upsert_worker(WorkerRecord(
         worker_id=worker_id, mode=body.mode, device=body.device, installed_flows=body.installed_flows,
         current_task_id=body.current_task_id, last_seen_at=datetime.now(UTC)))

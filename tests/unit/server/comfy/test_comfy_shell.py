@@ -1,0 +1,165 @@
+"""The graph editor's shell routes (``visionatrix/server/comfy/shell.py``) over a real server: feature flags, the
+empty boot lists, the model folders of ``models_dir`` and ``system_stats``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from tests.unit.server.conftest import MAX_UPLOAD_BYTES
+from visionatrix.server.app import create_app
+from visionatrix.server.comfy import PREFIXES
+from visionatrix.server.services import Services
+
+SYSTEM_KEYS = {"os", "python_version", "embedded_python", "comfyui_version", "pytorch_version", "argv", "ram_total",
+               "ram_free", "required_frontend_version"}
+DEVICE_KEYS = {"name", "type", "index", "vram_total", "vram_free", "torch_vram_total", "torch_vram_free"}
+
+
+async def _json(http: TestClient, path: str, status: int = 200) -> Any:
+    response = await http.get(URL(path, encoded=True))
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+def _touch(path: Path, content: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+@pytest.fixture
+def models(services: Services) -> Path:
+    assert services.models_dir is not None
+    root = services.models_dir
+    _touch(root / "checkpoints" / "sd15.safetensors", b"12345")
+    _touch(root / "checkpoints" / "xl" / "base.ckpt")
+    _touch(root / "checkpoints" / "put_checkpoints_here")
+    _touch(root / "checkpoints" / ".partial.safetensors")
+    _touch(root / "loras" / "style.pt")
+    _touch(root / "configs" / "v1.yaml")
+    _touch(root / "stray.safetensors")
+    (root / ".cache").mkdir()
+    return root
+
+
+@pytest.fixture
+async def bare_http(aiohttp_client: Any, services: Services) -> TestClient:
+    """A server whose services have no models folder and no user folder."""
+    return await aiohttp_client(create_app(dataclasses.replace(services, models_dir=None, user_dir=None)))
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_features_advertise_our_upload_limit_and_no_previews_or_assets(http: TestClient, prefix: str) -> None:
+    flags = await _json(http, f"{prefix}/features")
+    assert flags == {"supports_preview_metadata": False, "supports_model_type_tags": False,
+                     "max_upload_size": MAX_UPLOAD_BYTES,
+                     "extension": {"manager": {"supports_v4": False}}, "node_replacements": True, "assets": False}
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/api/extensions", []), ("/api/i18n", {}), ("/api/workflow_templates", {}), ("/api/global_subgraphs", {}),
+    ("/api/node_replacements", {}), ("/extensions", []), ("/comfy/api/i18n", {}),
+])
+async def test_boot_lists_answer_empty(http: TestClient, path: str, expected: Any) -> None:
+    assert await _json(http, path) == expected
+
+
+async def test_an_unknown_subgraph_blueprint_is_a_json_404(http: TestClient) -> None:
+    body = await _json(http, "/api/global_subgraphs/abc", 404)
+    assert body["error"] == "not_found" and "abc" in body["message"]
+
+
+async def test_embeddings_are_model_files_of_the_embeddings_folder_without_extension(
+        http: TestClient, services: Services) -> None:
+    assert await _json(http, "/api/embeddings") == []
+    assert services.models_dir is not None
+    folder = services.models_dir / "embeddings"
+    for name in ("easy.pt", "neg/bad.safetensors", "notes.txt", ".hidden.pt"):
+        _touch(folder / name)
+    assert await _json(http, "/api/embeddings") == ["easy", "neg/bad"]
+
+
+async def test_model_folders_are_the_visible_subfolders_of_models_dir(http: TestClient, models: Path) -> None:
+    assert await _json(http, "/models") == ["checkpoints", "configs", "loras"]
+
+
+async def test_a_model_folder_lists_its_model_files_at_any_depth(http: TestClient, models: Path) -> None:
+    assert await _json(http, "/api/models/checkpoints") == ["sd15.safetensors", "xl/base.ckpt"]
+    assert await _json(http, "/api/models/loras") == ["style.pt"]
+
+
+@pytest.mark.parametrize("folder", ["unknown", "..", "%2E%2E", "..%2Floras", "checkpoints%2Fxl", ".cache",
+                                    "stray.safetensors", "%2Fetc", "loras%00"])
+async def test_a_model_folder_that_is_not_a_subfolder_of_models_dir_is_404(
+        http: TestClient, models: Path, folder: str) -> None:
+    for route in ("/api/models", "/api/experiment/models"):
+        body = await _json(http, f"{route}/{folder}", 404)
+        assert body["error"] == "not_found"
+
+
+async def test_the_model_library_lists_folders_with_absolute_paths_but_not_configs(
+        http: TestClient, models: Path) -> None:
+    library = await _json(http, "/api/experiment/models")
+    assert library == [{"name": "checkpoints", "folders": [str((models / "checkpoints").absolute())]},
+                       {"name": "loras", "folders": [str((models / "loras").absolute())]}]
+    await _json(http, "/api/experiment/models/configs", 404)
+
+
+async def test_a_model_library_folder_gives_each_file_with_its_size_and_times(http: TestClient, models: Path) -> None:
+    entries = await _json(http, "/api/experiment/models/checkpoints")
+    assert [entry["name"] for entry in entries] == ["sd15.safetensors", "xl/base.ckpt"]
+    first = entries[0]
+    stat = (models / "checkpoints" / "sd15.safetensors").stat()
+    assert first == {"name": "sd15.safetensors", "pathIndex": 0, "modified": stat.st_mtime,
+                     "created": stat.st_ctime, "size": 5}
+
+
+async def test_a_symlink_loop_in_a_model_folder_is_listed_once(http: TestClient, models: Path) -> None:
+    os.symlink(models / "loras", models / "loras" / "again")
+    assert await _json(http, "/api/models/loras") == ["style.pt"]
+
+
+async def test_without_a_models_dir_the_model_routes_are_empty_or_404(bare_http: TestClient) -> None:
+    assert await _json(bare_http, "/api/models") == []
+    assert await _json(bare_http, "/api/experiment/models") == []
+    assert await _json(bare_http, "/api/embeddings") == []
+    await _json(bare_http, "/api/models/checkpoints", 404)
+    await _json(bare_http, "/api/experiment/models/checkpoints", 404)
+
+
+async def test_system_stats_has_the_shape_the_editor_validates(http: TestClient) -> None:
+    import torch
+
+    stats = await _json(http, "/api/system_stats")
+    system = stats["system"]
+    assert set(system) >= SYSTEM_KEYS
+    assert system["comfyui_version"] == "9.9.9-test"
+    assert system["required_frontend_version"] == "1.58.1"
+    assert system["pytorch_version"] == torch.__version__
+    assert system["embedded_python"] is False and system["os"] == sys.platform
+    assert system["python_version"] == sys.version and system["argv"] == sys.argv
+    assert system["ram_total"] >= system["ram_free"] > 0
+    assert stats["devices"] and all(set(device) == DEVICE_KEYS for device in stats["devices"])
+    primary = stats["devices"][0]
+    if torch.cuda.is_available():
+        assert primary["type"] == "cuda" and primary["index"] == 0 and primary["vram_total"] > 0
+    else:
+        assert primary == {"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0,
+                           "torch_vram_total": 0, "torch_vram_free": 0}
+
+
+async def test_the_websocket_sends_the_same_feature_flags_as_features(http: TestClient) -> None:
+    features = await (await http.get("/api/features")).json()
+    async with http.ws_connect("/api/ws?clientId=flags") as ws:
+        await ws.receive_json(timeout=5)
+        await ws.send_json({"type": "feature_flags", "data": {}})
+        assert await ws.receive_json(timeout=5) == {"type": "feature_flags", "data": features}

@@ -1,0 +1,79 @@
+"""ComfyUI's WebSocket: a client that queued a prompt gets its progress in ComfyUI's messages, in ComfyUI's order,
+whether the worker reports through the server or writes the database directly."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from tests.unit.server.comfy.test_comfy_prompts import _post, _run_all, solid_prompt
+from visionatrix.server.services import Services
+
+
+async def _messages(ws: aiohttp.ClientWebSocketResponse, until: str, timeout_s: float = 20) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout_s):
+        async for message in ws:
+            data = message.json()
+            seen.append(data)
+            if data["type"] == until or (until == "done" and data["type"] == "executing"
+                                         and data["data"]["node"] is None):
+                return seen
+    return seen
+
+
+async def test_connect_says_status_with_the_sid_and_answers_feature_flags(http: TestClient) -> None:
+    async with http.ws_connect("/ws?clientId=abc") as ws:
+        first = await ws.receive_json(timeout=5)
+        assert first == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "abc"}}
+        await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+        flags = await ws.receive_json(timeout=5)
+        assert flags["type"] == "feature_flags" and "max_upload_size" in flags["data"]
+    async with http.ws_connect("/api/ws") as ws:
+        assert (await ws.receive_json(timeout=5))["data"]["sid"]  # a sid is made up when none is given
+
+
+async def test_the_client_that_queued_a_prompt_gets_its_run_in_comfyuis_order(
+        http: TestClient, services: Services, tmp_path: Path) -> None:
+    async with http.ws_connect("/ws?clientId=me") as mine, http.ws_connect("/ws?clientId=other") as other:
+        await mine.receive_json(timeout=5)
+        await other.receive_json(timeout=5)
+        prompt_id = (await _post(http, {"prompt": solid_prompt(), "client_id": "me"}))[1]["prompt_id"]
+        assert await _run_all(services, tmp_path) == 1  # the worker writes the database; the server looks
+        seen = await _messages(mine, "done")
+        kinds = [m["type"] for m in seen if m["type"] != "status"]
+        assert kinds[:2] == ["execution_start", "execution_cached"]
+        assert kinds[-3:] == ["executed", "execution_success", "executing"]
+        executed = next(m["data"] for m in seen if m["type"] == "executed")
+        assert executed["node"] == "2" and executed["prompt_id"] == prompt_id
+        assert executed["output"]["images"][0]["type"] == "output"
+        statuses = [m["data"]["status"]["exec_info"]["queue_remaining"] for m in seen if m["type"] == "status"]
+        assert statuses and statuses[-1] == 0
+        history = await (await http.get(f"/history/{prompt_id}")).json()
+        assert history[prompt_id]["status"]["completed"] is True  # complete by the time executing{null} came
+        others = await _messages(other, "status", timeout_s=5)
+        assert all(m["type"] == "status" for m in others), "another client got this prompt's events"
+
+
+async def test_a_failed_prompt_is_an_execution_error_naming_the_node(
+        http: TestClient, services: Services, tmp_path: Path) -> None:
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "gone.png"}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
+    folder = services.storage.root / "comfy" / "input"
+    folder.mkdir(parents=True)
+    (folder / "gone.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    async with http.ws_connect("/ws?clientId=me") as ws:
+        await ws.receive_json(timeout=5)
+        status, reply = await _post(http, {"prompt": prompt, "client_id": "me"})
+        if status != 200:  # validation already refuses the broken image: that is the ComfyUI behaviour too
+            assert reply["node_errors"]
+            return
+        await _run_all(services, tmp_path)
+        seen = await _messages(ws, "done")
+        error = next(m["data"] for m in seen if m["type"] == "execution_error")
+        assert error["prompt_id"] == reply["prompt_id"] and error["node_id"] == "1"
+        assert error["node_type"] == "LoadImage" and error["exception_message"]

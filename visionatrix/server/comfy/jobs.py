@@ -1,0 +1,157 @@
+"""ComfyUI's jobs API (``/api/jobs``): the editor's queue and history panels read it (``comfyui_api.md`` §1.4).
+
+A job is a prompt's task. Registered at ``/api/jobs...`` and ``/comfy/api/jobs...`` only (ComfyUI defines these
+routes with their ``/api`` prefix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from visionatrix.errors import Conflict, NotFound
+from visionatrix.queue.models import TaskStatus
+from visionatrix.queue.prompts import PromptRecord, PromptTasks
+from visionatrix.server.comfy import records
+from visionatrix.server.comfy.prompts import canonical_uuid
+from visionatrix.server.services import SERVICES
+
+STATUSES = {"pending": TaskStatus.PENDING, "in_progress": TaskStatus.RUNNING, "completed": TaskStatus.FINISHED,
+            "failed": TaskStatus.FAILED, "cancelled": TaskStatus.CANCELLED}
+NAMES = {status: name for name, status in STATUSES.items()}
+MAX_SCAN = 10_000
+
+
+def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
+    if prefix not in ("", "/comfy"):
+        return
+    router.add_get(f"{prefix}/api/jobs", list_jobs)
+    router.add_post(f"{prefix}/api/jobs/cancel", cancel_jobs)
+    router.add_get(f"{prefix}/api/jobs/{{job_id}}", get_job)
+    router.add_post(f"{prefix}/api/jobs/{{job_id}}/cancel", cancel_job)
+
+
+def _prompts(request: web.Request) -> PromptTasks:
+    prompts = request.app[SERVICES].prompts
+    assert prompts is not None
+    return prompts
+
+
+def _bad(message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=400)
+
+
+def job_item(prompt: PromptRecord) -> dict[str, Any]:
+    task = prompt.task
+    outputs = records.node_outputs(task)
+    refs = [(node, kind, ref) for node, kinds in outputs.items() for kind, refs in kinds.items() for ref in refs]
+    previewable = [(node, kind, ref) for node, kind, ref in refs if kind in ("images", "gifs", "audio")]
+    item: dict[str, Any] = {
+        "id": prompt.prompt_id, "status": NAMES[task.status], "priority": prompt.extra.get("number", task.id),
+        "create_time": records.ms(task.created_at), "execution_start_time": records.ms(task.started_at),
+        "execution_end_time": records.ms(task.finished_at) if task.status is not TaskStatus.PENDING else None,
+        "outputs_count": len(refs), "previewable_outputs_count": len(previewable),
+        "workflow_id": _workflow_id(prompt),
+    }
+    if task.status is TaskStatus.FAILED:
+        item["execution_error"] = records.error_payload(task, prompt.prompt_id)
+    if previewable:
+        node, kind, ref = previewable[0]
+        item["preview_output"] = {**ref, "nodeId": node, "mediaType": kind}
+    return {key: value for key, value in item.items() if value is not None}
+
+
+def _workflow_id(prompt: PromptRecord) -> str | None:
+    workflow = prompt.extra.get("extra_data", {}).get("extra_pnginfo", {}).get("workflow")
+    return workflow.get("id") if isinstance(workflow, dict) and isinstance(workflow.get("id"), str) else None
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    query = request.query
+    statuses = None
+    if query.get("status"):
+        names = [name.strip() for name in query["status"].split(",") if name.strip()]
+        unknown = [name for name in names if name not in STATUSES]
+        if unknown:
+            return _bad(f"unknown status: {', '.join(unknown)}; expected some of {', '.join(STATUSES)}")
+        statuses = [STATUSES[name] for name in names]
+    sort_by = query.get("sort_by", "created_at")
+    sort_order = query.get("sort_order", "desc")
+    if sort_by not in ("created_at", "execution_duration") or sort_order not in ("asc", "desc"):
+        return _bad("sort_by must be created_at or execution_duration, sort_order asc or desc")
+    try:
+        limit = int(query["limit"]) if "limit" in query else None
+        offset = int(query.get("offset", "0"))
+    except ValueError:
+        return _bad("limit and offset must be whole numbers")
+    if (limit is not None and limit <= 0) or offset < 0:
+        return _bad("limit must be above 0 and offset at least 0")
+    jobs = await _prompts(request).list(statuses, limit=MAX_SCAN)
+    workflow_id = query.get("workflow_id")
+    if workflow_id:
+        jobs = [job for job in jobs if _workflow_id(job) == workflow_id]
+    jobs.sort(key=_sort_key(sort_by), reverse=sort_order == "desc")
+    total = len(jobs)
+    chosen = jobs[offset:offset + limit] if limit is not None else jobs[offset:]
+    return web.json_response({"jobs": [job_item(job) for job in chosen],
+                              "pagination": {"offset": offset, "limit": limit if limit is not None else total,
+                                             "total": total, "has_more": offset + len(chosen) < total}})
+
+
+def _sort_key(sort_by: str) -> Any:
+    if sort_by == "created_at":
+        return lambda job: (job.task.created_at, job.task.id)
+
+    def duration(job: PromptRecord) -> float:
+        task = job.task
+        if task.started_at is None or task.finished_at is None:
+            return -1.0
+        return (task.finished_at - task.started_at).total_seconds()
+
+    return duration
+
+
+async def get_job(request: web.Request) -> web.Response:
+    prompt = await _prompts(request).get(request.match_info["job_id"])
+    if prompt is None:
+        return web.json_response({"error": "Job not found"}, status=404)
+    detail = job_item(prompt)
+    detail["workflow"] = {"prompt": prompt.task.graph, "extra_data": prompt.extra.get("extra_data", {})}
+    if prompt.task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+        entry = records.history_entry(prompt.task, prompt.prompt_id, prompt.extra)
+        detail["outputs"] = entry["outputs"]
+        detail["execution_status"] = entry["status"]
+    return web.json_response(detail)
+
+
+async def _cancel(request: web.Request, prompt: PromptRecord | None) -> bool:
+    if prompt is None or prompt.task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+        return False
+    with contextlib.suppress(Conflict, NotFound):
+        await request.app[SERVICES].queue.cancel(prompt.task.id)
+        return True
+    return False
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    prompt = await _prompts(request).get(request.match_info["job_id"])
+    return web.json_response({"cancelled": await _cancel(request, prompt)})
+
+
+async def cancel_jobs(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad("the body must be JSON: {\"job_ids\": [...]}")
+    ids = body.get("job_ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list):
+        return _bad("job_ids must be a list of job ids")
+    invalid = [i for i in ids if not canonical_uuid(i)]
+    if invalid:
+        return _bad("job ids must be canonical UUIDs", invalid_ids=invalid)
+    prompts = _prompts(request)
+    cancelled = [await _cancel(request, await prompts.get(job_id)) for job_id in ids]
+    return web.json_response({"cancelled": any(cancelled)})
+

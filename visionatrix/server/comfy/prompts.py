@@ -1,0 +1,312 @@
+"""``prompt``, ``queue``, ``interrupt`` and ``history``: ComfyUI's queue on ours (``comfyui_api.md`` §1.2 to §1.4).
+
+``POST /prompt`` validates the graph against the server's node registry (ComfyUI's error shapes and codes), copies
+the images its ``LoadImage`` nodes name from the editor's input folder into the new task's input folder, and
+queues one task whose ``flow`` is the graph's node set (``queue/prompts.py``): any worker with every node type of
+the graph may take it. The task shows in our own task API as well.
+
+Errors here follow ComfyUI, not our ``{"error", "message", "details"}``: clients parse ComfyUI's shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+
+from visionatrix.errors import Conflict, NotFound
+from visionatrix.executor.validation import validate
+from visionatrix.nodes.context import NodeContext, use
+from visionatrix.queue.models import FileRecord, TaskStatus
+from visionatrix.queue.prompts import Prompt, PromptRecord, PromptTasks
+from visionatrix.server.comfy import records
+from visionatrix.server.comfy.paths import BadName, ComfyFolders, split_annotation
+from visionatrix.server.services import SERVICES, Services
+
+SENSITIVE = ("auth_token_comfy_org", "api_key_comfy_org")
+"""``extra_data`` keys never stored nor shown."""
+WAITING = (TaskStatus.PENDING, TaskStatus.RUNNING)
+DONE = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_post(f"{prefix}/prompt", post_prompt)
+    router.add_get(f"{prefix}/prompt", get_prompt)
+    router.add_get(f"{prefix}/queue", get_queue)
+    router.add_post(f"{prefix}/queue", post_queue)
+    router.add_post(f"{prefix}/interrupt", post_interrupt)
+    router.add_get(f"{prefix}/history", get_history)
+    router.add_post(f"{prefix}/history", post_history)
+    router.add_get(f"{prefix}/history/{{prompt_id}}", get_history_entry)
+
+
+def input_folder(services: Services) -> Path:
+    """The editor's input folder (``docs/comfy-api.md``, Files)."""
+    return ComfyFolders(services.storage.root).input_dir
+
+
+def _prompts(request: web.Request) -> PromptTasks:
+    prompts = request.app[SERVICES].prompts
+    assert prompts is not None
+    return prompts
+
+
+def _comfy_error(kind: str, message: str, details: str = "", status: int = 400,
+                 node_errors: dict[str, Any] | None = None) -> web.Response:
+    return web.json_response({"error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+                              "node_errors": node_errors or {}}, status=status)
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The body as JSON; None when it is empty or not JSON (ComfyUI's routes treat both as "nothing given")."""
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+# -- POST /prompt ------------------------------------------------------------------------------------------------
+
+
+async def post_prompt(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _comfy_error("invalid_json", "Invalid JSON in the request body", str(exc))
+    if not isinstance(body, dict) or "prompt" not in body:
+        return _comfy_error("no_prompt", "No prompt provided", "No prompt provided")
+    graph = body["prompt"]
+    if not isinstance(graph, dict) or not graph:
+        return _comfy_error("invalid_prompt", "Invalid prompt", "the prompt must be a JSON object of nodes")
+    prompt_id = body.get("prompt_id") or str(uuid.uuid4())
+    if not canonical_uuid(prompt_id):
+        return _comfy_error("invalid_prompt_id", "Invalid prompt_id", f"{prompt_id!r} is not a canonical UUID")
+    if await _prompts(request).get(prompt_id) is not None:
+        return _comfy_error("duplicate_prompt_id", "Duplicate prompt_id", f"{prompt_id} was queued before")
+    targets = body.get("partial_execution_targets")
+    if targets is not None and (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)):
+        return _comfy_error("invalid_targets", "Invalid partial_execution_targets", "expected a list of node ids")
+    folder = input_folder(services)
+    validated = await asyncio.to_thread(_validate, services, graph, targets, folder)
+    if validated.error is not None and not validated.outputs:
+        return web.json_response({"error": validated.error, "node_errors": validated.node_errors}, status=400)
+    inputs, problems = await asyncio.to_thread(_inputs, services, graph, folder)
+    if problems:
+        first = next(iter(problems.values()))["errors"][0]
+        return web.json_response({"error": first, "node_errors": problems}, status=400)
+    given = body.get("extra_data")
+    extra_data = {key: value for key, value in (given if isinstance(given, dict) else {}).items()
+                  if key not in SENSITIVE}
+    client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
+    if client_id is not None:
+        extra_data["client_id"] = client_id
+    extra_data["create_time"] = int(time.time() * 1000)
+    number = body.get("number")
+    front = bool(body.get("front"))
+    extra: dict[str, Any] = {"extra_data": extra_data, "outputs": validated.outputs}
+    if isinstance(number, int | float) and not isinstance(number, bool):
+        extra["number"] = number
+    node_types = frozenset(str(node["class_type"]) for node in graph.values()
+                           if isinstance(node, dict) and "class_type" in node)
+    prompt = Prompt(prompt_id=prompt_id, graph=graph, node_types=node_types, client_id=client_id, extra=extra,
+                    priority=1 if front else 0)
+    try:
+        task_id = await _queue(services, _prompts(request), prompt, inputs)
+    except IntegrityError:  # the same prompt_id queued at the same moment
+        return _comfy_error("duplicate_prompt_id", "Duplicate prompt_id", f"{prompt_id} was queued before")
+    return web.json_response({"prompt_id": prompt_id, "number": extra.get("number", task_id),
+                              "node_errors": validated.node_errors})
+
+
+def canonical_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _validate(services: Services, graph: dict[str, Any], targets: list[str] | None, folder: Path) -> Any:
+    folder.mkdir(parents=True, exist_ok=True)
+    with use(NodeContext(input_dir=folder, max_image_pixels=services.max_image_pixels)):
+        return validate(graph, services.registry, targets=targets)
+
+
+def _inputs(services: Services, graph: dict[str, Any], folder: Path
+            ) -> tuple[list[tuple[Path, FileRecord]], dict[str, Any]]:
+    """The files the graph's image inputs name (``(source, record)``), or the node errors of those that are not
+    there. A value naming the output or temp folder (``x.png [output]``) is rewritten to the copy's name in the
+    task's input folder (``output/x.png``)."""
+    found: dict[str, tuple[Path, FileRecord]] = {}
+    problems: dict[str, Any] = {}
+    folders = ComfyFolders(services.storage.root)
+    info = services.registry.object_info()
+    for node_id, node in graph.items():
+        if not isinstance(node, dict) or not isinstance(node.get("inputs"), dict):
+            continue
+        spec = info.get(str(node.get("class_type")), {}).get("input", {})
+        for section in ("required", "optional"):
+            for name, entry in (spec.get(section) or {}).items():
+                options = entry[1] if isinstance(entry, list | tuple) and len(entry) > 1 else {}
+                value = node["inputs"].get(name)
+                if not (isinstance(options, dict) and options.get("image_upload")) or not isinstance(value, str):
+                    continue
+                try:
+                    source = folders.resolve_annotated(value)
+                except (BadName, NotFound) as exc:
+                    problems[node_id] = {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                                                     "details": f"{name}: {value!r}: {exc}",
+                                                     "extra_info": {"input_name": name, "input_config": None,
+                                                                    "received_value": value}}],
+                                         "dependent_outputs": [], "class_type": node.get("class_type")}
+                    continue
+                relative, kind = split_annotation(value)
+                if kind is not None and kind != "input":
+                    relative = f"{kind}/{relative}"
+                    node["inputs"][name] = relative
+                if relative not in found:
+                    data = source.read_bytes()
+                    found[relative] = (source, FileRecord(kind="input", name=relative, node_id=str(node_id),
+                                                          size_bytes=len(data),
+                                                          sha256=hashlib.sha256(data).hexdigest(), param=name))
+    return list(found.values()), problems
+
+
+async def _queue(services: Services, prompts: PromptTasks, prompt: Prompt,
+                 inputs: list[tuple[Path, FileRecord]]) -> int:
+    """The prompt's task, its input files copied into its folder inside the creating transaction."""
+    placed: list[int] = []
+
+    async def place(task_ids: list[int]) -> None:
+        (task_id,) = task_ids
+        placed.append(task_id)
+        for source, record in inputs:
+            target = services.storage.destination(task_id, "input", record.name)
+            await asyncio.to_thread(shutil.copyfile, source, target)
+
+    try:
+        return await prompts.create(prompt, [record for _, record in inputs], before_commit=place)
+    except BaseException:
+        for task_id in placed:
+            with contextlib.suppress(OSError):
+                services.storage.delete_task(task_id)
+        raise
+
+
+# -- GET /prompt, /queue, /interrupt -------------------------------------------------------------------------------
+
+
+async def queue_remaining(prompts: PromptTasks) -> int:
+    return await prompts.count(WAITING)
+
+
+async def get_prompt(request: web.Request) -> web.Response:
+    return web.json_response({"exec_info": {"queue_remaining": await queue_remaining(_prompts(request))}})
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    waiting = await _prompts(request).list(WAITING)
+    running = [records.queue_item(p.task, p.prompt_id, p.extra) for p in waiting
+               if p.task.status is TaskStatus.RUNNING]
+    pending = [records.queue_item(p.task, p.prompt_id, p.extra) for p in waiting
+               if p.task.status is TaskStatus.PENDING]
+    return web.json_response({"queue_running": running, "queue_pending": pending})
+
+
+async def post_queue(request: web.Request) -> web.Response:
+    """``{"clear": true}`` removes every pending prompt; ``{"delete": [prompt_id, ...]}`` those (pending only)."""
+    body = await _json_body(request)
+    prompts = _prompts(request)
+    if isinstance(body, dict):
+        if body.get("clear") is True:
+            await _delete(request, [p for p in await prompts.list([TaskStatus.PENDING])])
+        if isinstance(body.get("delete"), list):
+            chosen = [await prompts.get(str(i)) for i in body["delete"] if isinstance(i, str)]
+            await _delete(request, [p for p in chosen if p is not None and p.task.status is TaskStatus.PENDING])
+    return web.Response(status=200)
+
+
+async def _delete(request: web.Request, chosen: list[PromptRecord]) -> None:
+    """Rows, then files (as ``DELETE /vapi/tasks/{id}``); a task that started meanwhile is left alone."""
+    services = request.app[SERVICES]
+    for prompt in chosen:
+        try:
+            await services.queue.delete(prompt.task.id)
+        except (Conflict, NotFound):
+            continue
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(services.storage.delete_task, prompt.task.id)
+
+
+async def post_interrupt(request: web.Request) -> web.Response:
+    """With ``{"prompt_id"}``: cancel that prompt if it runs. Without: every running prompt of the ``client_id``
+    the body names, or every running prompt."""
+    body = await _json_body(request)
+    prompts = _prompts(request)
+    running = await prompts.list([TaskStatus.RUNNING])
+    if isinstance(body, dict) and isinstance(body.get("prompt_id"), str):
+        running = [p for p in running if p.prompt_id == body["prompt_id"]]
+    elif isinstance(body, dict) and isinstance(body.get("client_id"), str):
+        running = [p for p in running if p.client_id == body["client_id"]]
+    queue = request.app[SERVICES].queue
+    for prompt in running:
+        with contextlib.suppress(Conflict, NotFound):
+            await queue.cancel(prompt.task.id)
+    return web.Response(status=200)
+
+
+# -- history -----------------------------------------------------------------------------------------------------
+
+
+async def get_history(request: web.Request) -> web.Response:
+    """``{prompt_id: entry}`` of finished prompts, oldest first; ``max_items`` alone: the newest that many."""
+    max_items = _int(request.query.get("max_items"))
+    offset = _int(request.query.get("offset"))
+    prompts = _prompts(request)
+    if max_items is not None and (offset is None or offset < 0):
+        done = list(reversed(await prompts.list(DONE, limit=max_items, newest_first=True)))
+    else:
+        done = await prompts.list(DONE, limit=max_items or 10_000, offset=max(offset or 0, 0))
+    return web.json_response({p.prompt_id: records.history_entry(p.task, p.prompt_id, p.extra) for p in done})
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def get_history_entry(request: web.Request) -> web.Response:
+    found = await _prompts(request).get(request.match_info["prompt_id"])
+    if found is None or found.task.status not in DONE:
+        return web.json_response({})
+    return web.json_response({found.prompt_id: records.history_entry(found.task, found.prompt_id, found.extra)})
+
+
+async def post_history(request: web.Request) -> web.Response:
+    """``{"clear": true}`` deletes every finished prompt (rows and files); ``{"delete": [prompt_id, ...]}`` those."""
+    body = await _json_body(request)
+    prompts = _prompts(request)
+    if isinstance(body, dict):
+        if body.get("clear") is True:
+            await _delete(request, await prompts.list(DONE))
+        if isinstance(body.get("delete"), list):
+            chosen = [await prompts.get(str(i)) for i in body["delete"] if isinstance(i, str)]
+            await _delete(request, [p for p in chosen if p is not None and p.task.status in DONE])
+    return web.Response(status=200)

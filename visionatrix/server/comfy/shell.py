@@ -1,0 +1,222 @@
+"""The graph editor's shell routes (``docs/comfy-api.md``, "Editor shell and user data"): feature flags, the lists
+it loads at boot (extensions, embeddings, translations, templates, subgraph blueprints, node replacements), the
+model folders of ``VIX_MODELS_DIR`` and ``system_stats``.
+
+We ship no JS extensions, translations, templates or blueprints, so those answer empty. Model folders are the
+direct subfolders of ``models_dir`` (``checkpoints``, ``loras``, ...); a model is a file inside one of them, at any
+depth, with a model file extension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from visionatrix.errors import NotFound
+from visionatrix.flows.importers.model_refs import MODEL_EXTENSIONS
+from visionatrix.server.services import SERVICES, Services
+
+FRONTEND_PACKAGE = "comfyui-frontend-package"
+NOT_MODEL_FOLDERS = frozenset({"configs", "custom_nodes"})
+"""Folders ComfyUI keeps beside its model folders that the editor's model library does not show."""
+
+
+def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_get(f"{prefix}/features", get_features)
+    router.add_get(f"{prefix}/extensions", _empty_list)
+    router.add_get(f"{prefix}/embeddings", get_embeddings)
+    router.add_get(f"{prefix}/i18n", _empty_dict)
+    router.add_get(f"{prefix}/workflow_templates", _empty_dict)
+    router.add_get(f"{prefix}/global_subgraphs", _empty_dict)
+    router.add_get(f"{prefix}/global_subgraphs/{{id}}", get_global_subgraph)
+    router.add_get(f"{prefix}/node_replacements", _empty_dict)
+    router.add_get(f"{prefix}/models", list_model_folders)
+    router.add_get(f"{prefix}/models/{{folder}}", list_models)
+    router.add_get(f"{prefix}/experiment/models", list_model_library)
+    router.add_get(f"{prefix}/experiment/models/{{folder}}", list_model_library_folder)
+    router.add_get(f"{prefix}/system_stats", get_system_stats)
+
+
+def feature_flags(services: Services) -> dict[str, Any]:
+    """The server's feature flags: ``GET /features`` and the WebSocket ``feature_flags`` reply."""
+    return {
+        "supports_preview_metadata": False,
+        "supports_model_type_tags": False,
+        "max_upload_size": services.storage.max_upload_bytes,
+        "extension": {"manager": {"supports_v4": False}},
+        "node_replacements": True,
+        "assets": False,
+    }
+
+
+async def get_features(request: web.Request) -> web.Response:
+    return web.json_response(feature_flags(request.app[SERVICES]))
+
+
+async def _empty_list(request: web.Request) -> web.Response:
+    return web.json_response([])
+
+
+async def _empty_dict(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def get_global_subgraph(request: web.Request) -> web.Response:
+    raise NotFound("subgraph blueprint", request.match_info["id"])
+
+
+# --- model folders ---------------------------------------------------------------------------------------------
+
+
+def _model_folders(models_dir: Path | None) -> list[str]:
+    if models_dir is None or not models_dir.is_dir():
+        return []
+    return sorted(entry.name for entry in models_dir.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _model_folder(models_dir: Path | None, folder: str) -> Path:
+    """``models_dir/<folder>``; ``NotFound`` unless ``folder`` names one of its subfolders (nothing deeper)."""
+    if models_dir is not None and folder in _model_folders(models_dir):
+        return models_dir / folder
+    raise NotFound("model folder", folder)
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """Model files under ``folder`` at any depth, relative to it, sorted; symlinked folders are followed once."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(current)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        base = Path(current).relative_to(folder)
+        found += [base / name for name in files
+                  if not name.startswith(".") and Path(name).suffix.lower() in MODEL_EXTENSIONS]
+    return sorted(found)
+
+
+async def get_embeddings(request: web.Request) -> web.Response:
+    models_dir = request.app[SERVICES].models_dir
+    folder = models_dir / "embeddings" if models_dir is not None else None
+    if folder is None or not folder.is_dir():
+        return web.json_response([])
+    files = await asyncio.to_thread(_model_files, folder)
+    return web.json_response([path.with_suffix("").as_posix() for path in files])
+
+
+async def list_model_folders(request: web.Request) -> web.Response:
+    return web.json_response(_model_folders(request.app[SERVICES].models_dir))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    folder = _model_folder(request.app[SERVICES].models_dir, request.match_info["folder"])
+    files = await asyncio.to_thread(_model_files, folder)
+    return web.json_response([path.as_posix() for path in files])
+
+
+async def list_model_library(request: web.Request) -> web.Response:
+    models_dir = request.app[SERVICES].models_dir
+    if models_dir is None:
+        return web.json_response([])
+    return web.json_response([{"name": name, "folders": [str((models_dir / name).absolute())]}
+                              for name in _model_folders(models_dir) if name not in NOT_MODEL_FOLDERS])
+
+
+async def list_model_library_folder(request: web.Request) -> web.Response:
+    name = request.match_info["folder"]
+    if name in NOT_MODEL_FOLDERS:
+        raise NotFound("model folder", name)
+    folder = _model_folder(request.app[SERVICES].models_dir, name)
+    entries = await asyncio.to_thread(_library_entries, folder)
+    return web.json_response(entries)
+
+
+def _library_entries(folder: Path) -> list[dict[str, Any]]:
+    entries = []
+    for relative in _model_files(folder):
+        stat = (folder / relative).stat()
+        entries.append({"name": relative.as_posix(), "pathIndex": 0, "modified": stat.st_mtime,
+                        "created": stat.st_ctime, "size": stat.st_size})
+    return entries
+
+
+# --- system_stats ----------------------------------------------------------------------------------------------
+
+
+async def get_system_stats(request: web.Request) -> web.Response:
+    """ComfyUI's ``system_stats``; torch is imported here, in a thread, never when the server starts."""
+    stats = await asyncio.to_thread(system_stats, request.app[SERVICES].version)
+    return web.json_response(stats)
+
+
+def system_stats(version: str) -> dict[str, Any]:
+    ram_total, ram_free = _ram_bytes()
+    torch_version, devices = _torch_devices()
+    system = {
+        "os": sys.platform,
+        "ram_total": ram_total,
+        "ram_free": ram_free,
+        "comfyui_version": version,
+        "required_frontend_version": _installed_version(FRONTEND_PACKAGE),
+        "python_version": sys.version,
+        "pytorch_version": torch_version,
+        "embedded_python": False,
+        "argv": list(sys.argv),
+    }
+    return {"system": system, "devices": devices}
+
+
+def _installed_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _ram_bytes() -> tuple[int, int]:
+    """``(total, available)`` from ``/proc/meminfo``, else from ``sysconf``; zeros where neither answers."""
+    try:
+        fields = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            fields[key] = int(rest.split()[0]) * 1024
+        return fields["MemTotal"], fields.get("MemAvailable", fields.get("MemFree", 0))
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    try:
+        page_bytes = os.sysconf("SC_PAGE_SIZE")
+        return page_bytes * os.sysconf("SC_PHYS_PAGES"), page_bytes * os.sysconf("SC_AVPHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return 0, 0
+
+
+CPU_DEVICE = {"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0,
+              "torch_vram_total": 0, "torch_vram_free": 0}
+
+
+def _torch_devices() -> tuple[str, list[dict[str, Any]]]:
+    """``(torch version, devices)``: every CUDA device, or the CPU alone; ``("", [cpu])`` without torch."""
+    try:
+        import torch
+    except ImportError:
+        return "", [dict(CPU_DEVICE)]
+    if not torch.cuda.is_available():
+        return str(torch.__version__), [dict(CPU_DEVICE)]
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        free_bytes, total_bytes = torch.cuda.mem_get_info(index)
+        reserved_bytes = torch.cuda.memory_reserved(index)
+        allocated_bytes = torch.cuda.memory_allocated(index)
+        devices.append({"name": f"cuda:{index} {torch.cuda.get_device_name(index)}", "type": "cuda",
+                        "index": index, "vram_total": total_bytes, "vram_free": free_bytes,
+                        "torch_vram_total": reserved_bytes, "torch_vram_free": reserved_bytes - allocated_bytes})
+    return str(torch.__version__), devices

@@ -1,0 +1,248 @@
+"""ComfyUI's WebSocket (``/ws?clientId=``): a prompt's progress, pushed to the client that queued it
+(``comfyui_api.md`` §2).
+
+Our tasks' events are translated: a prompt task that starts is ``execution_start`` and ``execution_cached``; a new
+running node is ``executing``; progress is ``progress`` (percent of the whole prompt, ``max`` 100); the end is
+``executed`` for each output node with its files, then ``execution_success`` (or ``execution_error`` /
+``execution_interrupted``), ``status`` and ``executing`` with ``node: null`` — after the task's row is final, so
+``/history/{prompt_id}`` is complete by then. ``status`` (``queue_remaining``) goes to every socket when a prompt
+is queued or ends.
+
+The translation reads the task's row and sends only what changed since it last looked, from two sides: the
+server's own task events (HTTP workers, the in-process worker: at once) and a look at every unfinished prompt task
+each ``POLL_S`` (Database-FS workers write the database directly; the server sees no event of theirs). Events of a
+client that is not connected are dropped, as ComfyUI drops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from visionatrix.queue.events import Subscription
+from visionatrix.queue.models import TaskStatus
+from visionatrix.queue.prompts import PromptRecord, PromptTasks
+from visionatrix.server.comfy import records
+from visionatrix.server.comfy.shell import feature_flags
+from visionatrix.server.services import SERVICES, Services
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5
+STOP_WAIT_S = 5.0
+DONE = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@dataclass
+class _Seen:
+    """What a prompt's client has been told."""
+
+    started: bool = False
+    node: str | None = None
+    progress: float = -1.0
+
+
+class PromptSockets:
+    """The connected ComfyUI clients, and the translation of prompt tasks' progress into their messages."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        prompts = services.prompts
+        assert prompts is not None
+        self.prompts: PromptTasks = prompts
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.seen: dict[int, _Seen] = {}
+        self._not_prompts: set[int] = set()
+        self._jobs: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._subscription: Subscription | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._jobs = [asyncio.create_task(self._follow_events()), asyncio.create_task(self._poll())]
+        for waiting in await self.prompts.list([TaskStatus.PENDING, TaskStatus.RUNNING]):
+            self.seen.setdefault(waiting.task.id, _Seen(started=waiting.task.status is TaskStatus.RUNNING))
+
+    async def stop(self) -> None:
+        """Let the translation finish what it is doing (no query cut in half), then close the sockets."""
+        self._stopping.set()
+        if self._subscription is not None:
+            await self._subscription.aclose()
+        if self._jobs:
+            _, late = await asyncio.wait(self._jobs, timeout=STOP_WAIT_S)
+            for job in late:
+                job.cancel()
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+        for ws in list(self.sockets.values()):
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    # -- the socket --------------------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        previous = self.sockets.get(sid)
+        self.sockets[sid] = ws
+        if previous is not None and previous is not ws:
+            with contextlib.suppress(Exception):
+                await previous.close()
+        try:
+            remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING])
+            await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}},
+                                                           "sid": sid}})
+            answered = False
+            async for message in ws:
+                if message.type is WSMsgType.TEXT and not answered:
+                    answered = True  # only the first text message counts (the client's feature flags)
+                    await ws.send_json({"type": "feature_flags", "data": feature_flags(self.services)})
+                elif message.type is WSMsgType.ERROR:
+                    break
+        finally:
+            if self.sockets.get(sid) is ws:
+                del self.sockets[sid]
+        return ws
+
+    async def send(self, sid: str | None, kind: str, data: dict[str, Any]) -> None:
+        ws = self.sockets.get(sid) if sid is not None else None
+        if ws is None or ws.closed:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_json({"type": kind, "data": data})
+
+    async def broadcast_status(self) -> None:
+        remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING])
+        for sid in list(self.sockets):
+            await self.send(sid, "status", {"status": {"exec_info": {"queue_remaining": remaining}}})
+
+    # -- translation -------------------------------------------------------------------------------------------
+
+    async def _follow_events(self) -> None:
+        async with self.services.events.subscribe() as subscription:
+            self._subscription = subscription
+            async for event in subscription:
+                task_id = event.get("task_id")
+                if not isinstance(task_id, int) or task_id in self._not_prompts:
+                    continue
+                try:
+                    if event.get("type") == "task_deleted":
+                        self.seen.pop(task_id, None)
+                        await self.broadcast_status()
+                        continue
+                    prompt = await self.prompts.by_task(task_id)
+                    if prompt is None:
+                        self._not_prompts.add(task_id)
+                        continue
+                    await self.observe(prompt, queued=event.get("type") in ("task_queued", "task_restarted"))
+                except Exception:
+                    log.exception("comfy socket: translating %s of task %s failed", event.get("type"), task_id)
+
+    async def _poll(self) -> None:
+        while not await _stopped_within(self._stopping, POLL_S):
+            try:
+                for prompt in await self.prompts.by_tasks(list(self.seen)):
+                    await self.observe(prompt)
+            except Exception:
+                log.exception("comfy socket: looking at the running prompts failed")
+
+    async def observe(self, prompt: PromptRecord, *, queued: bool = False) -> None:
+        """Tell the prompt's client what changed since it was last told."""
+        async with self._lock:
+            await self._observe(prompt, queued)
+
+    async def _observe(self, prompt: PromptRecord, queued: bool) -> None:
+        task, sid, pid = prompt.task, prompt.client_id, prompt.prompt_id
+        if queued or task.id not in self.seen:
+            self.seen[task.id] = _Seen()
+            await self.broadcast_status()
+        seen = self.seen[task.id]
+        if task.status is TaskStatus.PENDING:
+            return
+        if not seen.started:
+            seen.started = True
+            stamp = records.ms(task.started_at) or _now_ms()
+            await self.send(sid, "execution_start", {"prompt_id": pid, "timestamp": stamp})
+            await self.send(sid, "execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": stamp})
+        if task.status is TaskStatus.RUNNING:
+            if task.current_node and task.current_node != seen.node:
+                seen.node = task.current_node
+                await self.send(sid, "executing", {"node": seen.node, "display_node": seen.node, "prompt_id": pid})
+            if task.progress != seen.progress:
+                seen.progress = task.progress
+                await self.send(sid, "progress", {"value": round(task.progress), "max": 100, "prompt_id": pid,
+                                                  "node": seen.node})
+            return
+        await self._conclude(prompt)
+
+    async def _conclude(self, prompt: PromptRecord) -> None:
+        task, sid, pid = prompt.task, prompt.client_id, prompt.prompt_id
+        self.seen.pop(task.id, None)
+        end = records.ms(task.finished_at) or _now_ms()
+        if task.status is TaskStatus.FINISHED:
+            for node, output in records.node_outputs(task).items():
+                await self.send(sid, "executing", {"node": node, "display_node": node, "prompt_id": pid})
+                await self.send(sid, "executed", {"node": node, "display_node": node, "output": output,
+                                                  "prompt_id": pid})
+            await self.send(sid, "execution_success", {"prompt_id": pid, "timestamp": end})
+        elif task.status is TaskStatus.FAILED:
+            await self.send(sid, "execution_error", records.error_payload(task, pid))
+        else:
+            stopped_at = task.current_node
+            await self.send(sid, "execution_interrupted", {"prompt_id": pid, "node_id": stopped_at,
+                                                           "node_type": _class_of(task.graph, stopped_at),
+                                                           "executed": [],
+                                                           "timestamp": end})
+        await self.broadcast_status()
+        await self.send(sid, "executing", {"node": None, "prompt_id": pid})
+
+
+def _class_of(graph: dict[str, Any], node_id: str | None) -> str | None:
+    node = graph.get(node_id) if node_id is not None else None
+    return node.get("class_type") if isinstance(node, dict) else None
+
+
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    return stopping.is_set()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+SOCKETS = web.AppKey("comfy_prompt_sockets", PromptSockets)
+
+
+async def _start(app: web.Application) -> None:
+    await app[SOCKETS].start()
+
+
+async def _stop(app: web.Application) -> None:
+    await app[SOCKETS].stop()
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    return await request.app[SOCKETS].handle(request)
+
+
+def setup(app: web.Application) -> None:
+    """The sockets' translation starts and stops with the application."""
+    app[SOCKETS] = PromptSockets(app[SERVICES])
+    app.on_startup.append(_start)
+    app.on_shutdown.append(_stop)
+
+
+def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_get(f"{prefix}/ws", websocket)
