@@ -26,6 +26,7 @@ flow: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	./.ci/db-up
+	./.ci/browser-up
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

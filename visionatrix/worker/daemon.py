@@ -16,23 +16,22 @@ already ended), the task held ahead is released, pending conclusions complete â€
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
 from visionatrix.executor import events
 from visionatrix.executor.run import Executor
-from visionatrix.queue.models import WorkerRecord, effective_flows
+from visionatrix.queue.models import effective_flows
 from visionatrix.queue.prompts import is_node_set
 from visionatrix.worker.held import HeldTask, LeaseKeeper
 from visionatrix.worker.outputs import output_files
+from visionatrix.worker.reports import WorkerReports
 from visionatrix.worker.source import SourceStopped, TaskSource
-from visionatrix.worker.waiting import cancel_and_wait, wait_event
+from visionatrix.worker.waiting import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class _Outcome:
     error: dict[str, Any] = field(default_factory=dict)
 
 
-class Worker:
+class Worker(WorkerReports):
     """Runs tasks from ``source`` with ``executor``."""
 
     def __init__(self, source: TaskSource, executor: Executor, options: WorkerOptions) -> None:
@@ -387,54 +386,3 @@ class Worker:
         except Exception:
             log.exception("task %s: removing its local files failed", held.task.id)
         self._report_due.set()
-
-    # -- reports -----------------------------------------------------------------------------------------------
-
-    def _record(self, *, stopping: bool = False) -> WorkerRecord:
-        current = None if stopping or self.current is None else self.current.task.id
-        registry = getattr(self.executor, "registry", None)
-        return WorkerRecord(worker_id=self.options.worker_id, mode=self.source.mode, device=self.executor.device,
-                            installed_flows=self._installed(), current_task_id=current,
-                            last_seen_at=datetime.now(UTC),
-                            node_types=sorted(registry.object_info()) if registry is not None else None)
-
-    async def _report(self, *, stopping: bool = False) -> bool:
-        """Report the worker (and learn its allowed flows); False when that failed (logged)."""
-        try:
-            self.allowed_flows = await self.source.report(self._record(stopping=stopping))
-            return True
-        except SourceStopped as exc:
-            self._halt(exc)
-        except Exception:  # the next report retries
-            log.warning("worker %s: could not record that it is alive", self.options.worker_id, exc_info=True)
-        return False
-
-    async def _first_report(self, burst: bool) -> bool:
-        """Report before the first claim, so the claim asks only for allowed flows; retried until it works (in
-        ``burst`` mode once). False when the worker must not claim."""
-        while not self._stopping.is_set():
-            reporting = asyncio.ensure_future(self._report())
-            if not await self._until_stopping(reporting):
-                await cancel_and_wait(reporting)
-                return False
-            if reporting.result():
-                return True
-            if burst:
-                return False
-            await wait_event(self._stopping, self.options.retry_s)
-        return False
-
-    async def _report_periodically(self) -> None:
-        """A report every ``seen_interval_s``, and soon after a task starts or ends; never holds up the loop."""
-        while not self._stopping.is_set():
-            await wait_event(self._report_due, self.options.seen_interval_s)
-            self._report_due.clear()
-            await self._report()
-
-    async def _final_report(self) -> None:
-        if self._fatal is not None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.options.final_report_timeout_s):
-                await self._report(stopping=True)
-
