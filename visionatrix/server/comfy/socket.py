@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -47,6 +47,8 @@ class _Seen:
     started: bool = False
     node: str | None = None
     progress: float = -1.0
+    finished_nodes: list[str] = field(default_factory=list)
+    """Nodes that ran before the current one (``progress_state`` shows them ``finished``)."""
 
 
 class PromptSockets:
@@ -174,11 +176,15 @@ class PromptSockets:
             await self.send(sid, "execution_start", {"prompt_id": pid, "timestamp": stamp})
             await self.send(sid, "execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": stamp})
         if task.status is TaskStatus.RUNNING:
-            if task.current_node and task.current_node != seen.node:
+            moved = bool(task.current_node) and task.current_node != seen.node
+            if moved:
+                if seen.node is not None and seen.node not in seen.finished_nodes:
+                    seen.finished_nodes.append(seen.node)
                 seen.node = task.current_node
                 await self.send(sid, "executing", {"node": seen.node, "display_node": seen.node, "prompt_id": pid})
-            if task.progress != seen.progress:
+            if seen.node is not None and (moved or task.progress != seen.progress):
                 seen.progress = task.progress
+                await self.send(sid, "progress_state", _progress_state(pid, seen, running=True))
                 await self.send(sid, "progress", {"value": round(task.progress), "max": 100, "prompt_id": pid,
                                                   "node": seen.node})
             return
@@ -186,7 +192,10 @@ class PromptSockets:
 
     async def _conclude(self, prompt: PromptRecord) -> None:
         task, sid, pid = prompt.task, prompt.client_id, prompt.prompt_id
-        self.seen.pop(task.id, None)
+        seen = self.seen.pop(task.id, None) or _Seen()
+        if seen.node is not None:
+            await self.send(sid, "progress_state", _progress_state(pid, seen, running=False,
+                                                                   failed=task.status is not TaskStatus.FINISHED))
         end = records.ms(task.finished_at) or _now_ms()
         if task.status is TaskStatus.FINISHED:
             for node, output in records.node_outputs(task).items():
@@ -204,6 +213,19 @@ class PromptSockets:
                                                            "timestamp": end})
         await self.broadcast_status()
         await self.send(sid, "executing", {"node": None, "prompt_id": pid})
+
+
+def _progress_state(prompt_id: str, seen: _Seen, *, running: bool, failed: bool = False) -> dict[str, Any]:
+    """``progress_state``: the nodes that ran (``finished``) and the running one (its value: the prompt's percent)."""
+    def entry(node: str, value: float, state: str) -> dict[str, Any]:
+        return {"value": value, "max": 100, "state": state, "node_id": node, "prompt_id": prompt_id,
+                "display_node_id": node, "parent_node_id": None, "real_node_id": node}
+
+    nodes = {node: entry(node, 100, "finished") for node in seen.finished_nodes}
+    if seen.node is not None:
+        state = "running" if running else "error" if failed else "finished"
+        nodes[seen.node] = entry(seen.node, round(max(seen.progress, 0.0)) if running else 100, state)
+    return {"prompt_id": prompt_id, "nodes": nodes}
 
 
 def _class_of(graph: dict[str, Any], node_id: str | None) -> str | None:

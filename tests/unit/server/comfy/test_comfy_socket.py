@@ -77,3 +77,28 @@ async def test_a_failed_prompt_is_an_execution_error_naming_the_node(
         error = next(m["data"] for m in seen if m["type"] == "execution_error")
         assert error["prompt_id"] == reply["prompt_id"] and error["node_id"] == "1"
         assert error["node_type"] == "LoadImage" and error["exception_message"]
+
+
+async def test_running_nodes_and_progress_are_executing_progress_state_and_progress(
+        http: TestClient, services: Services) -> None:
+    async with http.ws_connect("/ws?clientId=me") as ws:
+        await ws.receive_json(timeout=5)
+        prompt_id = (await _post(http, {"prompt": solid_prompt(), "client_id": "me"}))[1]["prompt_id"]
+        flow = (await (await http.get("/vapi/tasks")).json())["tasks"][0]["flow"]
+        task = await services.queue.claim_next("w", [flow])
+        assert task is not None
+        await services.queue.report_progress(task.id, task.lease_token, progress=40, current_node="1")
+        first = await _messages(ws, "progress")
+        await services.queue.report_progress(task.id, task.lease_token, progress=80, current_node="2")
+        second = await _messages(ws, "progress")
+        await services.queue.mark_finished(task.id, task.lease_token, timings={}, outputs=[])
+        last = await _messages(ws, "done")
+    kinds = [m["type"] for m in first if m["type"] != "status"]
+    assert kinds == ["execution_start", "execution_cached", "executing", "progress_state", "progress"]
+    assert first[-1]["data"] == {"value": 40, "max": 100, "prompt_id": prompt_id, "node": "1"}
+    state = next(m["data"] for m in second if m["type"] == "progress_state")
+    assert state["nodes"]["1"]["state"] == "finished" and state["nodes"]["2"]["state"] == "running"
+    assert state["nodes"]["2"]["value"] == 80
+    final = next(m["data"] for m in last if m["type"] == "progress_state")
+    assert final["nodes"]["2"]["state"] == "finished"
+    assert [m["type"] for m in last if m["type"] != "status"][-2:] == ["execution_success", "executing"]
