@@ -14,10 +14,11 @@ PREFIXES = ("", "/api", "/comfy", "/comfy/api")
 
 
 def setup_comfy_routes(app: web.Application) -> None:
-    from visionatrix.server.comfy import files, frontend, jobs, object_info, prompts, shell, socket, userdata
+    from visionatrix.server.comfy import files, frontend, internal, jobs, object_info, prompts, shell, socket, userdata
 
+    internal.setup(app)
     socket.setup(app)
-    for module in (shell, userdata, files, object_info, prompts, jobs, socket):
+    for module in (shell, userdata, files, object_info, prompts, jobs, socket, internal):
         for prefix in PREFIXES:
             module.add_routes(app.router, prefix)
     frontend.add_frontend_routes(app.router)

@@ -30,6 +30,7 @@ from visionatrix.queue.events import Subscription
 from visionatrix.queue.models import TaskStatus
 from visionatrix.queue.prompts import PromptRecord, PromptTasks
 from visionatrix.server.comfy import records
+from visionatrix.server.comfy.internal import LOGS, TERMINAL, RecentLogs
 from visionatrix.server.comfy.shell import feature_flags
 from visionatrix.server.services import SERVICES, Services
 
@@ -66,11 +67,15 @@ class PromptSockets:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._subscription: Subscription | None = None
+        self._log_sends: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, logs: RecentLogs | None = None) -> None:
         self._jobs = [asyncio.create_task(self._follow_events()), asyncio.create_task(self._poll())]
+        if logs is not None:  # the terminal panel's subscribers get the new log lines
+            loop = asyncio.get_running_loop()
+            logs.forward = lambda sids, entries: loop.call_soon_threadsafe(self._send_logs, sids, entries)
         for waiting in await self.prompts.list([TaskStatus.PENDING, TaskStatus.RUNNING]):
             self.seen.setdefault(waiting.task.id, _Seen(started=waiting.task.status is TaskStatus.RUNNING))
 
@@ -121,6 +126,13 @@ class PromptSockets:
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_json({"type": kind, "data": data})
+
+    def _send_logs(self, sids: set[str], entries: list[dict[str, str]]) -> None:
+        for sid in sids:
+            if sid in self.sockets:
+                job = asyncio.create_task(self.send(sid, "logs", {"entries": entries, "size": TERMINAL}))
+                self._log_sends.add(job)
+                job.add_done_callback(self._log_sends.discard)
 
     async def broadcast_status(self) -> None:
         remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING])
@@ -248,7 +260,7 @@ SOCKETS = web.AppKey("comfy_prompt_sockets", PromptSockets)
 
 
 async def _start(app: web.Application) -> None:
-    await app[SOCKETS].start()
+    await app[SOCKETS].start(app.get(LOGS))
 
 
 async def _stop(app: web.Application) -> None:
