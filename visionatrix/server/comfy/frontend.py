@@ -19,6 +19,8 @@ from visionatrix.server.middlewares import error_response
 PACKAGE = "comfyui_frontend_package"
 DISTRIBUTION = "comfyui-frontend-package"
 MOUNT = "/comfy"
+FAVICON_FRAMES = "assets/images/favicon_progress_16x16"
+"""Served at the root too: the editor fetches these frames by an absolute path."""
 NO_STORE = {"Cache-Control": "no-store, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
 
 
@@ -53,10 +55,19 @@ class EditorPages:
             return self._missing()
         return web.FileResponse(self.static_dir / "index.html", headers=NO_STORE)
 
+    async def favicon_frame(self, request: web.Request) -> web.StreamResponse:
+        """``/assets/images/favicon_progress_16x16/<frame>``: the editor asks for its progress favicon at the site's
+        root (an absolute path in the bundle), not under ``/comfy/``."""
+        if self.static_dir is None:
+            return self._missing()
+        return await self._serve(f"{FAVICON_FRAMES}/{request.match_info['name']}")
+
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         if self.static_dir is None:
             return self._missing()
-        relative = request.match_info["path"]
+        return await self._serve(request.match_info["path"])
+
+    async def _serve(self, relative: str) -> web.StreamResponse:
         path = self._confined(relative)
         if path is None or not path.is_file():
             raise NotFound("editor file", relative)
@@ -86,3 +97,4 @@ def add_frontend_routes(router: web.UrlDispatcher, *, static_dir: Path | None = 
     router.add_get(MOUNT, pages.redirect)
     router.add_get(f"{MOUNT}/", pages.index)
     router.add_get(f"{MOUNT}/{{path:.+}}", pages.static_file)
+    router.add_get(f"/{FAVICON_FRAMES}/{{name}}", pages.favicon_frame)

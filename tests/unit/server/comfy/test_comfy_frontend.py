@@ -134,3 +134,16 @@ async def test_routes_added_after_the_editor_still_win(aiohttp_client: Any, stat
     (static_dir / "api" / "users").write_text("shadow")
     http = await aiohttp_client(app)
     assert await (await http.get("/comfy/api/users")).json() == "api"
+
+
+async def test_the_progress_favicon_frames_are_served_at_the_root_too(aiohttp_client: Any, services: Services,
+                                                                       static_dir: Path) -> None:
+    frames = static_dir / "assets" / "images" / "favicon_progress_16x16"
+    frames.mkdir(parents=True)
+    (frames / "frame_3.png").write_bytes(b"\x89PNG frame")
+    http = await _editor(aiohttp_client, services, static_dir=static_dir)
+    response = await http.get("/assets/images/favicon_progress_16x16/frame_3.png")
+    assert response.status == 200 and await response.read() == b"\x89PNG frame"
+    assert (await http.get("/assets/images/favicon_progress_16x16/frame_99.png")).status == 404
+    assert (await http.get("/assets/images/favicon_progress_16x16/..%2F..%2Findex.html")).status == 404
+    assert (await http.get("/assets/index.html")).status == 404  # only the frames, not the whole editor
