@@ -93,3 +93,4 @@ async def test_the_web_page_is_served_at_the_root(http: TestClient) -> None:
     assert response.status == 200
     text = await response.text()
     assert "<title>Visionatrix</title>" in text and "/vapi/tasks" in text
+    assert 'href="comfy/"' in text, "the page links to the graph editor"
