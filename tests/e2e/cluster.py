@@ -199,6 +199,8 @@ class TcpProxy:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()  # its self-pipe (a socket pair) would otherwise be left to the garbage collector
 
     async def _listen(self) -> None:
         if self._server is None:

@@ -26,6 +26,9 @@ async def _follow(url: str) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
         seen: list[dict[str, Any]] = []
         async with asyncio.timeout(60):
             async for message in ws:
+                if message.type is aiohttp.WSMsgType.BINARY:
+                    seen.append({"type": "binary", "data": {"frame": message.data}})
+                    continue
                 data = message.json()
                 seen.append(data)
                 if data["type"] == "executing" and data["data"]["node"] is None:
@@ -50,6 +53,10 @@ def test_a_prompt_run_by_a_worker_elsewhere_reaches_the_clients_socket(tmp_path:
         finally:
             assert worker.stop() == 0
             server.stop()
+    previews = [m["data"]["frame"] for m in seen if m["type"] == "binary"]
+    seen = [m for m in seen if m["type"] != "binary"]
+    if mode == "http":  # E2ESleep shows a preview at each step; the worker sends the newest per progress write
+        assert previews and all(frame[:8] == b"\0\0\0\x01\0\0\0\x01" for frame in previews), previews[:1]
     kinds = [m["type"] for m in seen if m["type"] != "status"]
     assert kinds[:2] == ["execution_start", "execution_cached"], kinds
     assert "executed" in kinds and kinds[-2:] == ["execution_success", "executing"], kinds

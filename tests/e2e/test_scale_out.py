@@ -129,9 +129,6 @@ def test_a_worker_cut_off_from_the_server_resumes(tmp_path: Path) -> None:
         assert _files_under(worker.temp_files) == []
 
 
-# A socket an EARLIER test left to the garbage collector (asyncpg, AF_UNIX) was once reported here; it is not this
-# test's (see the session note). The test's own assertions are unaffected.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_restarted_server_loses_no_queued_task(tmp_path: Path) -> None:
     with scratch_database("postgresql", tmp_path) as database_uri:
         server = Server(tmp_path / "server", database_uri).wait_ready()

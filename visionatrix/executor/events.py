@@ -33,6 +33,8 @@ class NodeProgressed:
     node_id: str
     value: float
     total: float
+    preview: Any = None
+    """What the node passed as a preview (ComfyUI's ``("JPEG", PIL image, max size)``, or an image), if anything."""
 
 
 @dataclass(frozen=True)

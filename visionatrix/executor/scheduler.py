@@ -196,7 +196,7 @@ class Run:
 
     def _node_ctx(self, node: Node) -> NodeContext:
         def progress(value: float, total: float, preview: Any = None) -> None:
-            self.emit(events.NodeProgressed(self.prompt_id, node.id, float(value), float(total)))
+            self.emit(events.NodeProgressed(self.prompt_id, node.id, float(value), float(total), preview))
 
         return dataclasses.replace(self.ctx, node_id=node.id, on_progress=progress)
 

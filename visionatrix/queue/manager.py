@@ -91,6 +91,10 @@ class TaskQueue(WorkerRows):
         if self.driver is not None:
             await asyncio.to_thread(self.driver.close)
 
+    def publish_preview(self, task_id: int, flow: str, node_id: str, image: bytes) -> None:
+        """A running task's preview image (JPEG), for this process's event subscribers; never stored."""
+        self._publish("task_preview", task_id, flow, node_id=node_id, image=image)
+
     async def _notify(self, conn: AsyncConnection, flow: str) -> None:
         """PostgreSQL: tell the listening Database-FS workers (``wakeups.TaskWakeups``) that a task of ``flow`` may
         be claimable; sent with the transaction's commit (at once in autocommit), dropped with its rollback."""

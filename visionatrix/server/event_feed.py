@@ -12,6 +12,9 @@ from aiohttp import WSCloseCode, web
 
 from visionatrix.queue.events import TaskEvents
 
+INTERNAL_EVENTS = frozenset({"task_preview"})
+"""Events that are not part of ``/vapi/events`` (a preview carries image bytes; ComfyUI's socket sends them)."""
+
 
 class LiveStreams:
     """The open event streams of an application, closed when it shuts down."""
@@ -68,6 +71,8 @@ class EventFeed:
                 return None
             self._next = None
             event = pending.result()
+            if event.get("type") in INTERNAL_EVENTS:
+                continue
             if self.task_id is None or event.get("task_id") == self.task_id:
                 return event
 

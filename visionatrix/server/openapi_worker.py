@@ -176,6 +176,20 @@ PATHS: dict[str, Any] = {
             "responses": {"200": json_body(ref("WithdrawReply"), "What was released"), **errors(400, 401)},
         },
     },
+    "/vapi/worker/tasks/{task_id}/preview": {
+        "post": {
+            "summary": "A running node's preview image (JPEG or PNG, at most 4 MB) for the task's followers (the "
+                       "ComfyUI socket of the client that queued it); not stored",
+            "operationId": "workerPreview", "security": _WORKER_SECURITY,
+            "parameters": [_TASK_ID, _LEASE, {"name": "X-Vix-Node", "in": "header", "required": True,
+                                               "schema": {"type": "string"}, "description": "The node's id"}],
+            "requestBody": {"required": True, "content": {"image/jpeg": {"schema": {"type": "string",
+                                                                                    "format": "binary"}},
+                                                          "image/png": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}},
+            "responses": {"204": {"description": "Passed on"}, **errors(400, 401, 409, 413)},
+        },
+    },
     "/vapi/worker/tasks/{task_id}/inputs/{name}": {
         "get": {
             "summary": "Download one of the claimed task's inputs (extends the lease)",

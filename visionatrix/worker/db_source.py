@@ -101,6 +101,11 @@ class DatabaseSource:
         await asyncio.to_thread(shutil.rmtree, stale, True)  # a requeued task's partial results
         return self.storage.input_dir(task.id), self.storage.output_dir(task.id)
 
+    async def preview(self, task: ClaimedTask, node_id: str, image: bytes) -> None:
+        """To this process's task events (the in-process worker's server shows it; a Database-FS worker has no
+        server to tell)."""
+        self.queue.publish_preview(task.id, task.flow, node_id, image)
+
     async def heartbeat(self, task: ClaimedTask, progress: float | None, current_node: str | None) -> LeaseState:
         if progress is None:
             return await self.queue.extend_lease(task.id, task.lease_token)

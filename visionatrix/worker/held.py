@@ -19,6 +19,7 @@ from pathlib import Path
 
 from visionatrix.errors import LeaseLost
 from visionatrix.queue.models import ClaimedTask, LeaseState
+from visionatrix.worker.previews import encode_preview
 from visionatrix.worker.progress import ProgressTracker
 from visionatrix.worker.source import SourceStopped, TaskSource
 from visionatrix.worker.waiting import cancel_and_wait, wait_event
@@ -105,6 +106,8 @@ class LeaseKeeper:
             elif time.monotonic() - extended_at < held.heartbeat_s:
                 continue
             state = await self._beat(held, progress)
+            if progress is not None and state is not None:
+                await self._show_preview(held)
             if state is None:
                 if held.lease_lost:
                     if held.running:
@@ -116,6 +119,22 @@ class LeaseKeeper:
                 held.cancel_requested = True
                 if held.running:
                     self.interrupt()
+
+    async def _show_preview(self, held: HeldTask) -> None:
+        """Send the newest preview of the running node, if it made one; best effort (a lost preview is replaced by
+        the next)."""
+        taken = held.tracker.take_preview()
+        if taken is None:
+            return
+        node_id, preview = taken
+        try:
+            image = await asyncio.to_thread(encode_preview, preview)
+            if image is not None:
+                await self.source.preview(held.task, node_id, image)
+        except LeaseLost:
+            pass  # the next heartbeat says so
+        except Exception:
+            log.warning("task %s: a preview of node %s was not sent", held.task.id, node_id, exc_info=True)
 
     async def _beat(self, held: HeldTask, progress: float | None) -> LeaseState | None:
         """One heartbeat; None when it failed (``held.lease_lost`` tells whether for good)."""

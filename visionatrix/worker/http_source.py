@@ -44,6 +44,7 @@ MAX_WAIT_S = 30.0
 CLAIM_MARGIN_S = 10.0
 """How much longer than the long poll a claim may take before it counts as lost."""
 MIN_LEASE_S = 1.0
+PREVIEW_TIMEOUT_S = 10.0
 WITHDRAW_FOR_S = 60.0
 """How long a cancelled claim's withdrawal is retried (after that the task's lease has run out anyway)."""
 CLOSE_WAIT_S = 5.0
@@ -175,6 +176,14 @@ class HttpSource:
                                           deadline=held.lease_deadline, task_id=task.id)
             held.renewed()
         return input_dir, output_dir
+
+    async def preview(self, task: ClaimedTask, node_id: str, image: bytes) -> None:
+        """One attempt, no retries: a lost preview is replaced by the next one."""
+        headers = {"X-Vix-Lease": task.lease_token, "X-Vix-Node": node_id, "Content-Type": "image/jpeg"}
+        async with self.transport.session.post(self.transport.url(f"{TASKS}/{task.id}/preview"), data=image,
+                                               headers=headers,
+                                               timeout=aiohttp.ClientTimeout(total=PREVIEW_TIMEOUT_S)) as response:
+            await self.transport.check(response, task.id)
 
     async def heartbeat(self, task: ClaimedTask, progress: float | None, current_node: str | None) -> LeaseState:
         body = {"lease_token": task.lease_token, "progress": progress, "current_node": current_node}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from visionatrix.executor import events
 
 
@@ -18,6 +20,8 @@ class ProgressTracker:
         self.fraction = 0.0
         self.current_node: str | None = None
         self.changed = False
+        self.preview: tuple[str, Any] | None = None
+        """The newest preview not sent yet: ``(node id, what the node passed)``."""
 
     def __call__(self, event: events.Event) -> None:
         if isinstance(event, events.ExecutionStarted):
@@ -27,6 +31,8 @@ class ProgressTracker:
             self.current_node, self.fraction = event.node_id, 0.0
         elif isinstance(event, events.NodeProgressed) and event.total:
             self.fraction = min(1.0, max(0.0, event.value / event.total))
+            if event.preview is not None:
+                self.preview = (event.node_id, event.preview)
         elif isinstance(event, events.NodeFinished):
             self.finished += 1
             self.fraction = 0.0
@@ -42,3 +48,8 @@ class ProgressTracker:
 
     def mark_reported(self) -> None:
         self.changed = False
+
+    def take_preview(self) -> tuple[str, Any] | None:
+        """The newest preview since the last call (None: none)."""
+        preview, self.preview = self.preview, None
+        return preview

@@ -41,6 +41,10 @@ class TaskSource(Protocol):
         empty."""
         ...
 
+    async def preview(self, task: ClaimedTask, node_id: str, image: bytes) -> None:
+        """Show ``image`` (JPEG) as the running node's preview to whoever follows the task; best effort."""
+        ...
+
     async def heartbeat(self, task: ClaimedTask, progress: float | None, current_node: str | None) -> LeaseState:
         """Extend the lease (and, with ``progress``, store progress 0..100 and the running node)."""
         ...

@@ -46,7 +46,7 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
 def feature_flags(services: Services) -> dict[str, Any]:
     """The server's feature flags: ``GET /features`` and the WebSocket ``feature_flags`` reply."""
     return {
-        "supports_preview_metadata": False,
+        "supports_preview_metadata": True,
         "supports_model_type_tags": False,
         "max_upload_size": services.storage.max_upload_bytes,
         "extension": {"manager": {"supports_v4": False}},

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ class PromptSockets:
         assert prompts is not None
         self.prompts: PromptTasks = prompts
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.client_flags: dict[str, dict[str, Any]] = {}
+        """Each socket's feature flags (its first message): ``supports_preview_metadata`` picks the preview frame."""
         self.seen: dict[int, _Seen] = {}
         self._not_prompts: set[int] = set()
         self._jobs: list[asyncio.Task[None]] = []
@@ -112,12 +116,14 @@ class PromptSockets:
             async for message in ws:
                 if message.type is WSMsgType.TEXT and not answered:
                     answered = True  # only the first text message counts (the client's feature flags)
+                    self.client_flags[sid] = _flags_of(message.data)
                     await ws.send_json({"type": "feature_flags", "data": feature_flags(self.services)})
                 elif message.type is WSMsgType.ERROR:
                     break
         finally:
             if self.sockets.get(sid) is ws:
                 del self.sockets[sid]
+                self.client_flags.pop(sid, None)
         return ws
 
     async def send(self, sid: str | None, kind: str, data: dict[str, Any]) -> None:
@@ -149,6 +155,9 @@ class PromptSockets:
                 if not isinstance(task_id, int) or task_id in self._not_prompts:
                     continue
                 try:
+                    if event.get("type") == "task_preview":
+                        await self._preview(task_id, event)
+                        continue
                     if event.get("type") == "task_deleted":
                         self.seen.pop(task_id, None)
                         await self.broadcast_status()
@@ -160,6 +169,32 @@ class PromptSockets:
                     await self.observe(prompt, queued=event.get("type") in ("task_queued", "task_restarted"))
                 except Exception:
                     log.exception("comfy socket: translating %s of task %s failed", event.get("type"), task_id)
+
+    async def _preview(self, task_id: int, event: dict[str, Any]) -> None:
+        """A running node's preview image to the prompt's client, as a binary frame: type 4 with its metadata for a
+        client that said ``supports_preview_metadata``, else type 1 (``[1][format 1=JPEG, 2=PNG][bytes]``)."""
+        image = event.get("image")
+        if not isinstance(image, bytes):
+            return
+        prompt = await self.prompts.by_task(task_id)
+        if prompt is None:
+            self._not_prompts.add(task_id)
+            return
+        sid = prompt.client_id
+        ws = self.sockets.get(sid) if sid is not None else None
+        if ws is None or ws.closed:
+            return
+        png = image.startswith(b"\x89PNG")
+        if self.client_flags.get(sid or "", {}).get("supports_preview_metadata"):
+            node = str(event.get("node_id"))
+            meta = json.dumps({"node_id": node, "prompt_id": prompt.prompt_id, "display_node_id": node,
+                               "parent_node_id": None, "real_node_id": node,
+                               "image_type": "image/png" if png else "image/jpeg"}).encode()
+            frame = struct.pack(">II", 4, len(meta)) + meta + image
+        else:
+            frame = struct.pack(">II", 1, 2 if png else 1) + image
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_bytes(frame)
 
     async def _poll(self) -> None:
         while not await _stopped_within(self._stopping, POLL_S):
@@ -238,6 +273,16 @@ def _progress_state(prompt_id: str, seen: _Seen, *, running: bool, failed: bool 
         state = "running" if running else "error" if failed else "finished"
         nodes[seen.node] = entry(seen.node, round(max(seen.progress, 0.0)) if running else 100, state)
     return {"prompt_id": prompt_id, "nodes": nodes}
+
+
+def _flags_of(text: str) -> dict[str, Any]:
+    """The client's feature flags from its first message (``{"type": "feature_flags", "data": {...}}``)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return {}
+    data = message.get("data") if isinstance(message, dict) and message.get("type") == "feature_flags" else None
+    return data if isinstance(data, dict) else {}
 
 
 def _class_of(graph: dict[str, Any], node_id: str | None) -> str | None:

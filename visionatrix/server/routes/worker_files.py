@@ -92,3 +92,30 @@ async def upload_output(request: web.Request) -> web.Response:
     info = await storage.save_stream(dest, request.content.iter_chunked(CHUNK_BYTES), accept=accept)
     return web.json_response({"name": name, "size_bytes": info.size_bytes, "sha256": info.sha256}, status=201,
                              dumps=jsonio.dumps)
+
+
+NODE_HEADER = "X-Vix-Node"
+MAX_PREVIEW_BYTES = 4 * 1024 * 1024
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+async def preview(request: web.Request) -> web.Response:
+    """A running node's preview image (JPEG or PNG, raw body): passed to whoever follows the task, never stored."""
+    services = request.app[SERVICES]
+    task_id = parsing.task_id(request)
+    problems: dict[str, str] = {}
+    token = _lease_token(request, problems)
+    node_id = request.headers.get(NODE_HEADER, "").strip()
+    if not node_id or len(node_id) > worker_request.MAX_ID_CHARS:
+        problems[NODE_HEADER] = f"required: the node's id (at most {worker_request.MAX_ID_CHARS} characters)"
+    _refuse(problems)
+    if (request.content_length or 0) > MAX_PREVIEW_BYTES:
+        raise TooLarge("the preview", MAX_PREVIEW_BYTES)
+    image = await request.content.read(MAX_PREVIEW_BYTES + 1)
+    if len(image) > MAX_PREVIEW_BYTES:
+        raise TooLarge("the preview", MAX_PREVIEW_BYTES)
+    if not image.startswith(IMAGE_MAGIC):
+        raise BadRequest("invalid_request", "the preview must be a JPEG or PNG image")
+    await services.queue.extend_lease(task_id, token)
+    services.queue.publish_preview(task_id, (await services.queue.get(task_id)).flow, node_id, image)
+    return web.Response(status=204)

@@ -60,7 +60,7 @@ async def bare_http(aiohttp_client: Any, services: Services) -> TestClient:
 @pytest.mark.parametrize("prefix", PREFIXES)
 async def test_features_advertise_our_upload_limit_and_no_previews_or_assets(http: TestClient, prefix: str) -> None:
     flags = await _json(http, f"{prefix}/features")
-    assert flags == {"supports_preview_metadata": False, "supports_model_type_tags": False,
+    assert flags == {"supports_preview_metadata": True, "supports_model_type_tags": False,
                      "max_upload_size": MAX_UPLOAD_BYTES,
                      "extension": {"manager": {"supports_v4": False}}, "node_replacements": True, "assets": False}
 

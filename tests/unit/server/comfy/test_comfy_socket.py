@@ -4,6 +4,8 @@ whether the worker reports through the server or writes the database directly.""
 from __future__ import annotations
 
 import asyncio
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,32 @@ async def test_running_nodes_and_progress_are_executing_progress_state_and_progr
     final = next(m["data"] for m in last if m["type"] == "progress_state")
     assert final["nodes"]["2"]["state"] == "finished"
     assert [m["type"] for m in last if m["type"] != "status"][-2:] == ["execution_success", "executing"]
+
+
+async def test_a_preview_reaches_the_client_as_a_binary_frame_of_the_kind_it_asked_for(
+        http: TestClient, services: Services) -> None:
+    image = b"\xff\xd8\xff fake jpeg"
+    async with http.ws_connect("/ws?clientId=new") as modern, http.ws_connect("/ws?clientId=old") as legacy:
+        for ws, flags in ((modern, {"supports_preview_metadata": True}), (legacy, {})):
+            await ws.receive_json(timeout=5)
+            await ws.send_json({"type": "feature_flags", "data": flags})
+            assert (await ws.receive_json(timeout=5))["type"] == "feature_flags"
+        for client, ws in (("new", modern), ("old", legacy)):
+            prompt_id = (await _post(http, {"prompt": solid_prompt(8 if client == "new" else 9),
+                                            "client_id": client}))[1]["prompt_id"]
+            tasks = (await (await http.get("/vapi/tasks")).json())["tasks"]
+            task = next(t for t in tasks if t["status"] == "pending")
+            services.queue.publish_preview(task["id"], task["flow"], "1", image)
+            async with asyncio.timeout(5):
+                while True:
+                    message = await ws.receive()
+                    if message.type is aiohttp.WSMsgType.BINARY:
+                        break
+            frame = message.data
+            if client == "new":
+                kind, length = struct.unpack(">II", frame[:8])
+                meta = json.loads(frame[8:8 + length])
+                assert kind == 4 and meta["prompt_id"] == prompt_id and meta["node_id"] == "1"
+                assert meta["image_type"] == "image/jpeg" and frame[8 + length:] == image
+            else:
+                assert struct.unpack(">II", frame[:8]) == (1, 1) and frame[8:] == image

@@ -1,11 +1,12 @@
-"""A node pack for the end-to-end tests: E2ESleep passes an image through after sleeping, reporting progress and
-stopping early when the run is interrupted (through ComfyUI's ``comfy.utils.ProgressBar`` and
-``comfy.model_management.throw_exception_if_processing_interrupted``)."""
+"""A node pack for the end-to-end tests: E2ESleep passes an image through after sleeping, reporting progress with a
+small preview image at each step and stopping early when the run is interrupted (through ComfyUI's
+``comfy.utils.ProgressBar`` and ``comfy.model_management.throw_exception_if_processing_interrupted``)."""
 
 import time
 
 import comfy.model_management
 import comfy.utils
+from PIL import Image
 
 
 class E2ESleep:
@@ -21,10 +22,11 @@ class E2ESleep:
     def sleep(self, image, seconds):
         steps = max(1, int(seconds * 20))
         bar = comfy.utils.ProgressBar(steps)
-        for _ in range(steps):
+        for step in range(steps):
             comfy.model_management.throw_exception_if_processing_interrupted()
             time.sleep(seconds / steps)
-            bar.update(1)
+            shade = int(255 * (step + 1) / steps)
+            bar.update_absolute(step + 1, steps, ("JPEG", Image.new("RGB", (32, 32), (shade, 0, 0)), 64))
         return (image,)
 
 
