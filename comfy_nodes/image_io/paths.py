@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
 from pathlib import Path, PurePosixPath
 
 from visionatrix.errors import InvalidInput
+from visionatrix.storage.names import is_image_name
 
 
 def resolve_inside(root: Path, name: object, input_name: str) -> Path:
@@ -20,11 +20,6 @@ def resolve_inside(root: Path, name: object, input_name: str) -> Path:
     if not target.is_relative_to(base):
         raise InvalidInput(input_name, f"{name!r} leads outside the {root.name or root} folder")
     return target
-
-
-def is_image_name(name: str) -> bool:
-    kind, _ = mimetypes.guess_type(name)
-    return kind is not None and kind.startswith("image/")
 
 
 def list_images(root: Path) -> list[str]:

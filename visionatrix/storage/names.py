@@ -7,6 +7,7 @@ own temporary files, so no task file ever has one.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import unicodedata
 
@@ -57,3 +58,9 @@ def relative_parts(name: str) -> tuple[str, ...]:
 def is_hidden(name: str) -> bool:
     """True for names storage never reports or serves (its temporary files among them)."""
     return name.startswith(".")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether ``name``'s extension is an image type's."""
+    kind, _ = mimetypes.guess_type(name)
+    return kind is not None and kind.startswith("image/")

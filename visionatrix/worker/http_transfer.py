@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import sys
 import time
@@ -26,6 +25,7 @@ import aiohttp
 
 from visionatrix.errors import LeaseLost, VisionatrixError
 from visionatrix.storage import streams
+from visionatrix.storage.info import file_info
 from visionatrix.worker.source import SourceStopped
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class HttpTransport:
                      task_id: int) -> Any:
         """``PUT`` the file ``source`` to ``path``, streamed, with its SHA-256; a dropped upload is sent again (the
         server replaces the file, so a retry never makes a second one). The server's answer."""
-        sha256 = await asyncio.to_thread(_sha256_of, source)
+        sha256 = (await asyncio.to_thread(file_info, source)).sha256
         headers = {LEASE_HEADER: lease_token, SHA256_HEADER: sha256, "Content-Type": "application/octet-stream"}
 
         async def attempt() -> Any:
@@ -186,11 +186,6 @@ class HttpTransport:
 async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     async for chunk in response.content.iter_chunked(CHUNK_BYTES):
         yield chunk
-
-
-def _sha256_of(path: Path) -> str:
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 async def _error_of(response: aiohttp.ClientResponse) -> tuple[str, str]:

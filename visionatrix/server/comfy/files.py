@@ -14,7 +14,6 @@ when the name is taken and ``overwrite`` is not set, identical content reuses th
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
 import mimetypes
@@ -34,6 +33,7 @@ from visionatrix.server.comfy.paths import ComfyFolders, PathEscape
 from visionatrix.server.errors import BadRequest, UnsupportedMediaType
 from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.task_request import Staging
+from visionatrix.storage.info import file_info
 
 CHANNELS = ("rgba", "rgb", "a")
 PREVIEW_FORMATS = ("webp", "jpeg")
@@ -42,7 +42,6 @@ UPLOAD_TYPES = ("input", "temp")
 MAX_FIELD_BYTES = 64 * 1024
 MAX_RENAMES = 10_000
 _SCRIPTABLE = ("html", "svg", "javascript", "ecmascript", "xml")
-_HASH_CHUNK_BYTES = 1024 * 1024
 
 
 def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
@@ -217,7 +216,7 @@ def _store(services: Services, form: UploadForm, mask: bool) -> dict[str, str]:
     staged, sha256, filename = form.staged, form.sha256, form.filename
     if mask:
         staged = _compose_mask(services, folders, staged, _original_ref(form.original_ref))
-        sha256 = _file_sha256(staged)
+        sha256 = file_info(staged).sha256
         filename = str(Path(filename).with_suffix(".png"))
     target = folders.target(form.kind, form.subfolder, filename)
     try:
@@ -241,7 +240,7 @@ def _place(staged: Path, target: Path, sha256: str, *, overwrite: bool) -> str:
             os.link(staged, candidate)  # never replaces: an upload racing for the same name gets the next one
             return candidate.name
         except FileExistsError:
-            if candidate.is_file() and not candidate.is_symlink() and _file_sha256(candidate) == sha256:
+            if candidate.is_file() and not candidate.is_symlink() and file_info(candidate).sha256 == sha256:
                 return candidate.name
         candidate = target.with_name(f"{stem} ({number}){suffix}")
     raise Conflict(f"{target.name!r} and {MAX_RENAMES} numbered variants of it are all taken")
@@ -278,11 +277,3 @@ def _compose_mask(services: Services, folders: ComfyFolders, staged: Path, ref: 
     composed = staged.with_name("mask.png")
     picture.save(composed, format="PNG", compress_level=4)
     return composed
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -14,7 +14,6 @@ resolved path (symlinks followed) must stay inside its folder. A subfolder that 
 
 from __future__ import annotations
 
-import mimetypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from visionatrix.errors import NotFound
 from visionatrix.server.errors import BadRequest
-from visionatrix.storage.names import MAX_PART_CHARS, is_hidden
+from visionatrix.storage.names import MAX_PART_CHARS, is_hidden, is_image_name
 
 TYPES = ("input", "output", "temp")
 _ANNOTATIONS = tuple(f" [{kind}]" for kind in TYPES)
@@ -135,11 +134,6 @@ def output_ref(task_id: int, name: str) -> dict[str, str]:
     folder, _, filename = name.rpartition("/")
     subfolder = f"{task_id}/{folder}" if folder else str(task_id)
     return {"filename": filename, "subfolder": subfolder, "type": "output"}
-
-
-def is_image_name(name: str) -> bool:
-    kind, _ = mimetypes.guess_type(name)
-    return kind is not None and kind.startswith("image/")
 
 
 def list_images(base: Path) -> list[str]:

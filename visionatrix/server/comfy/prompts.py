@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import shutil
 import time
@@ -31,6 +30,7 @@ from visionatrix.queue.prompts import Prompt, PromptRecord, PromptTasks
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.paths import BadName, ComfyFolders, split_annotation
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.storage.info import file_info
 
 SENSITIVE = ("auth_token_comfy_org", "api_key_comfy_org")
 """``extra_data`` keys never stored nor shown."""
@@ -180,10 +180,10 @@ def _inputs(services: Services, graph: dict[str, Any], folder: Path
                     relative = f"{kind}/{relative}"
                     node["inputs"][name] = relative
                 if relative not in found:
-                    data = source.read_bytes()
+                    described = file_info(source)
                     found[relative] = (source, FileRecord(kind="input", name=relative, node_id=str(node_id),
-                                                          size_bytes=len(data),
-                                                          sha256=hashlib.sha256(data).hexdigest(), param=name))
+                                                          size_bytes=described.size_bytes, sha256=described.sha256,
+                                                          param=name))
     return list(found.values()), problems
 
 

@@ -245,15 +245,21 @@ async def list_userdata_v2(request: web.Request, root: Path) -> web.Response:
     return web.json_response(entries)
 
 
+def _existing_file(request: web.Request, root: Path) -> Path:
+    """The user file the route's ``{file}`` names; ``NotFound`` when there is none."""
+    relative = request.match_info["file"]
+    path = user_path(root, relative)
+    if not path.is_file():
+        raise NotFound("user file", relative)
+    return path
+
+
 # --- one file --------------------------------------------------------------------------------------------------
 
 
 @_with_user_root
 async def get_userdata(request: web.Request, root: Path) -> web.StreamResponse:
-    relative = request.match_info["file"]
-    path = user_path(root, relative)
-    if not path.is_file():
-        raise NotFound("user file", relative)
+    path = _existing_file(request, root)
     headers = {"X-Content-Type-Options": "nosniff"}
     if path == root / USER_CSS:
         headers |= {"Content-Type": "text/css", "Content-Disposition": "inline"}
@@ -286,11 +292,7 @@ async def post_userdata(request: web.Request, root: Path) -> web.Response:
 
 @_with_user_root
 async def delete_userdata(request: web.Request, root: Path) -> web.Response:
-    relative = request.match_info["file"]
-    path = user_path(root, relative)
-    if not path.is_file():
-        raise NotFound("user file", relative)
-    path.unlink()
+    _existing_file(request, root).unlink()
     return web.Response(status=204)
 
 
