@@ -66,19 +66,18 @@ async def claim(request: web.Request) -> web.Response:
         earlier = request.app[CLAIMS].open(key)
         if earlier.withdrawn or earlier.reply is not None:
             return _reply({"task": earlier.reply})
-    flows = effective_flows(body.installed_flows, await services.queue.allowed_flows(body.worker_id))
+    named = effective_flows(body.installed_flows, await services.queue.allowed_flows(body.worker_id))
     node_types = request.app[WORKER_NODE_TYPES].get(body.worker_id)
     prompts = services.prompts
     assert prompts is not None
-    if node_types is not None:
-        flows += await prompts.runnable_flows(node_types)
     closing = request.app[CLAIMS_CLOSING]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body.wait_s
     async with services.events.subscribe() as subscription:
         while not _client_gone(request) and not request.app[CLAIMS].withdrawn(key):
-            if node_types is not None:  # a prompt of a new kind may have woken this claim
-                flows = sorted(set(flows) | set(await prompts.runnable_flows(node_types)))
+            flows = list(named)  # and the prompts it can run, read again each time: a new kind may have woken it
+            if node_types is not None:
+                flows += await prompts.runnable_flows(node_types)
             task = await services.queue.claim_next(body.worker_id, flows, last_flow=body.last_flow)
             if task is not None:
                 return await _hand_over(request, task, key)
