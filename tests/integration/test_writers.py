@@ -226,6 +226,22 @@ async def test_postgres_connection_killed_mid_write_fails_that_write_only(pg_eng
     assert await _connections_returned(pg_engine)
 
 
+async def test_postgres_writes_queued_behind_a_killed_write_go_on_a_new_connection(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    slow = asyncio.ensure_future(writer.execute("INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(30)"))
+    await asyncio.sleep(0.1)
+    queued = asyncio.ensure_future(writer.execute("INSERT INTO items (name) VALUES ('queued')"))
+    for _ in range(200):
+        if await _kill(query_prefix="INSERT INTO items (name) SELECT 'slow'") == 1:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+        await asyncio.wait_for(slow, 10)
+    await asyncio.wait_for(queued, 10)
+    assert await _pg_names(pg_engine) == ["queued"]
+    assert await _connections_returned(pg_engine)
+
+
 async def test_postgres_connection_closed_between_writes_is_replaced(pg_engine: AsyncEngine) -> None:
     writer = PostgresWriter(pg_engine, connections=1)
     rows = await writer.execute("INSERT INTO items (name) VALUES ('before') RETURNING pg_backend_pid() AS pid")

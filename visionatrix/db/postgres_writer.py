@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from visionatrix.db.sqlite_writer import settle
@@ -106,7 +107,9 @@ class PostgresWriter:
                 except BaseException as exc:  # the connection broke (or this task was cancelled)
                     _settle(batch, [(None, exc)] * len(batch))
                     await conn.invalidate()
-                    raise
+                    if not isinstance(exc, Exception):
+                        raise
+                    return  # only this batch fails: writes queued meanwhile go on a new connection
                 finally:
                     lane.busy = False
                 _settle(batch, outcomes)
@@ -121,8 +124,8 @@ class PostgresWriter:
             async with driver.transaction():
                 for job in batch:
                     results.append(await driver.fetch(job.sql, *job.args))
-        except Exception:
-            if driver.is_closed():
+        except Exception as exc:
+            if _connection_lost(driver, exc):
                 raise
             return [await _alone(driver, job) for job in batch]
         return [(rows, None) for rows in results]
@@ -132,9 +135,20 @@ async def _alone(driver: Any, job: _Write) -> Outcome:
     try:
         return (await driver.fetch(job.sql, *job.args), None)
     except Exception as exc:
-        if driver.is_closed():
+        if _connection_lost(driver, exc):
             raise
         return (None, exc)
+
+
+CONNECTION_GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+                   asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+                   asyncpg.exceptions.CannotConnectNowError)
+"""Errors after which the connection is unusable: the server ended the session (it may still look open for a moment:
+the goodbye arrives before the socket closes)."""
+
+
+def _connection_lost(driver: Any, exc: Exception) -> bool:
+    return driver.is_closed() or isinstance(exc, CONNECTION_GONE)
 
 
 def _settle(batch: list[_Write], outcomes: list[Outcome]) -> None:
