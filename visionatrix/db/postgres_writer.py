@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from visionatrix.db.sqlite_writer import settle
@@ -140,15 +139,15 @@ async def _alone(driver: Any, job: _Write) -> Outcome:
         return (None, exc)
 
 
-CONNECTION_GONE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
-                   asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
-                   asyncpg.exceptions.CannotConnectNowError)
-"""Errors after which the connection is unusable: the server ended the session (it may still look open for a moment:
-the goodbye arrives before the socket closes)."""
-
-
 def _connection_lost(driver: Any, exc: Exception) -> bool:
-    return driver.is_closed() or isinstance(exc, CONNECTION_GONE)
+    """Whether the connection is unusable after ``exc``: closed, or the server ended the session (it may still look
+    open for a moment: the goodbye arrives before the socket closes). asyncpg is imported here, not at import time
+    (importing ``db`` loads no driver)."""
+    import asyncpg
+
+    gone = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncpg.exceptions.AdminShutdownError,
+            asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.CannotConnectNowError)
+    return driver.is_closed() or isinstance(exc, gone)
 
 
 def _settle(batch: list[_Write], outcomes: list[Outcome]) -> None:

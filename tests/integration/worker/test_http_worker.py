@@ -256,7 +256,8 @@ async def test_a_lease_taken_over_by_another_run_interrupts_the_run_and_drops_it
         graph["4"]["inputs"]["mask"] = ["6", 0]
         task_id = await queue_task(queue, server.services.storage, "slow", graph)
         stop = asyncio.Event()
-        worker = Worker(source, executor, options())
+        # no claim ahead: its re-sent claims could take the requeued task before "other-worker" does
+        worker = Worker(source, executor, options(claim_ahead=False))
         running = asyncio.create_task(worker.run(stop))
         await eventually(lambda: _running_here(worker, task_id), what="the task to run")
         assert await queue.requeue_expired(datetime.now(UTC) + timedelta(hours=1)) == 1
