@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from visionatrix.errors import NotFound
+from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import WorkerRecord, effective_flows
 
@@ -41,3 +42,23 @@ async def test_setting_the_same_restriction_twice_is_fine(queue: TaskQueue) -> N
     await queue.upsert_worker(_report())
     await queue.set_allowed_flows("gpu-1", ["a"])
     assert (await queue.set_allowed_flows("gpu-1", ["a"])).allowed_flows == ["a"]  # MySQL: 0 rows "changed"
+
+
+async def test_resources_and_the_stop_round_trip_and_each_change_is_an_event(queue: TaskQueue,
+                                                                           events: TaskEvents) -> None:
+    heard = events.subscribe()
+    resources = {"device_name": "cuda:0 NVIDIA H200", "device_memory_total": 150_000_000_000,
+                 "device_memory_free": 149_000_000_000, "ram_total": 137_000_000_000, "ram_free": None}
+    record = _report()
+    record.resources = resources
+    await queue.upsert_worker(record)
+    (listed,) = await queue.list_workers()
+    assert listed.resources == resources and listed.stopped_at is None
+    stopped = _report()
+    stopped.stopped_at = datetime.now(UTC)
+    await queue.upsert_worker(stopped)
+    (listed,) = await queue.list_workers()
+    assert listed.resources is None and listed.stopped_at is not None
+    await queue.set_allowed_flows("gpu-1", ["a"])
+    assert [await anext(heard) for _ in range(3)] == [{"type": "worker_updated", "worker_id": "gpu-1"}] * 3
+    await heard.aclose()

@@ -92,7 +92,15 @@ class VixClient:
             return await self._request("POST", "/vapi/flows", data=form, params=params)
 
     async def delete_flow(self, name: str) -> None:
+        """Delete an uploaded flow, or uninstall a bundled one (``install_bundled_flow`` brings it back)."""
         await self._request("DELETE", f"/vapi/flows/{_segment(name)}")
+
+    async def list_bundled_flows(self) -> list[dict[str, Any]]:
+        """Every flow shipped with the server, each with ``installed``."""
+        return (await self._request("GET", "/vapi/flows/bundled"))["flows"]
+
+    async def install_bundled_flow(self, name: str) -> dict[str, Any]:
+        return await self._request("POST", f"/vapi/flows/bundled/{_segment(name)}")
 
     # -- tasks -----------------------------------------------------------------------------------------------------
 

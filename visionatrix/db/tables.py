@@ -131,6 +131,10 @@ class Worker(Base):
     last_seen_at: Mapped[datetime]
     allowed_flows: Mapped[list[str] | None] = mapped_column(json_type())
     """Set by an admin only (None: every flow the worker has installed); a worker's own report never writes it."""
+    resources: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    """The device's and the host's memory as the worker last measured them (``WorkerRecord.resources``)."""
+    stopped_at: Mapped[datetime | None]
+    """When the worker reported that it was shutting down; None while it runs."""
 
 
 class NodeSet(Base):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from visionatrix.hostinfo import host_memory
+
 
 def pick_device(preferred: str | None = None) -> str:
     """``preferred`` when given (``"cpu"``, ``"cuda"``, ``"cuda:1"``), else ``"cuda:0"`` if CUDA works, else CPU."""
@@ -23,3 +27,23 @@ def describe_device(device: str) -> dict[str, object]:
         props = torch.cuda.get_device_properties(index)
         return {"name": f"{device} {props.name}", "type": "cuda", "vram_total": props.total_memory}
     return {"name": "cpu", "type": "cpu", "vram_total": 0}
+
+
+def device_resources(device: str) -> dict[str, Any]:
+    """What a worker reports about its memory (bytes; None where unknown): ``device_name``, ``device_memory_total``
+    and ``device_memory_free`` (the GPU's; for the CPU, the host's RAM), ``ram_total``, ``ram_free``. Cheap enough
+    to call with every report; never raises."""
+    ram_total, ram_free = host_memory()
+    ram = (ram_total or None, ram_free if ram_total else None)
+    name, total, free = "cpu", ram[0], ram[1]
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            index = torch.device(device).index or 0
+            free_bytes, total_bytes = torch.cuda.mem_get_info(index)
+            name, total, free = f"{device} {torch.cuda.get_device_name(index)}", int(total_bytes), int(free_bytes)
+        except Exception:  # a device that went away must not stop the worker's report
+            name, total, free = device, None, None
+    return {"device_name": name, "device_memory_total": total, "device_memory_free": free,
+            "ram_total": ram[0], "ram_free": ram[1]}

@@ -3,12 +3,17 @@
 Bundled flows come first: an upload may not take a bundled flow's name, and an uploaded file that declares one is
 skipped and reported in ``problems``. Replacing an uploaded flow with a new upload of the same name is allowed.
 Names are ids, never paths.
+
+Every bundled flow is installed until someone uninstalls it (``delete``); ``install_bundled`` brings it back. The
+names of uninstalled bundled flows are kept in ``user_dir/.uninstalled_bundled`` (a JSON list), so the choice
+survives restarts and the bundled folders stay read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -22,6 +27,9 @@ from visionatrix.flows.importers.source import MAX_FLOW_BYTES, parse_json_text
 from visionatrix.flows.manifest import FLOW_NAME_RE
 from visionatrix.flows.node_specs import ObjectInfo
 from visionatrix.flows.store import FlowStore
+
+log = logging.getLogger(__name__)
+UNINSTALLED_FILE = ".uninstalled_bundled"
 
 
 class FlowCatalog:
@@ -40,12 +48,14 @@ class FlowCatalog:
         self.bundled = FlowStore(bundled_dirs, object_info, models_catalog=self.models_catalog)
         self.user_dir = Path(user_dir)
         self._uploaded = FlowStore([self.user_dir], object_info, models_catalog=self.models_catalog)
+        self._uninstalled: set[str] = set()
         self._loaded = False
 
     def refresh(self) -> None:
-        """Read the bundled folders and the upload folder again."""
+        """Read the bundled folders, the upload folder and the list of uninstalled bundled flows again."""
         self.bundled.refresh()
         self._uploaded.refresh()
+        self._uninstalled = _read_names(self.user_dir / UNINSTALLED_FILE)
         self._loaded = True
 
     def _ensure_loaded(self) -> None:
@@ -74,8 +84,9 @@ class FlowCatalog:
         return problems
 
     def names(self) -> list[str]:
+        """The installed flows: bundled ones not uninstalled, and uploaded ones."""
         self._ensure_loaded()
-        return sorted({*self.bundled.names(), *self._uploaded_flows()})
+        return sorted({*self._installed_bundled(), *self._uploaded_flows()})
 
     def flows(self) -> list[Flow]:
         return [self.get(name) for name in self.names()]
@@ -84,12 +95,37 @@ class FlowCatalog:
         self._ensure_loaded()
         return name in self.bundled.names()
 
+    def _installed_bundled(self) -> list[str]:
+        return [name for name in self.bundled.names() if name not in self._uninstalled]
+
+    def bundled_flows(self) -> list[tuple[Flow, bool]]:
+        """Every bundled flow, by name, with whether it is installed."""
+        self._ensure_loaded()
+        return [(self.bundled.get(name), name not in self._uninstalled) for name in sorted(self.bundled.names())]
+
+    def install_bundled(self, name: str) -> Flow:
+        """Install the bundled flow ``name`` again (a no-op when it is installed); ``NotFound`` when no bundled flow
+        has that name."""
+        if not isinstance(name, str) or not self.is_bundled(name):
+            raise NotFound("bundled flow", str(name))
+        if name in self._uninstalled:
+            self._save_uninstalled(self._uninstalled - {name})
+        return self.bundled.get(name)
+
+    def _save_uninstalled(self, names: set[str]) -> None:
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(self.user_dir / UNINSTALLED_FILE, sorted(names))
+        self._uninstalled = names
+
     def get(self, name: str) -> Flow:
-        """The flow called ``name``; ``NotFound`` for an unknown name or one that is not a plain id."""
+        """The installed flow called ``name``; ``NotFound`` for an unknown name, an uninstalled bundled flow or a
+        name that is not a plain id."""
         if not isinstance(name, str) or not FLOW_NAME_RE.match(name):
             raise NotFound("flow", str(name))
         self._ensure_loaded()
         if name in self.bundled.names():
+            if name in self._uninstalled:
+                raise NotFound("flow", name)
             return self.bundled.get(name)
         flow = self._uploaded_flows().get(name)
         if flow is None:
@@ -117,10 +153,12 @@ class FlowCatalog:
         return self.get(flow.name)
 
     def delete(self, name: str) -> None:
-        """Remove an uploaded flow; ``Conflict`` for a bundled one, ``NotFound`` for an unknown one."""
-        if self.is_bundled(name):
-            raise Conflict(f"flow {name!r} is a bundled flow and cannot be deleted")
+        """Remove an uploaded flow, or uninstall a bundled one (``install_bundled`` brings it back); ``NotFound``
+        for an unknown or already uninstalled one."""
         flow = self.get(name)
+        if self.is_bundled(name):
+            self._save_uninstalled(self._uninstalled | {name})
+            return
         if flow.source is not None:
             flow.source.unlink(missing_ok=True)
         self._uploaded.refresh()
@@ -133,6 +171,18 @@ class FlowCatalog:
                 raise
             # A graph without a name of its own: the retry with ``name`` either works or raises the real problem.
             return load_flow(data, self.object_info, models_catalog=self.models_catalog, name=name)
+
+
+def _read_names(path: Path) -> set[str]:
+    """The names in the JSON list at ``path`` (none when it is missing; a damaged file counts as empty)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError):
+        log.warning("%s is unreadable; every bundled flow counts as installed", path)
+        return set()
+    return {item for item in data if isinstance(item, str)} if isinstance(data, list) else set()
 
 
 def _parse(source: Mapping[str, Any] | bytes | str) -> Any:

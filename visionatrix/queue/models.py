@@ -95,6 +95,11 @@ class WorkerRecord:
     """The flows an admin lets this worker take; None: every flow it has installed."""
     node_types: list[str] | None = None
     """The node types registered on the worker (its report; not stored): it may take prompts made of them."""
+    resources: dict[str, Any] | None = None
+    """Memory in bytes, each None when unknown: ``device_name``, ``device_memory_total``, ``device_memory_free``
+    (the accelerator's; for a CPU device, the host's), ``ram_total``, ``ram_free``."""
+    stopped_at: datetime | None = None
+    """Set by the worker's last report on its way out."""
 
 
 AHEAD_GRACE_S = 0.25

@@ -1,6 +1,7 @@
 """The ``workers`` table: each worker's last report, and the flows an admin lets it take.
 
-``WorkerRows`` is a base of ``TaskQueue`` (same engine, same write mechanics); it holds no state of its own.
+``WorkerRows`` is a base of ``TaskQueue`` (same engine, same write mechanics, same events); it holds no state of its
+own. Each stored report and each change of the allowed flows publishes ``{"type": "worker_updated", "worker_id"}``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from visionatrix.db.tables import Worker
 from visionatrix.errors import NotFound
 from visionatrix.queue import records, writes
+from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.models import WorkerRecord
 
 WORKERS = cast(Table, Worker.__table__)
@@ -23,12 +25,18 @@ W = WORKERS.c
 class WorkerRows:
     engine: AsyncEngine
     writes: writes.Writes
+    events: TaskEvents | None
+
+    def _worker_updated(self, worker_id: str) -> None:
+        if self.events is not None:
+            self.events.publish({"type": "worker_updated", "worker_id": worker_id})
 
     async def upsert_worker(self, record: WorkerRecord) -> list[str] | None:
         """Store a worker's report (insert or replace its row, never its ``allowed_flows``); the flows an admin
         lets it take (None: all it has installed)."""
         async with self.writes.single() as conn:
             await conn.execute(self.writes.upsert(WORKERS, records.worker_row(record), "worker_id"))
+        self._worker_updated(record.worker_id)
         return await self.allowed_flows(record.worker_id)
 
     async def allowed_flows(self, worker_id: str) -> list[str] | None:
@@ -49,6 +57,7 @@ class WorkerRows:
                 if exists is None:
                     raise NotFound("worker", worker_id)
             row = (await conn.execute(select(WORKERS).where(W.worker_id == worker_id))).one()
+        self._worker_updated(worker_id)
         return records.worker_record(row)
 
     async def list_workers(self) -> list[WorkerRecord]:

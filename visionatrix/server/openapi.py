@@ -70,11 +70,18 @@ _SCHEMAS: dict[str, Any] = {
             "missing_node_types": {"type": "array", "items": {"type": "string"}},
             "models": {"type": "array", "items": {"type": "object"}},
             "warnings": {"type": "array", "items": {"type": "string"}},
-            "bundled": {"type": "boolean", "description": "Shipped with the server (cannot be deleted)"},
+            "bundled": {"type": "boolean",
+                        "description": "Shipped with the server: DELETE uninstalls it, POST /vapi/flows/bundled/{name} "
+                                       "installs it again"},
+            "models_missing": {"type": "array", "items": {"type": "string"},
+                               "description": "Model files of the flow not found in the server's models folder"},
         },
         "additionalProperties": True,
     },
     "FlowList": {"type": "object", "properties": {"flows": {"type": "array", "items": _ref("Flow")}}},
+    "BundledFlowList": {"type": "object", "properties": {"flows": {"type": "array", "items": {
+        "allOf": [_ref("Flow"), {"type": "object", "required": ["installed"],
+                                 "properties": {"installed": {"type": "boolean"}}}]}}}},
     "TaskCreateRequest": {
         "type": "object",
         "required": ["flow"],
@@ -159,10 +166,26 @@ _SCHEMAS: dict[str, Any] = {
             "mode": {"type": "string"},
             "device": {"type": "string"},
             "installed_flows": {"type": "array", "items": {"type": "string"}},
+            "state": {"enum": ["idle", "busy", "offline"],
+                      "description": "offline: it said it stopped, or has not reported for 45 s"},
             "current_task_id": {"type": ["integer", "null"]},
             "last_seen_at": {"type": "string", "format": "date-time"},
+            "stopped_at": {"type": ["string", "null"], "format": "date-time"},
             "allowed_flows": {"type": ["array", "null"], "items": {"type": "string"},
                               "description": "The flows an admin lets this worker take; null: every flow it has"},
+            "flows": {"type": "array", "items": {"type": "string"},
+                      "description": "The flows it takes now: installed_flows narrowed by allowed_flows"},
+            "resources": {"oneOf": [{"type": "null"}, _ref("WorkerResources")]},
+        },
+    },
+    "WorkerResources": {
+        "type": "object",
+        "description": "Memory as the worker last measured it, in bytes (null: unknown); for a CPU device the "
+                       "device memory is the host's RAM",
+        "properties": {
+            "device_name": {"type": ["string", "null"]},
+            **{name: {"type": ["integer", "null"]} for name in ("device_memory_total", "device_memory_free",
+                                                                "ram_total", "ram_free")},
         },
     },
     "WorkerList": {"type": "object", "properties": {"workers": {"type": "array", "items": _ref("Worker")}}},
@@ -171,7 +194,11 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["type"],
         "properties": {
             "type": {"enum": ["subscribed", "task_queued", "task_started", "task_progressed", "task_finished",
-                              "task_failed", "task_cancelled", "task_restarted", "task_deleted"]},
+                              "task_failed", "task_cancelled", "task_restarted", "task_deleted", "worker_updated",
+                              "flows_changed"]},
+            "worker_id": {"type": "string", "description": "worker_updated: the worker that reported or changed"},
+            "change": {"enum": ["uploaded", "deleted", "installed", "uninstalled"],
+                       "description": "flows_changed: what happened to `flow`"},
             "task_id": {"type": ["integer", "null"]},
             "flow": {"type": "string"},
             "progress": {"type": "number"},
@@ -209,8 +236,18 @@ _PATHS: dict[str, Any] = {
     "/vapi/flows/{name}": {
         "get": {"summary": "One flow", "operationId": "getFlow", "parameters": [_FLOW_NAME],
                 "responses": {"200": _json(_ref("Flow"), "The flow's summary"), **_errors(404)}},
-        "delete": {"summary": "Delete an uploaded flow", "operationId": "deleteFlow", "parameters": [_FLOW_NAME],
-                   "responses": {"204": {"description": "Deleted"}, **_errors(404, 409)}},
+        "delete": {"summary": "Delete an uploaded flow, or uninstall a bundled one", "operationId": "deleteFlow",
+                   "parameters": [_FLOW_NAME],
+                   "responses": {"204": {"description": "Deleted or uninstalled"}, **_errors(404)}},
+    },
+    "/vapi/flows/bundled": {
+        "get": {"summary": "Every flow shipped with the server, installed or not", "operationId": "listBundledFlows",
+                "responses": {"200": _json(_ref("BundledFlowList"), "The bundled flows")}},
+    },
+    "/vapi/flows/bundled/{name}": {
+        "post": {"summary": "Install a bundled flow (again)", "operationId": "installBundledFlow",
+                 "parameters": [_FLOW_NAME],
+                 "responses": {"201": _json(_ref("Flow"), "The installed flow"), **_errors(404)}},
     },
     "/vapi/tasks": {
         "get": {

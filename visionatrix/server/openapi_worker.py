@@ -132,6 +132,11 @@ SCHEMAS: dict[str, Any] = {
             "device": {"type": "string", "minLength": 1, "maxLength": limits.MAX_DEVICE_CHARS},
             "installed_flows": _FLOW_NAMES,
             "current_task_id": {"type": ["integer", "null"], "minimum": 1},
+            "node_types": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1},
+                           "description": "The node types registered on the worker: it may take ComfyUI prompts "
+                                          "made of them"},
+            "resources": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/WorkerResources"}]},
+            "stopping": {"type": "boolean", "description": "The last report of a worker that is shutting down"},
         },
     },
     "AllowedFlows": {

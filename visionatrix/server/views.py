@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from visionatrix.flows.catalog import FlowCatalog
 from visionatrix.flows.flow import Flow
-from visionatrix.queue.models import ClaimedTask, FileRecord, TaskRecord, WorkerRecord
+from visionatrix.flows.installed import missing_models
+from visionatrix.queue.models import ClaimedTask, FileRecord, TaskRecord, WorkerRecord, effective_flows
+from visionatrix.server.services import Services
 
 API_PREFIX = "/vapi"
 
@@ -75,17 +77,41 @@ def claimed_task_view(task: ClaimedTask, files: list[FileRecord]) -> dict[str, A
     }
 
 
+OFFLINE_AFTER_S = 45.0
+"""A worker not heard from for this long is ``offline`` (workers report every 10 s; a claim or heartbeat of a
+Server-mode worker does not count, so this allows for a few lost reports)."""
+
+
+def worker_state(worker: WorkerRecord, now: datetime | None = None) -> str:
+    """``offline`` (it said it was stopping, or it has not reported for ``OFFLINE_AFTER_S``), ``busy`` (running a
+    task) or ``idle``."""
+    now = now or datetime.now(UTC)
+    if worker.stopped_at is not None or (now - worker.last_seen_at).total_seconds() > OFFLINE_AFTER_S:
+        return "offline"
+    return "busy" if worker.current_task_id is not None else "idle"
+
+
 def worker_view(worker: WorkerRecord) -> dict[str, Any]:
     return {
         "worker_id": worker.worker_id,
         "mode": worker.mode,
         "device": worker.device,
+        "state": worker_state(worker),
         "installed_flows": list(worker.installed_flows),
+        "allowed_flows": None if worker.allowed_flows is None else list(worker.allowed_flows),
+        "flows": effective_flows(worker.installed_flows, worker.allowed_flows),
         "current_task_id": worker.current_task_id,
         "last_seen_at": worker.last_seen_at,
-        "allowed_flows": None if worker.allowed_flows is None else list(worker.allowed_flows),
+        "stopped_at": worker.stopped_at,
+        "resources": worker.resources,
     }
 
 
-def flow_view(flow: Flow, catalog: FlowCatalog) -> dict[str, Any]:
-    return {**flow.info(), "bundled": catalog.is_bundled(flow.name)}
+def flow_view(flow: Flow, services: Services) -> dict[str, Any]:
+    """``Flow.info()`` plus ``bundled`` and ``models_missing`` (its model files not in the server's models folder;
+    every one when the server has no models folder)."""
+    info = flow.info()
+    models_dir = services.models_dir
+    missing = ([str(m.get("value") or m.get("name")) for m in info["models"]] if models_dir is None
+               else missing_models(info["models"], models_dir))
+    return {**info, "bundled": services.flows.is_bundled(flow.name), "models_missing": missing}

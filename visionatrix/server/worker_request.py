@@ -84,6 +84,12 @@ class WorkerReportRequest:
     installed_flows: list[str]
     current_task_id: int | None
     node_types: list[str] | None = None
+    resources: dict[str, Any] | None = None
+    stopping: bool = False
+
+
+RESOURCE_BYTES = ("device_memory_total", "device_memory_free", "ram_total", "ram_free")
+MAX_BYTES = 1 << 62
 
 
 def _kind(value: Any) -> str:
@@ -294,15 +300,36 @@ def read_fail(body: Any) -> FailRequest:
 
 
 def read_worker_report(body: Any) -> WorkerReportRequest:
-    fields = Fields(body, ("mode", "device", "installed_flows", "current_task_id", "node_types"))
+    fields = Fields(body, ("mode", "device", "installed_flows", "current_task_id", "node_types", "resources",
+                           "stopping"))
     mode = fields.text("mode", max_chars=MAX_MODE_CHARS)
     device = fields.text("device", max_chars=MAX_DEVICE_CHARS)
     installed = fields.names("installed_flows")
     current = fields.integer("current_task_id", low=1, high=parsing.MAX_ROW_ID, optional=True)
     node_types = fields.names("node_types", optional=True, what="node type", most=MAX_NODE_TYPES)
+    resources = _read_resources(fields)
+    stopping = fields.flag("stopping")
     fields.done()
     assert mode is not None and device is not None and installed is not None
-    return WorkerReportRequest(mode, device, installed, current, node_types)
+    return WorkerReportRequest(mode, device, installed, current, node_types, resources, stopping)
+
+
+def _read_resources(fields: Fields) -> dict[str, Any] | None:
+    """``resources``: ``device_name`` (text) and the byte counts of ``RESOURCE_BYTES`` (each optional, null
+    allowed); problems are recorded as ``resources.<field>``."""
+    value = fields.body.get("resources")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        fields.problems["resources"] = f"expected an object, got {_kind(value)}"
+        return None
+    inner = Fields(value, ("device_name", *RESOURCE_BYTES))
+    resources: dict[str, Any] = {"device_name": inner.text("device_name", max_chars=MAX_DEVICE_CHARS * 2,
+                                                           optional=True)}
+    for name in RESOURCE_BYTES:
+        resources[name] = inner.integer(name, low=0, high=MAX_BYTES, optional=True)
+    fields.problems.update({f"resources.{name}": why for name, why in inner.problems.items()})
+    return resources
 
 
 def read_allowed_flows(body: Any) -> list[str] | None:

@@ -152,6 +152,10 @@ class HttpSource:
                                 "current_task_id": record.current_task_id}
         if record.node_types is not None:
             body["node_types"] = record.node_types
+        if record.resources is not None:
+            body["resources"] = record.resources
+        if record.stopped_at is not None:
+            body["stopping"] = True
         answer = await self.transport.call("PUT", f"/vapi/worker/workers/{quote(record.worker_id, safe='')}", body,
                                            what="report")
         allowed = answer.get("allowed_flows") if isinstance(answer, dict) else None

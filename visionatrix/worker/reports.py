@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
+from visionatrix.executor.devices import device_resources
 from visionatrix.executor.run import Executor
 from visionatrix.queue.models import WorkerRecord
 from visionatrix.worker.held import HeldTask
@@ -44,10 +45,11 @@ class WorkerReports:
     def _record(self, *, stopping: bool = False) -> WorkerRecord:
         current = None if stopping or self.current is None else self.current.task.id
         registry = getattr(self.executor, "registry", None)
+        now = datetime.now(UTC)
         return WorkerRecord(worker_id=self.options.worker_id, mode=self.source.mode, device=self.executor.device,
-                            installed_flows=self._installed(), current_task_id=current,
-                            last_seen_at=datetime.now(UTC),
-                            node_types=sorted(registry.object_info()) if registry is not None else None)
+                            installed_flows=self._installed(), current_task_id=current, last_seen_at=now,
+                            node_types=sorted(registry.object_info()) if registry is not None else None,
+                            resources=device_resources(self.executor.device), stopped_at=now if stopping else None)
 
     async def _report(self, *, stopping: bool = False) -> bool:
         """Report the worker (and learn its allowed flows); False when that failed (logged)."""

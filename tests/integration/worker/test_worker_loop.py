@@ -92,6 +92,10 @@ async def test_burst_run_finishes_tasks_and_records_outputs_with_their_node(setu
     assert set(task.timings) >= {"2", "5", "6", "7"}
     workers = await queue.list_workers()
     assert workers[0].worker_id == "w1" and workers[0].current_task_id is None
+    assert workers[0].stopped_at is not None, "the last report of a worker on its way out says so"
+    resources = workers[0].resources
+    assert resources is not None and resources["device_name"] == "cpu"
+    assert resources["ram_total"] > 0 and resources["device_memory_total"] == resources["ram_total"]
 
 
 async def test_a_failing_node_fails_the_task_with_node_id_and_class(setup):

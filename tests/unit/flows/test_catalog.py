@@ -114,12 +114,41 @@ def test_deleting_an_uploaded_flow_removes_its_file(catalog: FlowCatalog, tmp_pa
         catalog.get("my_flow")
 
 
-def test_deleting_a_bundled_flow_is_a_conflict_and_an_unknown_one_not_found(catalog: FlowCatalog) -> None:
-    with pytest.raises(Conflict):
-        catalog.delete("web_resize_sharpen")
+def test_deleting_a_bundled_flow_uninstalls_it_until_it_is_installed_again(catalog: FlowCatalog,
+                                                                           tmp_path: Path) -> None:
+    catalog.delete("web_resize_sharpen")
+    assert "web_resize_sharpen" not in catalog.names()
+    with pytest.raises(NotFound):
+        catalog.get("web_resize_sharpen")
+    with pytest.raises(NotFound):
+        catalog.delete("web_resize_sharpen")  # already uninstalled
+    assert ("web_resize_sharpen", False) in [(flow.name, on) for flow, on in catalog.bundled_flows()]
     assert catalog.is_bundled("web_resize_sharpen")
+
+    # the choice survives a restart (a new catalog over the same folders)
+    again = FlowCatalog([BUNDLED], tmp_path / "user_flows", catalog.object_info)
+    assert "web_resize_sharpen" not in again.names()
+    assert again.install_bundled("web_resize_sharpen").name == "web_resize_sharpen"
+    assert again.get("web_resize_sharpen").name == "web_resize_sharpen"
+    assert again.install_bundled("web_resize_sharpen").name == "web_resize_sharpen"  # installing twice is fine
+    assert all(on for _flow, on in again.bundled_flows())
+
+
+def test_installing_what_is_not_bundled_and_deleting_the_unknown_are_not_found(catalog: FlowCatalog) -> None:
+    catalog.add(_graph("my_flow"))
+    for name in ("my_flow", "no_such_flow", "../web_resize_sharpen"):
+        with pytest.raises(NotFound):
+            catalog.install_bundled(name)
     with pytest.raises(NotFound):
         catalog.delete("no_such_flow")
+
+
+def test_a_damaged_list_of_uninstalled_flows_counts_as_empty(catalog: FlowCatalog, tmp_path: Path) -> None:
+    (tmp_path / "user_flows").mkdir()
+    (tmp_path / "user_flows" / ".uninstalled_bundled").write_text("{not json")
+    catalog.refresh()
+    assert "web_resize_sharpen" in catalog.names()
+    assert not catalog.problems.get(str(tmp_path / "user_flows" / ".uninstalled_bundled"))
 
 
 @pytest.mark.parametrize("name", ["../web_resize_sharpen", "a/b", "UPPER", "", "..", "x.json/.."])

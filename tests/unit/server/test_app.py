@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -34,7 +37,7 @@ def _document_operations(doc: dict) -> set[tuple[str, str]]:
 def test_the_openapi_document_describes_exactly_the_app_routes(services: Services) -> None:
     app = create_app(services)
     assert _app_operations(app) == _document_operations(document("1"))
-    assert len(_app_operations(app)) == 28
+    assert len(_app_operations(app)) == 30
 
 
 async def test_the_openapi_document_is_served_and_its_refs_resolve(http: TestClient) -> None:
@@ -91,6 +94,32 @@ async def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(http: TestCl
 async def test_the_web_page_is_served_at_the_root(http: TestClient) -> None:
     response = await http.get("/")
     assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
     text = await response.text()
-    assert "<title>Visionatrix</title>" in text and "/vapi/tasks" in text
+    assert "<title>Visionatrix</title>" in text
     assert 'href="comfy/"' in text, "the page links to the graph editor"
+
+
+async def test_the_web_assets_are_served_under_ui_and_confined_to_the_web_folder(
+        aiohttp_client: Any, services: Services, tmp_path: Path) -> None:
+    web_dir = tmp_path / "web"
+    (web_dir / "pages").mkdir(parents=True)
+    (web_dir / "index.html").write_text("<title>Visionatrix</title>")
+    (web_dir / "pages" / "run.js").write_text("export const x = 1;")
+    (web_dir / "style.css").write_text("body{}")
+    (web_dir / ".secret").write_text("hidden")
+    (tmp_path / "outside.js").write_text("outside")
+    (web_dir / "link.js").symlink_to(tmp_path / "outside.js")
+    services.web_dir = web_dir
+    http = await aiohttp_client(create_app(services))
+
+    script = await http.get("/ui/pages/run.js")
+    assert script.status == 200 and await script.text() == "export const x = 1;"
+    assert script.headers["Content-Type"].startswith("text/javascript")
+    assert script.headers["Cache-Control"] == "no-cache"
+    assert (await http.get("/ui/style.css")).headers["Content-Type"].startswith("text/css")
+    for path in ("/ui/.secret", "/ui/link.js", "/ui/missing.js", "/ui/pages", "/ui/pages/../../outside.js",
+                 "/ui/%2e%2e/outside.js", "/ui/pages%2F..%2F..%2Foutside.js"):
+        response = await http.get(path)
+        assert response.status == 404, path
+        assert (await response.json())["error"] == "not_found", path

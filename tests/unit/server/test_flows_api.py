@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.unit.server.helpers import ROOT
 from visionatrix.client import VixClient, VixClientError
+from visionatrix.server.services import SERVICES
 
 
 def solid_flow(name: str = "solid") -> dict:
@@ -92,13 +93,50 @@ async def test_replacing_a_bundled_flow_is_a_conflict(vix: VixClient) -> None:
     assert (await vix.get_flow("web_resize_sharpen"))["bundled"] is True
 
 
-async def test_deleting_a_bundled_flow_is_a_conflict_and_an_unknown_one_404(vix: VixClient) -> None:
+async def test_a_bundled_flow_is_uninstalled_by_delete_and_installed_again(vix: VixClient, server) -> None:
+    events = server.app[SERVICES].events.subscribe()
+    await vix.delete_flow("web_resize_sharpen")
+    assert "web_resize_sharpen" not in [flow["name"] for flow in await vix.list_flows()]
     with pytest.raises(VixClientError) as caught:
-        await vix.delete_flow("web_resize_sharpen")
-    assert caught.value.status == 409
+        await vix.get_flow("web_resize_sharpen")
+    assert caught.value.status == 404
+    with pytest.raises(VixClientError) as caught:
+        await vix.create_task("web_resize_sharpen", {"width": 64})
+    assert caught.value.status == 404
+    bundled = {flow["name"]: flow for flow in await vix.list_bundled_flows()}
+    assert bundled["web_resize_sharpen"]["installed"] is False and bundled["pencil_sketch"]["installed"] is True
+    assert bundled["web_resize_sharpen"]["bundled"] is True
+
+    flow = await vix.install_bundled_flow("web_resize_sharpen")
+    assert flow["name"] == "web_resize_sharpen" and flow["bundled"] is True
+    assert "web_resize_sharpen" in [flow["name"] for flow in await vix.list_flows()]
+    changes = [await anext(events) for _ in range(2)]
+    assert [(e["type"], e["change"], e["flow"]) for e in changes] == [
+        ("flows_changed", "uninstalled", "web_resize_sharpen"), ("flows_changed", "installed", "web_resize_sharpen")]
+    await events.aclose()
+
+
+async def test_installing_an_unknown_bundled_flow_and_deleting_an_unknown_flow_are_404(vix: VixClient) -> None:
+    await vix.upload_flow(solid_flow("solid"))
+    for name in ("solid", "no_such_flow"):
+        with pytest.raises(VixClientError) as caught:
+            await vix.install_bundled_flow(name)
+        assert caught.value.status == 404
     with pytest.raises(VixClientError) as caught:
         await vix.delete_flow("no_such_flow")
     assert caught.value.status == 404
+
+
+async def test_flows_say_which_model_files_the_server_lacks(vix: VixClient, services) -> None:
+    for flow in await vix.list_flows():
+        assert flow["models_missing"] == [], flow["name"]  # the bundled flows load no model files
+    with_model = solid_flow("with_model")
+    with_model["manifest"]["models"] = [{"name": "tiny", "node_id": "1", "input": "ckpt_name",
+                                         "value": "tiny.safetensors", "types": ["checkpoints"]}]
+    assert (await vix.upload_flow(with_model))["models_missing"] == ["tiny.safetensors"]
+    (services.models_dir / "checkpoints").mkdir(parents=True)
+    (services.models_dir / "checkpoints" / "tiny.safetensors").write_bytes(b"0")
+    assert (await vix.get_flow("with_model"))["models_missing"] == []
 
 
 @pytest.mark.parametrize(

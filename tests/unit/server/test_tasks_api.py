@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from tests.unit.server.helpers import SAMPLE, finish_with_output
 from tests.unit.server.test_flows_api import solid_flow
 from visionatrix.client import VixClient, VixClientError
 from visionatrix.queue.models import WorkerRecord
+from visionatrix.server import views
 from visionatrix.server.services import Services
 
 
@@ -194,6 +195,20 @@ async def test_workers_are_listed_with_what_they_run(vix: VixClient, services: S
     assert worker["worker_id"] == "gpu-1" and worker["device"] == "cuda:0" and worker["mode"] == "DEFAULT"
     assert worker["installed_flows"] == ["web_resize_sharpen"] and worker["current_task_id"] is None
     assert datetime.fromisoformat(worker["last_seen_at"]) == seen
+    assert worker["flows"] == ["web_resize_sharpen"] and worker["resources"] is None
+
+
+def test_a_worker_is_idle_busy_or_offline() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def state(seconds_ago: float, task: int | None = None, stopped: bool = False) -> str:
+        return views.worker_state(WorkerRecord(
+            worker_id="w", mode="DEFAULT", device="cpu", installed_flows=[], current_task_id=task,
+            last_seen_at=now - timedelta(seconds=seconds_ago), stopped_at=now if stopped else None), now)
+
+    assert state(1) == "idle" and state(1, task=7) == "busy"
+    assert state(views.OFFLINE_AFTER_S + 1, task=7) == "offline"
+    assert state(0, stopped=True) == "offline"
 
 
 async def test_the_client_restricts_and_frees_a_worker(vix: VixClient, services: Services) -> None:
@@ -202,5 +217,5 @@ async def test_the_client_restricts_and_frees_a_worker(vix: VixClient, services:
                                                     last_seen_at=datetime.now(UTC)))
     assert (await vix.set_worker_flows("gpu/2", ["b"]))["allowed_flows"] == ["b"]
     [worker] = await vix.list_workers()
-    assert worker["allowed_flows"] == ["b"]
+    assert worker["allowed_flows"] == ["b"] and worker["flows"] == ["b"] and worker["state"] == "idle"
     assert (await vix.set_worker_flows("gpu/2", None))["allowed_flows"] is None

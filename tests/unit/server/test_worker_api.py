@@ -267,6 +267,21 @@ async def test_a_worker_report_is_stored_with_the_servers_time(http: TestClient)
     assert worker["worker_id"] == "host:cuda:0" and worker["device"] == "cuda:0" and worker["current_task_id"] == 5
     assert before <= datetime.fromisoformat(worker["last_seen_at"]) <= datetime.now(UTC)
     assert worker["allowed_flows"] is None
+    assert worker["state"] == "busy" and worker["resources"] is None and worker["stopped_at"] is None
+
+
+async def test_a_report_carries_the_workers_memory_and_its_last_one_says_it_stopped(http: TestClient) -> None:
+    resources = {"device_name": "cuda:0 NVIDIA H200", "device_memory_total": 150 << 30,
+                 "device_memory_free": 140 << 30, "ram_total": 128 << 30, "ram_free": None}
+    assert (await _report(http, "gpu-1", resources=resources)).status == 200
+    [worker] = (await (await http.get("/vapi/workers")).json())["workers"]
+    assert worker["resources"] == resources and worker["state"] == "idle"
+    assert (await _report(http, "gpu-1", resources=resources, stopping=True)).status == 200
+    [worker] = (await (await http.get("/vapi/workers")).json())["workers"]
+    assert worker["state"] == "offline" and worker["stopped_at"] is not None
+    assert (await _report(http, "gpu-1")).status == 200, "a restarted worker is back"
+    [worker] = (await (await http.get("/vapi/workers")).json())["workers"]
+    assert worker["state"] == "idle" and worker["stopped_at"] is None and worker["resources"] is None
 
 
 @pytest.mark.parametrize(
@@ -277,6 +292,10 @@ async def test_a_worker_report_is_stored_with_the_servers_time(http: TestClient)
         ({"device": "d" * 65}, {"device"}),
         ({"installed_flows": "all"}, {"installed_flows"}),
         ({"current_task_id": "5", "last_seen_at": "2000-01-01"}, {"current_task_id", "last_seen_at"}),
+        ({"resources": [1]}, {"resources"}),
+        ({"resources": {"ram_total": -1, "device_name": 3, "vram": 1}},
+         {"resources.ram_total", "resources.device_name", "resources.vram"}),
+        ({"resources": {"ram_free": True}, "stopping": "yes"}, {"resources.ram_free", "stopping"}),
     ],
 )
 async def test_a_bad_worker_report_is_400_naming_each_field(http: TestClient, body: dict[str, Any],

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from visionatrix.errors import NotFound
 from visionatrix.server.middlewares import error_response
+from visionatrix.server.static_files import confined_file
 
 PACKAGE = "comfyui_frontend_package"
 DISTRIBUTION = "comfyui-frontend-package"
@@ -68,22 +69,13 @@ class EditorPages:
         return await self._serve(request.match_info["path"])
 
     async def _serve(self, relative: str) -> web.StreamResponse:
-        path = self._confined(relative)
+        assert self.static_dir is not None
+        path = confined_file(self.static_dir, relative)
         if path is None or not path.is_file():
             raise NotFound("editor file", relative)
         if path.name == "index.html":
             return web.FileResponse(path, headers=NO_STORE)
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-
-    def _confined(self, relative: str) -> Path | None:
-        assert self.static_dir is not None
-        if "\x00" in relative or "\\" in relative or relative.startswith("/"):
-            return None
-        parts = relative.split("/")
-        if any(part in ("", ".", "..") for part in parts):
-            return None
-        path = self.static_dir.joinpath(*parts)
-        return path if path.resolve().is_relative_to(self.static_dir) else None
 
 
 def add_frontend_routes(router: web.UrlDispatcher, *, static_dir: Path | None = None,

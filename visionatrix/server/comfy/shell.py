@@ -20,6 +20,7 @@ from aiohttp import web
 
 from visionatrix.errors import NotFound
 from visionatrix.flows.importers.model_refs import MODEL_EXTENSIONS
+from visionatrix.hostinfo import host_memory
 from visionatrix.server.services import SERVICES, Services
 
 FRONTEND_PACKAGE = "comfyui-frontend-package"
@@ -159,7 +160,7 @@ async def get_system_stats(request: web.Request) -> web.Response:
 
 
 def system_stats(version: str) -> dict[str, Any]:
-    ram_total, ram_free = _ram_bytes()
+    ram_total, ram_free = host_memory()
     torch_version, devices = _torch_devices()
     system = {
         "os": sys.platform,
@@ -180,23 +181,6 @@ def _installed_version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return ""
-
-
-def _ram_bytes() -> tuple[int, int]:
-    """``(total, available)`` from ``/proc/meminfo``, else from ``sysconf``; zeros where neither answers."""
-    try:
-        fields = {}
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            fields[key] = int(rest.split()[0]) * 1024
-        return fields["MemTotal"], fields.get("MemAvailable", fields.get("MemFree", 0))
-    except (OSError, KeyError, ValueError, IndexError):
-        pass
-    try:
-        page_bytes = os.sysconf("SC_PAGE_SIZE")
-        return page_bytes * os.sysconf("SC_PHYS_PAGES"), page_bytes * os.sysconf("SC_AVPHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return 0, 0
 
 
 CPU_DEVICE = {"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0,

@@ -16,6 +16,8 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/openapi.json", health.get_openapi, name="openapi")
     router.add_get(f"{PREFIX}/flows", flows.list_flows, name="flows")
     router.add_post(f"{PREFIX}/flows", flows.upload_flow)
+    router.add_get(f"{PREFIX}/flows/bundled", flows.list_bundled, name="flows_bundled")
+    router.add_post(f"{PREFIX}/flows/bundled/{{name}}", flows.install_bundled, name="flow_install_bundled")
     router.add_get(f"{PREFIX}/flows/{{name}}", flows.get_flow, name="flow")
     router.add_delete(f"{PREFIX}/flows/{{name}}", flows.delete_flow)
     router.add_get(f"{PREFIX}/tasks", tasks.list_tasks, name="tasks")
@@ -33,6 +35,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/events/stream", events.server_sent_events, name="events_stream")
     if app[SERVICES].web_dir is not None:
         router.add_get("/", web_root.index, name="index")
+        router.add_get(f"{web_root.ASSETS}/{{path:.+}}", web_root.asset, name="web_asset")
 
 
 def _setup_worker_routes(router: web.UrlDispatcher) -> None:

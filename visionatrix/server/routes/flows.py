@@ -1,4 +1,5 @@
-"""Flows: list, show, upload (JSON body or a multipart ``file``) and delete uploaded ones."""
+"""Flows: list, show, upload (JSON body or a multipart ``file``), delete (an uploaded flow) or uninstall (a bundled
+one), and the bundled flows with install. Each change is published as a ``flows_changed`` event."""
 
 from __future__ import annotations
 
@@ -10,23 +11,43 @@ from visionatrix.errors import InvalidFlow
 from visionatrix.flows.importers.source import MAX_FLOW_BYTES
 from visionatrix.server import jsonio, multipart, parsing, views
 from visionatrix.server.errors import BadRequest, UnsupportedMediaType
-from visionatrix.server.services import SERVICES
+from visionatrix.server.services import SERVICES, Services
 
 
 async def list_flows(request: web.Request) -> web.Response:
-    catalog = request.app[SERVICES].flows
-    return web.json_response({"flows": [views.flow_view(flow, catalog) for flow in catalog.flows()]},
+    services = request.app[SERVICES]
+    return web.json_response({"flows": [views.flow_view(flow, services) for flow in services.flows.flows()]},
                              dumps=jsonio.dumps)
 
 
 async def get_flow(request: web.Request) -> web.Response:
-    catalog = request.app[SERVICES].flows
-    return web.json_response(views.flow_view(catalog.get(request.match_info["name"]), catalog), dumps=jsonio.dumps)
+    services = request.app[SERVICES]
+    return web.json_response(views.flow_view(services.flows.get(request.match_info["name"]), services),
+                             dumps=jsonio.dumps)
+
+
+async def list_bundled(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    flows = [{**views.flow_view(flow, services), "installed": installed}
+             for flow, installed in services.flows.bundled_flows()]
+    return web.json_response({"flows": flows}, dumps=jsonio.dumps)
+
+
+async def install_bundled(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    flow = services.flows.install_bundled(request.match_info["name"])
+    _changed(services, "installed", flow.name)
+    return web.json_response(views.flow_view(flow, services), status=201, dumps=jsonio.dumps)
+
+
+def _changed(services: Services, change: str, name: str) -> None:
+    services.events.publish({"type": "flows_changed", "change": change, "flow": name})
 
 
 async def upload_flow(request: web.Request) -> web.Response:
     """The flow as the JSON body, or as the ``file`` part of a multipart form; ``?name=`` names an unnamed graph."""
-    catalog = request.app[SERVICES].flows
+    services = request.app[SERVICES]
+    catalog = services.flows
     name = request.query.get("name") or None
     if request.content_type == "multipart/form-data":
         data, file_name = await _read_file_part(request)
@@ -38,11 +59,16 @@ async def upload_flow(request: web.Request) -> web.Response:
         flow = catalog.add(body, name=name)
     else:
         raise UnsupportedMediaType(request.content_type, ["application/json", "multipart/form-data"])
-    return web.json_response(views.flow_view(flow, catalog), status=201, dumps=jsonio.dumps)
+    _changed(services, "uploaded", flow.name)
+    return web.json_response(views.flow_view(flow, services), status=201, dumps=jsonio.dumps)
 
 
 async def delete_flow(request: web.Request) -> web.Response:
-    request.app[SERVICES].flows.delete(request.match_info["name"])
+    services = request.app[SERVICES]
+    name = request.match_info["name"]
+    bundled = services.flows.is_bundled(name)
+    services.flows.delete(name)
+    _changed(services, "uninstalled" if bundled else "deleted", name)
     return web.Response(status=204)
 
 

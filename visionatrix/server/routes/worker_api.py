@@ -272,9 +272,11 @@ async def report_worker(request: web.Request) -> web.Response:
     body = worker_request.read_worker_report(await parsing.read_json(request))
     if body.node_types is not None:
         request.app[WORKER_NODE_TYPES][worker_id] = frozenset(body.node_types)
+    now = datetime.now(UTC)
     allowed = await queue.upsert_worker(WorkerRecord(
         worker_id=worker_id, mode=body.mode, device=body.device, installed_flows=body.installed_flows,
-        current_task_id=body.current_task_id, last_seen_at=datetime.now(UTC)))
+        current_task_id=body.current_task_id, last_seen_at=now, resources=body.resources,
+        stopped_at=now if body.stopping else None))
     return _reply({"allowed_flows": allowed})
 
 
