@@ -207,3 +207,31 @@ async def test_the_official_editor_runs_a_bundled_flow_on_our_backend(tmp_path: 
         assert distinct_colours(SCREENSHOT) > 50, f"{SCREENSHOT} is blank"
         assert not traffic.page_errors and not traffic.console_errors, traffic.report()
         assert not traffic.failures, traffic.report()
+
+
+async def test_open_in_editor_loads_an_installed_flow_by_name(tmp_path: Path) -> None:
+    """``comfy/?vix_flow=<name>`` (our web UI's "Open in editor"): our editor extension loads the flow's graph."""
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run ./.ci/browser-up"
+    expected = sorted(node["class_type"] for node in json.loads(FLOW.read_text()).values())
+    with running_service(tmp_path) as service:
+        traffic = Traffic(service.url)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                                       args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                traffic.watch(page)
+                await page.goto(f"{service.url}/comfy/?vix_flow=pencil_sketch")
+                try:
+                    await page.wait_for_function(
+                        "(n) => window.app?.graph?.nodes?.length === n", arg=len(expected), timeout=BOOT_TIMEOUT_MS)
+                except PlaywrightTimeoutError as error:
+                    raise AssertionError(f"the flow was not loaded\n{traffic.report()}") from error
+                await page.wait_for_timeout(1_000)  # nothing the editor restores afterwards replaces it
+                loaded = await page.evaluate("() => window.app.graph.nodes.map(n => n.type).sort()")
+                assert loaded == expected
+                assert "vix_flow" not in page.url, "the query is dropped, so a reload keeps the user's edits"
+            finally:
+                await browser.close()
+        assert not traffic.page_errors, traffic.report()
+        assert not traffic.failures, traffic.report()

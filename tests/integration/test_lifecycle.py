@@ -19,10 +19,7 @@ INPUT = FileRecord(kind="input", name="in.png", node_id=None, size_bytes=12, sha
 
 
 def drain(subscription) -> list[dict]:
-    found = []
-    while subscription._buffer:
-        found.append(subscription._buffer.popleft())
-    return found
+    return subscription.drain()
 
 
 async def count_rows(queue: TaskQueue, table) -> int:

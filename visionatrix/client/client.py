@@ -95,6 +95,10 @@ class VixClient:
         """Delete an uploaded flow, or uninstall a bundled one (``install_bundled_flow`` brings it back)."""
         await self._request("DELETE", f"/vapi/flows/{_segment(name)}")
 
+    async def get_flow_graph(self, name: str) -> dict[str, Any]:
+        """The flow's ComfyUI API-format graph, with its default values."""
+        return await self._request("GET", f"/vapi/flows/{_segment(name)}/graph")
+
     async def list_bundled_flows(self) -> list[dict[str, Any]]:
         """Every flow shipped with the server, each with ``installed``."""
         return (await self._request("GET", "/vapi/flows/bundled"))["flows"]

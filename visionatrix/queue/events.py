@@ -33,6 +33,12 @@ class Subscription:
         self._buffer.append(event)
         self._ready.set()
 
+    def drain(self) -> list[Event]:
+        """Every event buffered now, oldest first, without waiting."""
+        events = list(self._buffer)
+        self._buffer.clear()
+        return events
+
     def __aiter__(self) -> Subscription:
         return self
 

@@ -17,11 +17,14 @@ from visionatrix.server.claim_ledger import ClaimLedger
 from visionatrix.server.comfy import setup_comfy_routes
 from visionatrix.server.comfy.origin import origin_guard
 from visionatrix.server.event_feed import LiveStreams
+from visionatrix.server.external_changes import ExternalChanges
 from visionatrix.server.middlewares import error_middleware
 from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
 from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, WORKER_NODE_TYPES, stop_claims
 from visionatrix.server.services import SERVICES, Services
+
+EXTERNAL_CHANGES = web.AppKey("external_changes", ExternalChanges)
 
 MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 """Largest body read whole (a flow or task as JSON); file uploads are streamed and limited by the storage."""
@@ -29,6 +32,11 @@ MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 
 async def _close_streams(app: web.Application) -> None:
     await app[STREAMS].close_all()
+    await app[EXTERNAL_CHANGES].stop()
+
+
+async def _watch_external_changes(app: web.Application) -> None:
+    app[EXTERNAL_CHANGES].start()
 
 
 def create_app(services: Services) -> web.Application:
@@ -43,6 +51,8 @@ def create_app(services: Services) -> web.Application:
     app[CLAIMS] = ClaimLedger()
     setup_routes(app)
     setup_comfy_routes(app)
+    app[EXTERNAL_CHANGES] = ExternalChanges(services.queue, services.events, app[STREAMS])
+    app.on_startup.append(_watch_external_changes)
     app.on_shutdown.append(_close_streams)
     app.on_shutdown.append(stop_claims)
     return app

@@ -22,6 +22,8 @@ class LiveStreams:
     def __init__(self) -> None:
         self.closing = asyncio.Event()
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.listeners = 0
+        """Open event streams (WebSocket and SSE): while there are none, nobody needs events of other processes."""
 
     async def close_all(self) -> None:
         self.closing.set()
@@ -43,8 +45,13 @@ class EventFeed:
         self._source: AsyncIterator[dict[str, Any]] | None = None
         self._next: asyncio.Future[dict[str, Any]] | None = None
         self._closing_wait: asyncio.Task[bool] | None = None
+        self._streams: LiveStreams | None = None
 
-    async def start(self) -> None:
+    async def start(self, streams: LiveStreams | None = None) -> None:
+        """Subscribe; counted in ``streams.listeners`` until ``close()``."""
+        self._streams = streams
+        if streams is not None:
+            streams.listeners += 1
         self._source = aiter(self.events.subscribe())
         self._pull()
         self._closing_wait = asyncio.ensure_future(self.closing.wait())
@@ -77,6 +84,9 @@ class EventFeed:
                 return event
 
     async def close(self) -> None:
+        if self._streams is not None:
+            self._streams.listeners -= 1
+            self._streams = None
         for waiter in (self._next, self._closing_wait):
             if waiter is not None and not waiter.done():
                 waiter.cancel()

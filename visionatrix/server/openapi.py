@@ -240,6 +240,12 @@ _PATHS: dict[str, Any] = {
                    "parameters": [_FLOW_NAME],
                    "responses": {"204": {"description": "Deleted or uninstalled"}, **_errors(404)}},
     },
+    "/vapi/flows/{name}/graph": {
+        "get": {"summary": "The flow's API-format graph, with its default values", "operationId": "getFlowGraph",
+                "parameters": [_FLOW_NAME],
+                "responses": {"200": _json({"type": "object"}, "ComfyUI API-format graph: node id -> node"),
+                              **_errors(404)}},
+    },
     "/vapi/flows/bundled": {
         "get": {"summary": "Every flow shipped with the server, installed or not", "operationId": "listBundledFlows",
                 "responses": {"200": _json(_ref("BundledFlowList"), "The bundled flows")}},

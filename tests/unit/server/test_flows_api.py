@@ -182,3 +182,13 @@ async def test_an_unsupported_content_type_is_415(http: TestClient) -> None:
     response = await http.post("/vapi/flows", data=b"hello", headers={"Content-Type": "text/plain"})
     assert response.status == 415
     assert (await response.json())["error"] == "unsupported_media_type"
+
+
+async def test_a_flows_graph_is_its_api_format_graph_with_defaults(vix: VixClient) -> None:
+    graph = await vix.get_flow_graph("pencil_sketch")
+    stored = json.loads((ROOT / "flows" / "pencil_sketch.json").read_text())
+    assert {node_id: node["class_type"] for node_id, node in graph.items()} == \
+        {node_id: node["class_type"] for node_id, node in stored.items()}
+    with pytest.raises(VixClientError) as caught:
+        await vix.get_flow_graph("no_such_flow")
+    assert caught.value.status == 404

@@ -2,7 +2,9 @@
 it loads at boot (extensions, embeddings, translations, templates, subgraph blueprints, node replacements), the
 model folders of ``VIX_MODELS_DIR`` and ``system_stats``.
 
-We ship no JS extensions, translations, templates or blueprints, so those answer empty. Model folders are the
+Our one JS extension (``extensions/open_flow.js``: ``comfy/?vix_flow=<name>`` opens an installed flow) is listed in
+``/extensions`` and served at ``/extensions/visionatrix/<file>``; we ship no translations, templates or blueprints,
+so those answer empty. Model folders are the
 direct subfolders of ``models_dir`` (``checkpoints``, ``loras``, ...); a model is a file inside one of them, at any
 depth, with a model file extension.
 """
@@ -22,15 +24,19 @@ from visionatrix.errors import NotFound
 from visionatrix.flows.importers.model_refs import MODEL_EXTENSIONS
 from visionatrix.hostinfo import host_memory
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.static_files import confined_file
 
 FRONTEND_PACKAGE = "comfyui-frontend-package"
+EXTENSIONS_DIR = Path(__file__).parent / "extensions"
+EXTENSIONS_URL = "extensions/visionatrix"
 NOT_MODEL_FOLDERS = frozenset({"configs", "custom_nodes"})
 """Folders ComfyUI keeps beside its model folders that the editor's model library does not show."""
 
 
 def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_get(f"{prefix}/features", get_features)
-    router.add_get(f"{prefix}/extensions", _empty_list)
+    router.add_get(f"{prefix}/extensions", list_extensions)
+    router.add_get(f"{prefix}/{EXTENSIONS_URL}/{{name}}", get_extension)
     router.add_get(f"{prefix}/embeddings", get_embeddings)
     router.add_get(f"{prefix}/i18n", _empty_dict)
     router.add_get(f"{prefix}/workflow_templates", _empty_dict)
@@ -60,8 +66,18 @@ async def get_features(request: web.Request) -> web.Response:
     return web.json_response(feature_flags(request.app[SERVICES]))
 
 
-async def _empty_list(request: web.Request) -> web.Response:
-    return web.json_response([])
+async def list_extensions(request: web.Request) -> web.Response:
+    """The editor imports each of these (a path it resolves against its own base, ``/comfy``)."""
+    names = sorted(path.name for path in EXTENSIONS_DIR.glob("*.js"))
+    return web.json_response([f"/{EXTENSIONS_URL}/{name}" for name in names])
+
+
+async def get_extension(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = confined_file(EXTENSIONS_DIR.resolve(), name)
+    if path is None or not path.is_file() or path.suffix != ".js":
+        raise NotFound("editor extension", name)
+    return web.FileResponse(path, headers={"Content-Type": "text/javascript", "Cache-Control": "no-cache"})
 
 
 async def _empty_dict(request: web.Request) -> web.Response:

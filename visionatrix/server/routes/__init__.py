@@ -19,6 +19,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/flows/bundled", flows.list_bundled, name="flows_bundled")
     router.add_post(f"{PREFIX}/flows/bundled/{{name}}", flows.install_bundled, name="flow_install_bundled")
     router.add_get(f"{PREFIX}/flows/{{name}}", flows.get_flow, name="flow")
+    router.add_get(f"{PREFIX}/flows/{{name}}/graph", flows.get_flow_graph, name="flow_graph")
     router.add_delete(f"{PREFIX}/flows/{{name}}", flows.delete_flow)
     router.add_get(f"{PREFIX}/tasks", tasks.list_tasks, name="tasks")
     router.add_post(f"{PREFIX}/tasks", tasks.create_tasks)

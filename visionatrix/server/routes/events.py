@@ -41,7 +41,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
     await ws.prepare(request)
     feed = EventFeed(request.app[SERVICES].events, task_id, streams.closing)
-    await feed.start()
+    await feed.start(streams)
     streams.sockets.add(ws)
     pump = asyncio.create_task(_pump(ws, feed))
     try:
@@ -78,7 +78,7 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     feed = EventFeed(request.app[SERVICES].events, task_id, request.app[STREAMS].closing)
-    await feed.start()
+    await feed.start(request.app[STREAMS])
     try:
         await response.write(_sse({"type": "subscribed", "task_id": task_id}))
         while True:

@@ -26,6 +26,12 @@ async def get_flow(request: web.Request) -> web.Response:
                              dumps=jsonio.dumps)
 
 
+async def get_flow_graph(request: web.Request) -> web.Response:
+    """The flow's API-format graph with its default values (what the graph editor opens)."""
+    flow = request.app[SERVICES].flows.get(request.match_info["name"])
+    return web.json_response(flow.graph, dumps=jsonio.dumps)
+
+
 async def list_bundled(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     flows = [{**views.flow_view(flow, services), "installed": installed}

@@ -66,11 +66,23 @@ async def test_features_advertise_our_upload_limit_and_no_previews_or_assets(htt
 
 
 @pytest.mark.parametrize(("path", "expected"), [
-    ("/api/extensions", []), ("/api/i18n", {}), ("/api/workflow_templates", {}), ("/api/global_subgraphs", {}),
-    ("/api/node_replacements", {}), ("/extensions", []), ("/comfy/api/i18n", {}),
+    ("/api/i18n", {}), ("/api/workflow_templates", {}), ("/api/global_subgraphs", {}),
+    ("/api/node_replacements", {}), ("/comfy/api/i18n", {}),
 ])
 async def test_boot_lists_answer_empty(http: TestClient, path: str, expected: Any) -> None:
     assert await _json(http, path) == expected
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_our_editor_extension_is_listed_and_served_and_nothing_else_is(http: TestClient, prefix: str) -> None:
+    assert await _json(http, f"{prefix}/extensions") == ["/extensions/visionatrix/open_flow.js"]
+    # the editor at /comfy/ imports it through its own base: /comfy/extensions/visionatrix/open_flow.js
+    response = await http.get(f"{prefix}/extensions/visionatrix/open_flow.js")
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/javascript")
+    assert "registerExtension" in await response.text()
+    for name in ("missing.js", "..%2Fshell.py", "__init__.py", "%2E%2E"):
+        response = await http.get(f"{prefix}/extensions/visionatrix/{name}")
+        assert response.status == 404, name
 
 
 async def test_an_unknown_subgraph_blueprint_is_a_json_404(http: TestClient) -> None:
