@@ -1,0 +1,61 @@
+// The REST API under /vapi: one fetch wrapper and one error shape for every failure (HTTP or network).
+
+/** A failed call: `status` (0 when the server could not be reached), `code` and `details` from the JSON body. */
+export class ApiError extends Error {
+  constructor(status, code, message, details = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/**
+ * A server path ("/vapi/tasks/1/files/output/a.png" as the API lists it) as a URL relative to the page, so that the
+ * UI also works when a proxy serves it under a prefix.
+ */
+export function pageUrl(path) {
+  return String(path).replace(/^\/+/, "");
+}
+
+/**
+ * Calls the API; the parsed JSON answer (null for 204). `path` is relative to /vapi ("tasks?limit=50").
+ * Options: `method`, `json` (sent as a JSON body), `body` (FormData and the like), `signal`.
+ * Throws ApiError for a network failure or any answer >= 400.
+ */
+export async function api(path, { method = "GET", json, body, signal } = {}) {
+  const init = { method, signal, headers: { Accept: "application/json" } };
+  if (json !== undefined) {
+    init.body = JSON.stringify(json);
+    init.headers["Content-Type"] = "application/json";
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  let response;
+  try {
+    response = await fetch(`vapi/${path}`, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "network", "The server cannot be reached. Check that Visionatrix is running.");
+  }
+  if (response.status === 204) return null;
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const code = data?.error ?? `http_${response.status}`;
+    const message = data?.message ?? `${method} /vapi/${path} answered ${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, code, message, data?.details ?? null);
+  }
+  return data;
+}
+
+/** Encodes one path segment (a flow name, a worker id). */
+export function segment(value) {
+  return encodeURIComponent(String(value));
+}

@@ -1,0 +1,200 @@
+// Flows page: the installed flows as cards (models, workers that run them, Run / editor / delete), installing a
+// flow from a JSON file (choose or drop) or from the bundled ones. Live: `flows_changed` and `worker_updated`.
+
+import { api, segment } from "../api.js";
+import { confirmAction } from "../confirm.js";
+import { h, replace, uid } from "../dom.js";
+import { dropZone } from "../dropzone.js";
+import { debounce } from "../events.js";
+import { announce, showError, showMessage } from "../notices.js";
+import { href } from "../router.js";
+import { stateOf, workersFor } from "../workers_info.js";
+
+const REFETCH_DELAY_MS = 300;
+
+export function mount(main, { events, signal }) {
+  const state = { flows: null, workers: [], bundled: null };
+  const cards = h("div", { class: "card-grid", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading flows…"));
+  const bundledList = h("div", { class: "bundled" }, h("p", { class: "muted" }, "Loading bundled flows…"));
+  const fileInputId = uid("flow-file");
+  const fileInput = h("input", { id: fileInputId, type: "file", accept: ".json,application/json" });
+  replace(main,
+    h("h1", { tabindex: "-1" }, "Flows"),
+    h("p", { class: "lead" }, "Each flow turns your images into new ones. Pick one and press Run."),
+    h("section", { "aria-labelledby": "installed-heading" },
+      h("h2", { id: "installed-heading" }, "Installed flows"), cards),
+    h("section", { class: "panel", "aria-labelledby": "add-heading" },
+      h("h2", { id: "add-heading" }, "Add a flow"),
+      h("div", { class: "add-grid" },
+        h("div", {},
+          h("h3", {}, "From a file"),
+          h("label", { for: fileInputId }, "Flow file (.json: a Visionatrix flow or a ComfyUI workflow)"),
+          dropZone(fileInput, { hint: "Drop a flow file here, or choose one",
+            onChange: (file) => file && upload(file) })),
+        h("div", {}, h("h3", {}, "Bundled flows"), bundledList))));
+
+  const load = async () => {
+    const [flows, workers, bundled] = await Promise.allSettled([
+      api("flows", { signal }), api("workers", { signal }), api("flows/bundled", { signal })]);
+    if (signal.aborted) return;
+    if (flows.status === "fulfilled") state.flows = flows.value.flows;
+    else showError(flows.reason, "Could not load the flows");
+    if (workers.status === "fulfilled") state.workers = workers.value.workers;
+    else showError(workers.reason, "Could not load the workers");
+    if (bundled.status === "fulfilled") state.bundled = bundled.value.flows;
+    else if (bundled.reason?.status === 404 || bundled.reason?.status === 405) state.bundled = undefined;
+    else showError(bundled.reason, "Could not load the bundled flows");
+    render();
+  };
+
+  const loadWorkers = debounce(async () => {
+    try {
+      state.workers = (await api("workers", { signal })).workers;
+      if (!signal.aborted) renderWorkerLines();
+    } catch (error) {
+      if (!signal.aborted) showError(error, "Could not load the workers");
+    }
+  }, REFETCH_DELAY_MS);
+  const reload = debounce(load, REFETCH_DELAY_MS);
+
+  function render() {
+    renderCards();
+    renderBundled();
+  }
+
+  function renderCards() {
+    if (state.flows === null) return;
+    cards.removeAttribute("aria-busy");
+    if (!state.flows.length) {
+      replace(cards, h("p", { class: "empty" }, "No flow is installed. Add one below."));
+      return;
+    }
+    const focused = focusedAction(cards);
+    replace(cards, state.flows.map((flow) => flowCard(flow, remove)));
+    renderWorkerLines();
+    if (focused) {
+      const card = cards.querySelector(`[data-flow="${CSS.escape(focused.flow)}"]`);
+      (card?.querySelector(`[data-action="${focused.action}"]`) ?? main.querySelector("h1")).focus();
+    }
+  }
+
+  /** The "Workers" line of each card, rewritten in place (worker reports come often; the cards keep the focus). */
+  function renderWorkerLines() {
+    for (const line of cards.querySelectorAll("[data-workers-of]")) {
+      line.replaceChildren(workersText(workersFor(state.workers, line.dataset.workersOf)));
+    }
+  }
+
+  function renderBundled() {
+    if (state.bundled === undefined) {
+      replace(bundledList, h("p", { class: "muted" }, "This server does not offer bundled flows."));
+      return;
+    }
+    if (state.bundled === null) return;
+    replace(bundledList, h("ul", { class: "plain-list" }, state.bundled.map((flow) => h("li", { class: "bundled-item" },
+      h("div", {}, h("strong", {}, flow.display_name || flow.name), " ", h("code", {}, flow.name),
+        h("p", { class: "muted small" }, flow.description || "")),
+      flow.installed
+        ? h("span", { class: "badge badge-ok" }, "Installed")
+        : h("button", { type: "button", onclick: () => installBundled(flow),
+          "aria-label": `Install ${flow.display_name || flow.name}` }, "Install")))));
+  }
+
+  async function upload(file) {
+    const body = new FormData();
+    body.append("file", file);
+    try {
+      const flow = await api("flows", { method: "POST", body });
+      fileInput.value = "";
+      fileInput.dispatchEvent(new Event("change"));
+      showMessage(`Installed the flow “${flow.display_name || flow.name}”.`, "success");
+      announce(`Installed ${flow.name}`);
+      await load();
+    } catch (error) {
+      showError(error, `Could not install ${file.name}`);
+    }
+  }
+
+  async function installBundled(flow) {
+    try {
+      await api(`flows/bundled/${segment(flow.name)}`, { method: "POST" });
+      showMessage(`Installed the flow “${flow.display_name || flow.name}”.`, "success");
+      await load();
+    } catch (error) {
+      showError(error, `Could not install ${flow.name}`);
+    }
+  }
+
+  async function remove(flow) {
+    const title = flow.display_name || flow.name;
+    const question = flow.bundled
+      ? `Uninstall “${title}”? It stays in the bundled list and can be installed again.`
+      : `Delete the uploaded flow “${title}”? This cannot be undone.`;
+    if (!await confirmAction(question, flow.bundled ? "Uninstall" : "Delete")) return;
+    try {
+      await api(`flows/${segment(flow.name)}`, { method: "DELETE" });
+      showMessage(`${flow.bundled ? "Uninstalled" : "Deleted"} the flow “${title}”.`, "success");
+      document.querySelector("main h1")?.focus();
+      await load();
+    } catch (error) {
+      showError(error, `Could not delete ${flow.name}`);
+    }
+  }
+
+  const unsubscribe = events.subscribe((event) => {
+    if (event.type === "flows_changed") reload();
+    else if (event.type === "worker_updated") loadWorkers();
+  });
+  const unsubscribeResync = events.onResync(reload);
+  load();
+  return () => {
+    unsubscribe();
+    unsubscribeResync();
+    reload.cancel();
+    loadWorkers.cancel();
+  };
+}
+
+/** The flow card and action that have the keyboard focus, to find them again after a redraw. */
+function focusedAction(cards) {
+  const active = document.activeElement;
+  const card = cards.contains(active) ? active.closest("[data-flow]") : null;
+  return card && active.dataset.action ? { flow: card.dataset.flow, action: active.dataset.action } : null;
+}
+
+function workersText(workers) {
+  if (!workers.length) return h("span", { class: "warn" }, "No worker takes it yet");
+  return workers.map((worker) => `${worker.worker_id}${stateOf(worker) === "offline" ? " (offline)" : ""}`)
+    .join(", ");
+}
+
+function flowCard(flow, remove) {
+  const title = flow.display_name || flow.name;
+  const missingModels = (flow.models_missing ?? []).map((model) => model?.name ?? String(model));
+  const missingNodes = flow.missing_node_types ?? [];
+  const headingId = uid("flow");
+  const facts = [
+    ["Models", missingModels.length
+      ? h("span", { class: "warn" }, `Missing: ${missingModels.join(", ")}`)
+      : h("span", { class: "ok" }, (flow.models ?? []).length ? "All present" : "None needed")],
+  ];
+  if (missingNodes.length) facts.push(["Node types", h("span", { class: "warn" }, `Missing: ${missingNodes.join(", ")}`)]);
+  return h("article", { class: "card", "aria-labelledby": headingId, "data-flow": flow.name },
+    h("h3", { id: headingId }, title),
+    h("p", { class: "muted small" }, h("code", {}, flow.name), flow.version ? ` · v${flow.version}` : "",
+      flow.bundled ? " · bundled" : " · uploaded"),
+    flow.description ? h("p", { class: "card-text" }, flow.description) : null,
+    (flow.tags ?? []).length ? h("ul", { class: "tags", "aria-label": "Tags" },
+      flow.tags.map((tag) => h("li", {}, tag))) : null,
+    h("dl", { class: "facts" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
+      h("dt", {}, "Workers"), h("dd", { "data-workers-of": flow.name })),
+    h("div", { class: "card-actions" },
+      h("a", { class: "button primary", href: href("run", flow.name), "aria-label": `Run ${title}`, "data-action": "run" },
+        "Run"),
+      h("a", { class: "button", href: `comfy/?vix_flow=${encodeURIComponent(flow.name)}`, "data-action": "editor",
+        "aria-label": `Open ${title} in the graph editor` }, "Open in editor"),
+      h("a", { class: "button", href: `vapi/flows/${segment(flow.name)}`, "data-action": "details",
+        "aria-label": `Flow details of ${title} (JSON)` }, "Details (JSON)"),
+      h("button", { type: "button", class: "danger", onclick: () => remove(flow), "data-action": "remove",
+        "aria-label": `${flow.bundled ? "Uninstall" : "Delete"} ${title}` }, flow.bundled ? "Uninstall" : "Delete")));
+}
