@@ -5,11 +5,13 @@ the server by a proxy; a server restarted with tasks queued; SIGTERM of a busy w
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.e2e.cluster import Server, TcpProxy, WorkerProcess, http_json, scratch_database, wait_until
@@ -164,3 +166,39 @@ def test_sigterm_hands_the_running_task_back_and_exits_0(tmp_path: Path, mode: s
             server.stop()
         if mode == "http":
             assert _files_under(worker.temp_files) == []
+
+
+async def _task_events(url: str, run: Any) -> list[dict[str, Any]]:
+    """``/vapi/events`` while ``run()`` (in a thread) queues a task; every event until that task ends."""
+    seen: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/vapi/events") as ws:
+        assert (await ws.receive_json(timeout=10))["type"] == "subscribed"
+        task_id = await asyncio.to_thread(run)
+        while True:
+            event = await ws.receive_json(timeout=30)
+            seen.append(event)
+            if event.get("task_id") == task_id and event["type"] in ("task_finished", "task_failed"):
+                return seen
+
+
+def test_a_database_workers_progress_reaches_the_servers_event_stream(tmp_path: Path) -> None:
+    """A Database-FS worker writes straight to the database; the server still announces its task's start,
+    progress and end (``server/external_changes.py``), and the worker's reports as ``worker_updated``."""
+    with scratch_database("sqlite", tmp_path) as database_uri:
+        server = Server(tmp_path / "server", database_uri).wait_ready()
+        worker = WorkerProcess("db-worker", tmp_path / "db-worker", flows=["e2e_slow"], database_uri=database_uri,
+                               tasks_files=server.tasks_files, env={"VIX_PROGRESS_INTERVAL_S": "0.1"})
+        try:
+            worker.wait_registered(server)
+            seen = asyncio.run(_task_events(server.url, lambda: server.create("e2e_slow", {"seconds": 2.0})[0]))
+        finally:
+            assert worker.stop() == 0
+            server.stop()
+    task_id = next(e["task_id"] for e in seen if e["type"] == "task_queued")
+    mine = [e for e in seen if e.get("task_id") == task_id]
+    kinds = [e["type"] for e in mine]
+    assert kinds[0] == "task_queued" and kinds[1] == "task_started" and kinds[-1] == "task_finished", kinds
+    progress = [e["progress"] for e in mine if e["type"] == "task_progressed"]
+    assert len(progress) >= 2 and progress == sorted(progress), progress
+    assert all(e.get("external") for e in mine[1:]), "announced by the server's look at the database"
+    assert any(e["type"] == "worker_updated" and e["worker_id"] == "db-worker" for e in seen), seen
