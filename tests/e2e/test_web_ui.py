@@ -17,18 +17,16 @@ import pytest
 from PIL import Image
 from playwright.async_api import (
     Browser,
-    ConsoleMessage,
     Page,
     Request,
     Response,
     WebSocketRoute,
-    async_playwright,
     expect,
 )
 
+from tests.e2e.browser import PageWatch, chromium, distinct_colours
 from tests.e2e.cluster import DATA, VixProcess, http_json, wait_until
 from tests.e2e.service import ROOT, Service, running_service
-from tests.e2e.test_comfy_editor import CHROMIUM, CHROMIUM_ARGS, distinct_colours
 
 pytestmark = pytest.mark.slow
 
@@ -40,60 +38,34 @@ RUN_TIMEOUT_MS = 30_000
 WORKER_TIMEOUT_MS = 45_000
 SERVICE_ENV = {"VIX_FLOWS_DIRS": f"{ROOT / 'flows'};{DATA / 'flows'}", "VIX_NODES_DIRS": str(DATA / "nodes"),
                "VIX_DEVICE": "cpu"}
-# Chromium logs every answer >= 400 as "Failed to load resource"; each such answer is checked on its own below.
-TOLERATED_CONSOLE_ERRORS = re.compile(r"^Failed to load resource: the server responded with a status of")
 
 
 @dataclass
-class Watch:
-    """What a page did: uncaught errors, console errors, and API answers >= 400 or failed requests that the test did
-    not announce with ``expect_failure``; also every ``GET /vapi/tasks`` list request (polling shows up there)."""
+class Watch(PageWatch):
+    """What the UI did: nothing may fail unless the test announced it with ``expect_failure``; every
+    ``GET /vapi/tasks`` list request is kept (polling shows up there)."""
 
-    origin: str
     expected: list[tuple[str, str, int]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
     task_list_requests: list[str] = field(default_factory=list)
-    frames: list[str] = field(default_factory=list)
-
-    def watch(self, page: Page) -> Page:
-        page.on("response", self._on_response)
-        page.on("requestfailed", self._on_request_failed)
-        page.on("request", self._on_request)
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
-        page.on("websocket", lambda socket: socket.on(
-            "framereceived", lambda frame: self.frames.append(frame) if isinstance(frame, str) else None))
-        return page
 
     def expect_failure(self, method: str, path: str, status: int) -> None:
         """The next ``method path`` answering ``status`` is part of the test."""
         self.expected.append((method, path, status))
 
-    def _on_request(self, request: Request) -> None:
+    def on_request(self, request: Request) -> None:
         if request.method == "GET" and urlsplit(request.url).path == "/vapi/tasks":
             self.task_list_requests.append(request.url)
 
-    def _on_response(self, response: Response) -> None:
-        if not response.url.startswith(self.origin + "/") or response.status < 400:
-            return
+    def tolerates_answer(self, response: Response) -> bool:
         key = (response.request.method, urlsplit(response.url).path, response.status)
         if key in self.expected:
             self.expected.remove(key)
-            return
-        self.failures.append(f"{response.status} {response.request.method} {response.url}")
+            return True
+        return False
 
-    def _on_request_failed(self, request: Request) -> None:
+    def tolerates_failure(self, request: Request) -> bool:
         # Leaving a page aborts its unfinished reads (and the images it was loading): that is not a failure.
-        if not request.url.startswith(self.origin + "/") or (
-                request.method == "GET" and request.failure == "net::ERR_ABORTED"):
-            return
-        self.failures.append(f"{request.method} {request.url}: {request.failure}")
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error" and not TOLERATED_CONSOLE_ERRORS.search(message.text):
-            self.console_errors.append(message.text)
+        return request.method == "GET" and request.failure == "net::ERR_ABORTED"
 
     def events_of(self, kind: str, task_id: int | None = None) -> list[dict[str, object]]:
         events = []
@@ -104,8 +76,7 @@ class Watch:
         return events
 
     def check(self) -> None:
-        report = (f"failed requests: {self.failures}\nconsole errors: {self.console_errors}\n"
-                  f"page errors: {self.page_errors}\nexpected failures that did not happen: {self.expected}")
+        report = f"{self.report()}\nexpected failures that did not happen: {self.expected}"
         assert not (self.failures or self.console_errors or self.page_errors or self.expected), report
 
 
@@ -144,13 +115,8 @@ def default_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run ./.ci/browser-up"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def open_page(browser: Browser, watch: Watch, url: str, viewport: dict[str, int] = DESKTOP) -> Page:
