@@ -30,7 +30,7 @@ from aiohttp import WSMsgType, web
 
 from visionatrix.queue.events import Subscription
 from visionatrix.queue.models import TaskStatus
-from visionatrix.queue.prompts import PromptRecord, PromptTasks
+from visionatrix.queue.prompts import PromptRecord, PromptTasks, is_node_set
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.internal import LOGS, TERMINAL, RecentLogs
 from visionatrix.server.comfy.shell import feature_flags
@@ -66,7 +66,6 @@ class PromptSockets:
         self.client_flags: dict[str, dict[str, Any]] = {}
         """Each socket's feature flags (its first message): ``supports_preview_metadata`` picks the preview frame."""
         self.seen: dict[int, _Seen] = {}
-        self._not_prompts: set[int] = set()
         self._jobs: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -152,7 +151,9 @@ class PromptSockets:
             self._subscription = subscription
             async for event in subscription:
                 task_id = event.get("task_id")
-                if not isinstance(task_id, int) or task_id in self._not_prompts:
+                # A prompt's task runs a node set: every other task (a flow's) is none of this socket's business,
+                # and needs no look at the database.
+                if not isinstance(task_id, int) or not is_node_set(str(event.get("flow", ""))):
                     continue
                 try:
                     if event.get("type") == "task_preview":
@@ -163,8 +164,7 @@ class PromptSockets:
                         await self.broadcast_status()
                         continue
                     prompt = await self.prompts.by_task(task_id)
-                    if prompt is None:
-                        self._not_prompts.add(task_id)
+                    if prompt is None:  # deleted meanwhile
                         continue
                     await self.observe(prompt, queued=event.get("type") in ("task_queued", "task_restarted"))
                 except Exception:
@@ -178,7 +178,6 @@ class PromptSockets:
             return
         prompt = await self.prompts.by_task(task_id)
         if prompt is None:
-            self._not_prompts.add(task_id)
             return
         sid = prompt.client_id
         ws = self.sockets.get(sid) if sid is not None else None

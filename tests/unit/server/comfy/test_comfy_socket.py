@@ -133,3 +133,29 @@ async def test_a_preview_reaches_the_client_as_a_binary_frame_of_the_kind_it_ask
                 assert meta["image_type"] == "image/jpeg" and frame[8 + length:] == image
             else:
                 assert struct.unpack(">II", frame[:8]) == (1, 1) and frame[8:] == image
+
+
+async def test_the_events_of_flow_tasks_cost_the_socket_no_database_look(
+        http: TestClient, services: Services, monkeypatch: Any) -> None:
+    """Only a prompt's task (a node-set flow) concerns ComfyUI's socket: a flow's tasks, however many, must not
+    each cost a query (the socket once looked every new task up, and remembered every id it was not a prompt)."""
+    looked: list[int] = []
+    real_by_task = services.prompts.by_task  # type: ignore[union-attr]
+
+    async def by_task(task_id: int) -> Any:
+        looked.append(task_id)
+        return await real_by_task(task_id)
+
+    monkeypatch.setattr(services.prompts, "by_task", by_task)
+    async with http.ws_connect("/ws?clientId=me") as ws:
+        await ws.receive_json(timeout=5)
+        task_ids = await services.queue.create("web_resize_sharpen", {"1": {"class_type": "X", "inputs": {}}}, {},
+                                               count=5)
+        await services.queue.cancel(task_ids[0])
+        await asyncio.sleep(0.2)  # the socket's event loop turn
+        assert looked == []
+        prompt_id = (await _post(http, {"prompt": solid_prompt(), "client_id": "me"}))[1]["prompt_id"]
+        async with asyncio.timeout(5):
+            while not looked:
+                await asyncio.sleep(0.02)
+        assert prompt_id and all(task_id not in task_ids for task_id in looked)
