@@ -115,3 +115,24 @@ async def test_without_a_database_worker_only_workers_are_looked_at(engine: Asyn
         assert _kinds(heard.drain()) == [("task_queued", task_id, None), ("worker_updated", "db-worker", None)]
     finally:
         await other.aclose()
+
+
+async def test_what_it_knows_stays_bounded(engine: AsyncEngine, queue: TaskQueue, events: TaskEvents,
+                                           monkeypatch) -> None:
+    from visionatrix.server import external_changes
+
+    monkeypatch.setattr(external_changes, "WATCHED_PENDING", 3)
+    other = TaskQueue(engine, lease_s=30.0)
+    try:
+        await other.upsert_worker(_report())
+        watch, heard = await _watching(queue, events)
+        ids = await queue.create("f", GRAPH, {}, count=10)
+        await watch.look()
+        assert sorted(watch._tasks) == ids[:3], "the oldest pending ones only"
+        heard.drain()
+        claimed = await other.claim_next("db-worker", ["f"])  # the oldest
+        assert claimed is not None and claimed.id == ids[0]
+        await watch.look()
+        assert _kinds(heard.drain()) == [("task_started", ids[0], 0.0)]
+    finally:
+        await other.aclose()

@@ -63,9 +63,10 @@ class ExternalChanges:
         try:
             while True:
                 await asyncio.sleep(self.interval_s)
-                if not self.streams.listeners:
-                    self._learn(self._heard.drain())
-                    self._workers = None  # after a quiet spell, the first look only learns the workers
+                if not self.streams.listeners:  # nobody to tell: forget, so that nothing grows meanwhile
+                    self._heard.drain()
+                    self._tasks.clear()
+                    self._workers = None  # the first look after a quiet spell only learns the workers
                     continue
                 try:
                     await self.look()
@@ -104,9 +105,13 @@ class ExternalChanges:
             self._announce_tasks(asked, await task_states(self.queue.engine, asked))
 
     def _watched_ids(self) -> list[int]:
-        """The known running tasks and the oldest known pending ones (the next to be claimed)."""
+        """The known running tasks and the oldest known pending ones (the next to be claimed). Pending tasks past
+        those are forgotten (a backlog would otherwise be held here): when one starts, the look at the running
+        tasks finds it."""
         running = [task_id for task_id, known in self._tasks.items() if known[0] == TaskStatus.RUNNING.value]
         pending = sorted(task_id for task_id, known in self._tasks.items() if known[0] != TaskStatus.RUNNING.value)
+        for task_id in pending[WATCHED_PENDING:]:
+            del self._tasks[task_id]
         return running + pending[:WATCHED_PENDING]
 
     def _announce_workers(self, workers: list[WorkerRecord]) -> None:
