@@ -27,12 +27,14 @@ from sqlalchemy import Select, Table, case, delete, insert, literal, select, upd
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Update
 
+from visionatrix.db.postgres_writer import PostgresWriter
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.db.types import UTCDateTime
 from visionatrix.errors import Conflict, LeaseLost, NotFound
-from visionatrix.queue import claim, driver, lease, records, wakeups, writes
+from visionatrix.queue import claim, driver, lease, records, writes
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus
+from visionatrix.queue.notifier import WakeupNotifier
 from visionatrix.queue.records import AnyRow
 from visionatrix.queue.worker_rows import WorkerRows
 
@@ -85,9 +87,14 @@ class TaskQueue(WorkerRows):
         self.writes = writes.Writes(engine)
         self.is_mysql = self.writes.is_mysql
         self.driver = driver.Driver(engine) if driver.supports(engine) else None
+        self.notifier = (WakeupNotifier(self.driver.writer)
+                         if self.driver is not None and isinstance(self.driver.writer, PostgresWriter) else None)
 
     async def aclose(self) -> None:
-        """Stop the queue's own SQLite writer thread (the engine stays open: its owner disposes of it)."""
+        """Send the wake-ups on their way and stop the queue's own SQLite writer thread (the engine stays open: its
+        owner disposes of it)."""
+        if self.notifier is not None:
+            await self.notifier.flush()
         if self.driver is not None:
             await asyncio.to_thread(self.driver.close)
 
@@ -95,11 +102,11 @@ class TaskQueue(WorkerRows):
         """A running task's preview image (JPEG), for this process's event subscribers; never stored."""
         self._publish("task_preview", task_id, flow, node_id=node_id, image=image)
 
-    async def _notify(self, conn: AsyncConnection, flow: str) -> None:
-        """PostgreSQL: tell the listening Database-FS workers (``wakeups.TaskWakeups``) that a task of ``flow`` may
-        be claimable; sent with the transaction's commit (at once in autocommit), dropped with its rollback."""
-        if self.writes.backend == "postgresql":
-            await conn.execute(wakeups.NOTIFY, {"channel": wakeups.CHANNEL, "flow": flow})
+    def _wake(self, flow: str) -> None:
+        """PostgreSQL: after the commit, tell the listening Database-FS workers (``wakeups.TaskWakeups``) that a task
+        of ``flow`` may be claimable (``notifier.WakeupNotifier``: coalesced, never inside the transaction)."""
+        if self.notifier is not None:
+            self.notifier.notify(flow)
 
     def _publish(self, kind: str, task_id: int, flow: str, **fields: Any) -> None:
         if self.events is not None:
@@ -130,9 +137,9 @@ class TaskQueue(WorkerRows):
             if inputs:
                 await conn.execute(insert(FILES), [records.file_row(task_id, record)
                                                    for task_id in task_ids for record in inputs])
-            await self._notify(conn, flow)
             if before_commit is not None:
                 await before_commit(list(task_ids))
+        self._wake(flow)
         for task_id in task_ids:
             self._publish("task_queued", task_id, flow, status=TaskStatus.PENDING.value, priority=priority)
         return task_ids
@@ -323,10 +330,10 @@ class TaskQueue(WorkerRows):
             **records.RESET_RUN, updated_at=now)
         async with self.writes.single() as conn:
             row = await self.writes.update_one(conn, task_id, stmt, (T.flow, T.status))
-            if row is not None and row.status == TaskStatus.PENDING.value:
-                await self._notify(conn, row.flow)
         if row is None:
             raise LeaseLost(task_id)
+        if row.status == TaskStatus.PENDING.value:
+            self._wake(row.flow)
         if row.status == TaskStatus.CANCELLED.value:
             self._publish("task_cancelled", task_id, row.flow, status=row.status)
         else:
@@ -353,9 +360,9 @@ class TaskQueue(WorkerRows):
         for status, stmt in moves:
             async with self.writes.single() as conn:
                 rows = await self.writes.update_many(conn, stmt, (T.flow,))
-                if status is TaskStatus.PENDING:
-                    for flow in {row.flow for row in rows}:
-                        await self._notify(conn, flow)
+            if status is TaskStatus.PENDING:
+                for flow in {row.flow for row in rows}:
+                    self._wake(flow)
             moved += len(rows)
             for row in rows:
                 if status is TaskStatus.PENDING:
@@ -409,9 +416,9 @@ class TaskQueue(WorkerRows):
             row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
             if row is not None:
                 await conn.execute(delete(FILES).where(FILES.c.task_id == task_id, FILES.c.kind == "output"))
-                await self._notify(conn, row.flow)
         if row is None:
             raise await self._state_conflict(task_id, "restarted")
+        self._wake(row.flow)
         self._publish("task_restarted", task_id, row.flow, status=TaskStatus.PENDING.value)
         return await self.get(task_id)
 

@@ -1,10 +1,11 @@
 """``TaskWakeups``: Database-FS workers wake when a task may have become claimable, instead of polling slowly.
 
 PostgreSQL: every change that makes a task claimable (create, restart, release, requeue of an expired lease) sends
-``NOTIFY vix_tasks, '<flow>'`` with its commit (``TaskQueue._notify``). A ``TaskWakeups`` holds one dedicated
-connection that ``LISTEN``s on the channel; ``wait(timeout_s)`` returns True as soon as a notification arrived since
-the last call (or arrives within the timeout), else False. A lost listening connection is opened again on the next
-wait, and while it is down ``wait`` simply sleeps: the caller's poll still finds the tasks.
+``NOTIFY vix_tasks, '<flow>'`` right after its commit (``notifier.WakeupNotifier``, coalesced per flow). A
+``TaskWakeups`` holds one dedicated connection that ``LISTEN``s on the channel; ``wait(timeout_s)`` returns True as
+soon as a notification arrived since the last call (or arrives within the timeout), else False. A lost listening
+connection is opened again on the next wait, and while it is down ``wait`` simply sleeps: the caller's poll still
+finds the tasks.
 
 SQLite (a file, so every worker is on the server's machine): there is nothing to listen to, but every commit
 changes the database file or its write-ahead log. ``wait`` looks at their size and modification time every
@@ -26,7 +27,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "vix_tasks"
 WATCH_S = 0.02
 """How often a SQLite database's files are looked at."""
-NOTIFY = text("SELECT pg_notify(:channel, :flow)")
 
 
 class TaskWakeups:
