@@ -85,6 +85,9 @@ class TaskWakeups:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
             await driver.add_listener(CHANNEL, self._on_notify)
+            # A lost connection wakes the waiter too: its claim finds what the dead listener would have announced,
+            # and its next wait listens again.
+            driver.add_termination_listener(self._on_lost)
         except Exception as exc:
             log.warning("cannot listen for new tasks (%s); polling until it can", exc)
             if conn is not None:
@@ -126,6 +129,9 @@ class TaskWakeups:
         self.received += 1
         self._event.set()
 
+    def _on_lost(self, *_args: Any) -> None:
+        self._event.set()
+
     async def _drop(self) -> None:
         conn, driver = self._conn, self._driver
         self._conn = self._driver = None
@@ -133,6 +139,7 @@ class TaskWakeups:
             return
         with contextlib.suppress(Exception):
             if driver is not None and not driver.is_closed():
+                driver.remove_termination_listener(self._on_lost)
                 await driver.remove_listener(CHANNEL, self._on_notify)
             else:
                 await conn.invalidate()
