@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,48 +59,45 @@ async def test_postgres_create_restart_release_and_requeue_wake_a_listener(tmp_p
         await drop_database(database)
 
 
+@contextlib.asynccontextmanager
+async def _listening_queue(tmp_path: Path) -> AsyncIterator[tuple[TaskQueue, TaskWakeups]]:
+    """A queue on a scratch PostgreSQL database and a ``TaskWakeups`` already listening on it."""
+    database = await create_database("postgresql", tmp_path)
+    engine = database.engine()
+    queue = TaskQueue(engine)
+    try:
+        async with TaskWakeups(engine) as wakeups:
+            await wakeups.wait(0.01)
+            yield queue, wakeups
+    finally:
+        await queue.aclose()
+        await engine.dispose()
+        await drop_database(database)
+
+
 async def test_a_burst_of_creates_sends_few_notices_after_the_commits(tmp_path: Path,
                                                                       postgresql_database: Database) -> None:
     """A NOTIFY inside each create serialised their commits; the notices now go out after the commit, coalesced per
     flow: one burst of creates, a few notices, and the listener is woken."""
-    database = await create_database("postgresql", tmp_path)
-    engine = database.engine()
-    queue = TaskQueue(engine)
-    try:
-        async with TaskWakeups(engine) as wakeups:
-            await wakeups.wait(0.01)
-            assert queue.notifier is not None
-            await asyncio.gather(*(queue.create("f", GRAPH, {}) for _ in range(50)))
-            await queue.notifier.flush()
-            assert 1 <= queue.notifier.sent < 50, queue.notifier.sent
-            assert await wakeups.wait(1.0)
-            await queue.create("g", GRAPH, {})
-            await queue.notifier.flush()
-            assert await wakeups.wait(1.0), "a later create notifies again"
-    finally:
-        await queue.aclose()
-        await engine.dispose()
-        await drop_database(database)
+    async with _listening_queue(tmp_path) as (queue, wakeups):
+        assert queue.notifier is not None
+        await asyncio.gather(*(queue.create("f", GRAPH, {}) for _ in range(50)))
+        await queue.notifier.flush()
+        assert 1 <= queue.notifier.sent < 50, queue.notifier.sent
+        assert await wakeups.wait(1.0)
+        await queue.create("g", GRAPH, {})
+        await queue.notifier.flush()
+        assert await wakeups.wait(1.0), "a later create notifies again"
 
 
 async def test_a_rolled_back_create_wakes_nobody(tmp_path: Path, postgresql_database: Database) -> None:
-    database = await create_database("postgresql", tmp_path)
-    engine = database.engine()
-    queue = TaskQueue(engine)
-    try:
-        async with TaskWakeups(engine) as wakeups:
-            await wakeups.wait(0.01)
+    async with _listening_queue(tmp_path) as (queue, wakeups):
+        async def refuse(_ids: list[int]) -> None:
+            raise RuntimeError("no")
 
-            async def refuse(_ids: list[int]) -> None:
-                raise RuntimeError("no")
-
-            with pytest.raises(RuntimeError):
-                await queue.create("f", GRAPH, {}, before_commit=refuse)
-            assert not await wakeups.wait(0.2)
-    finally:
-        await queue.aclose()
-        await engine.dispose()
-        await drop_database(database)
+        with pytest.raises(RuntimeError):
+            await queue.create("f", GRAPH, {}, before_commit=refuse)
+        assert not await wakeups.wait(0.2)
 
 
 async def test_listener_comes_back_after_its_connection_is_killed(tmp_path: Path,
