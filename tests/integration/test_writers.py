@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -212,15 +213,23 @@ async def _kill(*, query_prefix: str = "", pid: int = 0) -> int:
         await admin.dispose()
 
 
-async def test_postgres_connection_killed_mid_write_fails_that_write_only(pg_engine: AsyncEngine) -> None:
-    writer = PostgresWriter(pg_engine, connections=1)
-    slow = asyncio.ensure_future(writer.execute("INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(30)"))
+SLOW_INSERT = "INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(30)"
+
+
+async def _kill_slow_insert(slow: asyncio.Future[Any]) -> None:
+    """Terminate the connection running ``SLOW_INSERT`` (once it runs) and see that write fail."""
     for _ in range(200):
         if await _kill(query_prefix="INSERT INTO items (name) SELECT 'slow'") == 1:
             break
         await asyncio.sleep(0.01)
     with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
         await asyncio.wait_for(slow, 10)
+
+
+async def test_postgres_connection_killed_mid_write_fails_that_write_only(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    slow = asyncio.ensure_future(writer.execute(SLOW_INSERT))
+    await _kill_slow_insert(slow)
     await writer.execute("INSERT INTO items (name) VALUES ('after')")
     assert await _pg_names(pg_engine) == ["after"]
     assert await _connections_returned(pg_engine)
@@ -228,15 +237,10 @@ async def test_postgres_connection_killed_mid_write_fails_that_write_only(pg_eng
 
 async def test_postgres_writes_queued_behind_a_killed_write_go_on_a_new_connection(pg_engine: AsyncEngine) -> None:
     writer = PostgresWriter(pg_engine, connections=1)
-    slow = asyncio.ensure_future(writer.execute("INSERT INTO items (name) SELECT 'slow' FROM pg_sleep(30)"))
+    slow = asyncio.ensure_future(writer.execute(SLOW_INSERT))
     await asyncio.sleep(0.1)
     queued = asyncio.ensure_future(writer.execute("INSERT INTO items (name) VALUES ('queued')"))
-    for _ in range(200):
-        if await _kill(query_prefix="INSERT INTO items (name) SELECT 'slow'") == 1:
-            break
-        await asyncio.sleep(0.01)
-    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
-        await asyncio.wait_for(slow, 10)
+    await _kill_slow_insert(slow)
     await asyncio.wait_for(queued, 10)
     assert await _pg_names(pg_engine) == ["queued"]
     assert await _connections_returned(pg_engine)

@@ -32,6 +32,7 @@ WATCHED_PENDING = 200
 DATABASE_MODE = "WORKER_DB"
 FINISHED_EVENTS = {TaskStatus.FINISHED: "task_finished", TaskStatus.FAILED: "task_failed",
                    TaskStatus.CANCELLED: "task_cancelled"}
+FINISHED_STATUSES = frozenset(status.value for status in FINISHED_EVENTS)
 _Known = tuple[str, float, str | None]
 """A task's status, progress and current node as last announced."""
 
@@ -154,5 +155,3 @@ class ExternalChanges:
     def _publish(self, event: Event) -> None:
         self.events.publish({**event, "external": True})
 
-
-FINISHED_STATUSES = frozenset(status.value for status in FINISHED_EVENTS)

@@ -8,7 +8,6 @@ import { dropZone } from "../dropzone.js";
 import { debounce } from "../events.js";
 import { announce, showError, showMessage } from "../notices.js";
 import { href } from "../router.js";
-import { stateOf, workersFor } from "../workers_info.js";
 
 const REFETCH_DELAY_MS = 300;
 
@@ -81,7 +80,8 @@ export function mount(main, { events, signal }) {
   /** The "Workers" line of each card, rewritten in place (worker reports come often; the cards keep the focus). */
   function renderWorkerLines() {
     for (const line of cards.querySelectorAll("[data-workers-of]")) {
-      line.replaceChildren(workersText(workersFor(state.workers, line.dataset.workersOf)));
+      const takers = state.workers.filter((worker) => worker.flows.includes(line.dataset.workersOf));
+      line.replaceChildren(workersText(takers));
     }
   }
 
@@ -164,14 +164,14 @@ function focusedAction(cards) {
 
 function workersText(workers) {
   if (!workers.length) return h("span", { class: "warn" }, "No worker takes it yet");
-  return workers.map((worker) => `${worker.worker_id}${stateOf(worker) === "offline" ? " (offline)" : ""}`)
+  return workers.map((worker) => `${worker.worker_id}${worker.state === "offline" ? " (offline)" : ""}`)
     .join(", ");
 }
 
 function flowCard(flow, remove) {
   const title = flow.display_name || flow.name;
-  const missingModels = (flow.models_missing ?? []).map((model) => model?.name ?? String(model));
-  const missingNodes = flow.missing_node_types ?? [];
+  const missingModels = flow.models_missing;
+  const missingNodes = flow.missing_node_types;
   const headingId = uid("flow");
   const facts = [
     ["Models", missingModels.length

@@ -8,7 +8,6 @@ import { debounce } from "../events.js";
 import { formatBytes, formatRelative, formatTime } from "../format.js";
 import { announce, showError, showMessage } from "../notices.js";
 import { href } from "../router.js";
-import { flowsOf, stateOf } from "../workers_info.js";
 
 const REFETCH_DELAY_MS = 300;
 const CLOCK_MS = 15_000;
@@ -113,9 +112,9 @@ function workerRow(initial, onSaved) {
   };
   const update = (fresh) => {
     worker = fresh;
-    row.dataset.state = stateOf(worker);
+    row.dataset.state = worker.state;
     replace(name, worker.worker_id);
-    replace(state, h("span", { class: `badge state-${stateOf(worker)}` }, stateOf(worker)));
+    replace(state, h("span", { class: `badge state-${worker.state}` }, worker.state));
     replace(mode, worker.mode ?? "—");
     replace(device, [...new Set([worker.device, worker.resources?.device_name].filter(Boolean))].join(" · ") || "—");
     replace(memory, memoryLines(worker.resources));
@@ -140,9 +139,9 @@ function flowsEditor(getWorker, onSaved) {
   let shown = null;  // the record the form was built from
 
   const describe = (worker) => {
-    const installed = worker.installed_flows ?? [];
-    const taken = flowsOf(worker);
-    return worker.allowed_flows === null || worker.allowed_flows === undefined
+    const installed = worker.installed_flows;
+    const taken = worker.flows;
+    return worker.allowed_flows === null
       ? `Takes every installed flow (${installed.length})` : `Takes ${taken.length} of ${installed.length} flows`;
   };
 
