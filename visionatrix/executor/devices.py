@@ -18,17 +18,6 @@ def pick_device(preferred: str | None = None) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def describe_device(device: str) -> dict[str, object]:
-    """Name and memory of a device, for logs and ``system_stats``."""
-    import torch
-
-    if device.startswith("cuda"):
-        index = torch.device(device).index or 0
-        props = torch.cuda.get_device_properties(index)
-        return {"name": f"{device} {props.name}", "type": "cuda", "vram_total": props.total_memory}
-    return {"name": "cpu", "type": "cpu", "vram_total": 0}
-
-
 def device_resources(device: str) -> dict[str, Any]:
     """What a worker reports about its memory (bytes; None where unknown): ``device_name``, ``device_memory_total``
     and ``device_memory_free`` (the GPU's; for the CPU, the host's RAM), ``ram_total``, ``ram_free``. Cheap enough

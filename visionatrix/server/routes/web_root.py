@@ -11,6 +11,7 @@ from aiohttp import web
 from visionatrix.errors import NotFound
 from visionatrix.server.services import SERVICES
 from visionatrix.server.static_files import confined_file
+from visionatrix.storage.names import is_hidden
 
 ASSETS = "/ui"
 PAGE_HEADERS = {"Cache-Control": "no-store"}
@@ -31,7 +32,7 @@ async def asset(request: web.Request) -> web.StreamResponse:
     relative = request.match_info["path"]
     web_dir = request.app[SERVICES].web_dir
     path = confined_file(web_dir.resolve(), relative) if web_dir is not None else None
-    if path is None or not path.is_file() or any(part.startswith(".") for part in relative.split("/")):
+    if path is None or not path.is_file() or any(is_hidden(part) for part in relative.split("/")):
         raise NotFound("web file", relative)
     headers = dict(ASSET_HEADERS)
     if path.suffix in CONTENT_TYPES:

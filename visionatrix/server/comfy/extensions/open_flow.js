@@ -2,20 +2,15 @@
 // The server lists this file in /extensions; the editor imports it at boot.
 import { app } from "../../scripts/app.js";
 
-const FLOW_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
 async function openRequestedFlow() {
   const url = new URL(window.location.href);
   const name = url.searchParams.get("vix_flow");
   if (name === null) return;
   url.searchParams.delete("vix_flow");
   window.history.replaceState(window.history.state, "", url);  // a reload keeps the user's edits, not the flow
-  if (!FLOW_NAME.test(name)) {
-    app.extensionManager?.toast?.add({ severity: "error", summary: "Visionatrix", detail: `Not a flow name: ${name}` });
-    return;
-  }
-  // The editor lives at <base>/comfy/; our API at <base>/vapi/ (a reverse proxy's sub-path survives).
-  const response = await fetch(new URL(`../vapi/flows/${name}/graph`, url));
+  // The editor lives at <base>/comfy/; our API at <base>/vapi/ (a reverse proxy's sub-path survives). The server
+  // judges the name: an unknown one is a 404 whose message the toast shows.
+  const response = await fetch(new URL(`../vapi/flows/${encodeURIComponent(name)}/graph`, url));
   if (!response.ok) {
     const problem = await response.json().catch(() => ({}));
     app.extensionManager?.toast?.add({ severity: "error", summary: "Visionatrix",
