@@ -46,6 +46,30 @@ async def test_create_makes_count_pending_tasks_with_their_input_files(queue: Ta
         ("task_queued", task_id, "resize") for task_id in ids]
 
 
+async def test_one_task_without_files_is_stored_as_a_batch_task_is(queue: TaskQueue, events: TaskEvents):
+    """A single task without files takes the queue's driver path (one ``INSERT ... RETURNING`` on PostgreSQL and
+    SQLite files); its row must equal one written by the transaction of a batch, column for column."""
+    subscription = events.subscribe()
+    (alone,) = await queue.create("resize", GRAPH, {"width": 640, "note": None}, priority=-3)
+    batch = await queue.create("resize", GRAPH, {"width": 640, "note": None}, count=2, priority=-3)
+    prompt = await queue.create("resize", GRAPH, {}, columns={"prompt_id": "p-1", "client_id": None,
+                                                              "prompt_extra": {"extra_pnginfo": {"a": 1}}})
+    assert alone < batch[0] < batch[1] < prompt[0]
+    async with queue.engine.connect() as conn:
+        rows = {row.id: row._asdict() for row in await conn.execute(select(Task.__table__))}
+    skip = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in rows[alone].items() if k not in skip} == {
+        k: v for k, v in rows[batch[0]].items() if k not in skip}
+    assert rows[alone]["error"] is None and rows[alone]["prompt_extra"] is None  # SQL NULL, not JSON null
+    assert rows[alone]["created_at"].tzinfo is not None
+    assert (rows[prompt[0]]["prompt_id"], rows[prompt[0]]["prompt_extra"]) == ("p-1", {"extra_pnginfo": {"a": 1}})
+    assert [e["task_id"] for e in drain(subscription)] == [alone, *batch, *prompt]
+    async with queue.engine.connect() as conn:
+        nulls = (await conn.execute(select(func.count()).select_from(Task.__table__)
+                                    .where(Task.__table__.c.error.is_(None)))).scalar_one()
+    assert nulls == 4
+
+
 async def test_before_commit_sees_the_ids_and_its_failure_leaves_nothing(queue: TaskQueue, events: TaskEvents):
     seen: list[list[int]] = []
 

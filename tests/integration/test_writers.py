@@ -1,8 +1,9 @@
-"""The group-committing writers behind the queue's hot writes: ``SQLiteWriter`` and ``PostgresWriter``.
+"""The writers behind the queue's hot writes: ``SQLiteWriter`` (group commits on one thread) and ``PostgresWriter``
+(autocommit writes on a few held connections).
 
-Each is checked on its real database: concurrent writes are all committed, in fewer transactions than writes; a
-bad write fails only its own caller and leaves nothing behind; a held lock or a lost connection is waited out or
-reported, never swallowed.
+Each is checked on its real database: concurrent writes are all committed (on SQLite in fewer transactions than
+writes; on PostgreSQL on no more connections than allowed); a bad write fails only its own caller and leaves nothing
+behind; a held lock or a lost connection is waited out or reported, never swallowed; connections go back to the pool.
 """
 
 from __future__ import annotations
@@ -153,8 +154,8 @@ async def pg_engine(tmp_path: Path, postgresql_database: Database) -> AsyncItera
 
 
 async def _connections_returned(engine: AsyncEngine) -> bool:
-    """Whether the writer's lanes gave their connections back (a lane lets go a moment after its last write)."""
-    for _ in range(100):
+    """Whether the writer gave its connections back (it lets go of one ``idle_s`` after its last write)."""
+    for _ in range(300):
         if engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
             return True
         await asyncio.sleep(0.01)
@@ -166,14 +167,43 @@ async def _pg_names(engine: AsyncEngine) -> list[str]:
         return list((await conn.execute(text("SELECT name FROM items ORDER BY id"))).scalars())
 
 
-async def test_postgres_concurrent_writes_commit_in_groups(pg_engine: AsyncEngine) -> None:
-    writer = PostgresWriter(pg_engine, connections=3)
-    rows = await asyncio.gather(*(writer.execute("INSERT INTO items (name) VALUES ($1) RETURNING name", [f"n{i}"])
-                                  for i in range(300)))
+async def test_postgres_concurrent_writes_share_at_most_the_allowed_connections(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=3, idle_s=0.1)
+    rows = await asyncio.gather(*(writer.execute(
+        "INSERT INTO items (name) VALUES ($1) RETURNING name, pg_backend_pid() AS pid", [f"n{i}"])
+        for i in range(300)))
     assert [r[0]["name"] for r in rows] == [f"n{i}" for i in range(300)]
     assert sorted(await _pg_names(pg_engine)) == sorted(f"n{i}" for i in range(300))
-    assert 1 <= writer.batches < 300
+    assert len({r[0]["pid"] for r in rows}) == 3 == writer.opened
+    assert writer.writes == 300
     assert await _connections_returned(pg_engine)
+    assert writer.held == 0
+
+
+async def test_postgres_callers_beyond_the_connections_wait_their_turn(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=2)
+    started = asyncio.get_running_loop().time()
+    rows = await asyncio.gather(*(writer.execute(
+        "INSERT INTO items (name) SELECT $1 FROM pg_sleep(0.05) RETURNING pg_backend_pid() AS pid", [f"n{i}"])
+        for i in range(6)))
+    assert len({r[0]["pid"] for r in rows}) == 2
+    assert asyncio.get_running_loop().time() - started >= 0.14  # three rounds of two
+    await writer.aclose()
+    assert pg_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_postgres_a_caller_cancelled_mid_write_leaves_no_broken_connection(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    slow = asyncio.ensure_future(writer.execute(SLOW_INSERT))
+    await asyncio.sleep(0.2)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    await writer.execute("INSERT INTO items (name) VALUES ('after')")  # on a new connection, at once
+    await _kill(query_prefix="INSERT INTO items (name) SELECT 'slow'")  # the server notices a lost client late
+    assert await _pg_names(pg_engine) == ["after"]
+    await writer.aclose()
+    assert pg_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_postgres_one_caller_reuses_one_connection(pg_engine: AsyncEngine) -> None:
@@ -254,3 +284,27 @@ async def test_postgres_connection_closed_between_writes_is_replaced(pg_engine: 
     await asyncio.sleep(0.1)  # asyncpg reads the server's goodbye
     await writer.execute("INSERT INTO items (name) VALUES ('after')")
     assert await _pg_names(pg_engine) == ["before", "after"]
+
+
+async def test_postgres_disposing_of_the_engine_closes_the_idle_connections(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, idle_s=60)
+    rows = await writer.execute("SELECT pg_backend_pid() AS pid")
+    assert writer.held == 1
+    await pg_engine.dispose()  # without writer.aclose(): nothing is left for the garbage collector
+    assert writer.held == 0
+    assert await _session_ends(rows[0]["pid"])
+
+
+async def _session_ends(pid: int) -> bool:
+    """Whether the server's session ``pid`` ends within 2 s (a closed socket ends it a moment later)."""
+    admin = create_engine(POSTGRES_URL, poolclass=NullPool)
+    try:
+        for _ in range(200):
+            async with admin.connect() as conn:
+                if not (await conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                           {"pid": pid})).scalar():
+                    return True
+            await asyncio.sleep(0.01)
+        return False
+    finally:
+        await admin.dispose()

@@ -1,142 +1,236 @@
-"""``PostgresWriter``: the hot writes of one engine on PostgreSQL, over a few held connections, committed in groups.
+"""``PostgresWriter``: the hot single-statement writes of one engine on PostgreSQL, on a few connections it holds.
 
-Every write in autocommit is a transaction of its own: a pool checkout, a round trip and a WAL flush. Here callers
-hand over ``(sql, args)`` and await a future. The writer has up to ``connections`` lanes; each lane is one asyncio
-task holding one pooled connection while it has work:
+Each write is one statement in autocommit (one round trip; PostgreSQL commits concurrent backends' WAL together by
+itself). What this saves is the client's CPU, which on a small machine is the limit of a busy server:
 
-- a write goes to the lane with the least work (a group running counts as one), among equals one that holds its
-  connection already; so one caller keeps reusing one connection, and concurrent callers spread over the lanes,
-  whose round trips then overlap;
-- a lane runs what waits for it: one write alone as one ``fetch`` in autocommit; several in ONE transaction, in
-  the order they arrived (a second claim sees the first one's row as taken), sharing one commit;
-- a statement that fails rolls its group back and each write of it is run again alone, so one bad write fails
-  only its own caller, and nothing is committed twice;
-- after a group the lane yields once (the callers it woke usually hand over their next write at once) and gives
-  its connection back to the pool when nothing waits; a connection error invalidates the connection (the pool
-  never keeps one in an unknown state) and fails the writes of that group with the error (a write that may have
-  reached the server is never sent twice); a connection the server closed before a group is replaced first.
+- no pool checkout per write: the writer holds up to ``connections`` connections of the engine's pool, and a write
+  runs on a free one *in the caller's own task* (no hand-over to another task, no extra event-loop turn); the most
+  recently used connection is taken first, so one caller keeps one connection and its prepared statements;
+- when all are busy, callers wait in arrival order and each freed connection goes straight to the next one;
+- a connection idle for ``idle_s`` goes back to the pool (``aclose()`` gives every one back at once; disposing of
+  the engine closes the idle ones).
+
+Failures: a statement error fails only its caller and the connection is reused. A connection the server closed
+while it was idle is replaced before anything is sent on it. One that breaks during a write (or whose caller is
+cancelled while the statement runs) is invalidated, so the pool never keeps a connection in an unknown state, and
+that write fails with the error — it may or may not have reached the server, and it is never sent twice. A session
+the server ended (admin shutdown, crash) counts as broken even while asyncpg still shows the socket open.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from visionatrix.db.sqlite_writer import settle
-
-
-@dataclass(slots=True)
-class _Write:
-    sql: str
-    args: Sequence[Any]
-    future: asyncio.Future[list[Any]]
+log = logging.getLogger(__name__)
 
 
-Outcome = tuple[list[Any] | None, BaseException | None]
-
-
-@dataclass(eq=False)
-class _Lane:
-    waiting: list[_Write] = field(default_factory=list)
-    runner: asyncio.Task[None] | None = None
-    busy: bool = False
-    """Running a group now (writes handed to it wait for the next group)."""
+@dataclass(eq=False, slots=True)
+class _Held:
+    conn: AsyncConnection
+    driver: Any
+    """The asyncpg connection under ``conn``."""
+    idle_since: float = 0.0
 
 
 class PostgresWriter:
-    """Group-committing writer over ``engine`` (``postgresql+asyncpg``), on at most ``connections`` connections."""
+    """Autocommit writes over ``engine`` (``postgresql+asyncpg``) on at most ``connections`` held connections."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, connections: int = 4) -> None:
+    def __init__(self, engine: AsyncEngine, *, connections: int = 8, idle_s: float = 0.5) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError(f"PostgresWriter needs PostgreSQL, not {engine.dialect.name}")
         if connections < 1:
             raise ValueError("connections must be at least 1")
+        if idle_s <= 0:
+            raise ValueError("idle_s must be positive")
         self.engine = engine
-        self.max_batch = max_batch
-        self._lanes = [_Lane() for _ in range(connections)]
-        self.batches = 0
-        """Transactions (or single autocommit writes) run so far."""
+        self.connections = connections
+        self.idle_s = idle_s
+        self._free: list[_Held] = []
+        self._held = 0
+        """Connections held now: free, in use, or being opened."""
+        self._waiting: deque[asyncio.Future[_Held]] = deque()
+        self._trim_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        """Connections being given back or opened for a waiting caller."""
+        self._closed = False
+        self.writes = 0
+        """Statements run so far."""
+        self.opened = 0
+        """Connections taken from the pool so far."""
+        event.listen(engine.sync_engine, "engine_disposed", self._engine_disposed)
+
+    @property
+    def held(self) -> int:
+        return self._held
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        """Run ``sql`` with ``args`` as part of a committed transaction; the rows it returned (asyncpg records)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        lane = self._pick()
-        lane.waiting.append(_Write(sql, args, future))
-        if lane.runner is None:
-            lane.runner = loop.create_task(self._drain(lane), name="vix-postgres-writer")
-        return await future
-
-    def _pick(self) -> _Lane:
-        return min(self._lanes, key=lambda lane: (len(lane.waiting) + lane.busy, lane.runner is None))
-
-    async def _drain(self, lane: _Lane) -> None:
+        """Run ``sql`` with ``args`` as one committed statement; the rows it returned (asyncpg records)."""
+        held = await self._take()
         try:
-            # Checked again after the connection went back to the pool: writes handed over during that await
-            # would otherwise wait for a runner that is finishing.
-            while lane.waiting:
-                try:
-                    await self._hold_connection(lane)
-                except BaseException as exc:  # no connection: the writes still waiting fail with the reason
-                    batch, lane.waiting = lane.waiting, []
-                    _settle(batch, [(None, exc)] * len(batch))
-                    if not isinstance(exc, Exception):
-                        raise
-        finally:
-            lane.runner = None
-            lane.busy = False
-
-    async def _hold_connection(self, lane: _Lane) -> None:
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-            while lane.waiting:
-                if driver.is_closed():  # the server dropped it while it sat in the pool or between groups:
-                    await conn.invalidate()  # nothing was sent on it, so the writes go on a new one
-                    return
-                batch = lane.waiting[:self.max_batch]
-                del lane.waiting[:self.max_batch]
-                lane.busy = True
-                try:
-                    outcomes = await self._run(driver, batch)
-                except BaseException as exc:  # the connection broke (or this task was cancelled)
-                    _settle(batch, [(None, exc)] * len(batch))
-                    await conn.invalidate()
-                    if not isinstance(exc, Exception):
-                        raise
-                    return  # only this batch fails: writes queued meanwhile go on a new connection
-                finally:
-                    lane.busy = False
-                _settle(batch, outcomes)
-                await asyncio.sleep(0)
-
-    async def _run(self, driver: Any, batch: list[_Write]) -> list[Outcome]:
-        self.batches += 1
-        if len(batch) == 1:
-            return [await _alone(driver, batch[0])]
-        results = []
-        try:
-            async with driver.transaction():
-                for job in batch:
-                    results.append(await driver.fetch(job.sql, *job.args))
+            rows: list[Any] = await held.driver.fetch(sql, *args)
         except Exception as exc:
-            if _connection_lost(driver, exc):
+            if not _connection_lost(held.driver, exc):
+                self._give_back(held)
                 raise
-            return [await _alone(driver, job) for job in batch]
-        return [(rows, None) for rows in results]
-
-
-async def _alone(driver: Any, job: _Write) -> Outcome:
-    try:
-        return (await driver.fetch(job.sql, *job.args), None)
-    except Exception as exc:
-        if _connection_lost(driver, exc):
+            await self._discard(held)
             raise
-        return (None, exc)
+        except BaseException:  # cancelled mid-statement: the connection's state is unknown
+            await asyncio.shield(self._discard(held))
+            raise
+        self.writes += 1
+        self._give_back(held)
+        return rows
+
+    async def aclose(self) -> None:
+        """Give every held connection back to the pool; ones in use go back when their write ends."""
+        self._closed = True
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
+        free, self._free = self._free, []
+        for held in free:
+            await self._close(held)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _engine_disposed(self, _engine: Engine) -> None:
+        """The engine's owner disposed of it without ``aclose()`` first: close the idle connections now (inside
+        ``dispose``) rather than leave them to the garbage collector, which may run them down on another loop."""
+        free, self._free = self._free, []
+        for held in free:
+            held.driver.terminate()
+            try:
+                held.conn.sync_connection.invalidate()  # type: ignore[union-attr]
+                held.conn.sync_connection.close()  # type: ignore[union-attr]
+            except Exception:
+                log.debug("dropping a PostgreSQL writer connection at dispose failed", exc_info=True)
+            self._held -= 1
+
+    # -- taking and giving back ----------------------------------------------------------------------------------
+
+    async def _take(self) -> _Held:
+        while True:
+            held = await self._candidate()
+            if not held.driver.is_closed():
+                return held
+            await self._discard(held)  # the server dropped it while it was idle: nothing was sent on it
+
+    async def _candidate(self) -> _Held:
+        """A free connection, a new one while fewer than ``connections`` are held, else the next one freed."""
+        if self._free:
+            return self._free.pop()
+        if self._held < self.connections:
+            return await self._open()
+        future: asyncio.Future[_Held] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # handed over just as the caller was cancelled
+                self._give_back(future.result())
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(future)
+            raise
+
+    async def _open(self) -> _Held:
+        self._held += 1
+        conn = self.engine.connect()
+        try:
+            await conn.start()
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            self._held -= 1
+            with contextlib.suppress(Exception):
+                await conn.close()
+            self._wake_opener()
+            raise
+        self.opened += 1
+        return _Held(conn, raw.driver_connection)
+
+    def _give_back(self, held: _Held) -> None:
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(held)
+                return
+        if self._closed:
+            self._spawn(self._close(held))
+            return
+        held.idle_since = asyncio.get_running_loop().time()
+        self._free.append(held)
+        if self._trim_timer is None:
+            self._trim_timer = asyncio.get_running_loop().call_later(self.idle_s, self._trim)
+
+    def _trim(self) -> None:
+        """Give back the connections idle for ``idle_s``; look again later while any stays free."""
+        self._trim_timer = None
+        loop = asyncio.get_running_loop()
+        limit = loop.time() - self.idle_s
+        stale = [held for held in self._free if held.idle_since <= limit]
+        if stale:
+            self._free = [held for held in self._free if held.idle_since > limit]
+            for held in stale:
+                self._spawn(self._close(held))
+        if self._free:
+            oldest = min(held.idle_since for held in self._free)
+            self._trim_timer = loop.call_at(oldest + self.idle_s, self._trim)
+
+    async def _close(self, held: _Held) -> None:
+        """Back to the pool (the pool resets it)."""
+        try:
+            await held.conn.close()
+        except Exception:
+            log.warning("a PostgreSQL writer connection failed to close", exc_info=True)
+        finally:
+            self._held -= 1
+            self._wake_opener()
+
+    async def _discard(self, held: _Held) -> None:
+        """Close a broken connection at once and invalidate it (the pool opens a new one later)."""
+        try:
+            held.driver.terminate()  # no graceful goodbye on a connection in an unknown state
+            await held.conn.invalidate()
+            await held.conn.close()
+        except Exception:
+            log.debug("invalidating a broken PostgreSQL connection failed", exc_info=True)
+        finally:
+            self._held -= 1
+            self._wake_opener()
+
+    def _wake_opener(self) -> None:
+        """A slot was freed: the first caller still waiting opens a connection of its own in it."""
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                self._spawn(self._open_for(future))
+                return
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work, name="vix-postgres-writer")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _open_for(self, future: asyncio.Future[_Held]) -> None:
+        try:
+            held = await self._open()
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if future.done():  # its caller went away meanwhile
+            self._give_back(held)
+        else:
+            future.set_result(held)
 
 
 def _connection_lost(driver: Any, exc: Exception) -> bool:
@@ -148,8 +242,3 @@ def _connection_lost(driver: Any, exc: Exception) -> bool:
     gone = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncpg.exceptions.AdminShutdownError,
             asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.CannotConnectNowError)
     return driver.is_closed() or isinstance(exc, gone)
-
-
-def _settle(batch: list[_Write], outcomes: list[Outcome]) -> None:
-    for job, (rows, exc) in zip(batch, outcomes, strict=True):
-        settle(job.future, rows, exc)

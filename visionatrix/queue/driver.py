@@ -1,10 +1,12 @@
-"""The two hottest statements (the claim and a finish without outputs) skip SQLAlchemy's execution layer.
+"""The hottest statements (the claim, a finish without outputs, a create of one task without files) skip
+SQLAlchemy's execution layer.
 
 SQLAlchemy still builds and compiles each statement (once per driver object); only the execution goes around its
 async layer (greenlet switches, an execution context per statement), which costs more CPU than the statement:
 
-- PostgreSQL (asyncpg): the driver's ``PostgresWriter`` (``visionatrix.db.postgres_writer``): ``fetch`` on a pooled
-  connection, concurrent writes committed in groups; asyncpg's per-connection cache keeps the statements prepared.
+- PostgreSQL (asyncpg): the driver's ``PostgresWriter`` (``visionatrix.db.postgres_writer``): one autocommit
+  ``fetch`` on a connection the writer holds, in the caller's task; asyncpg's per-connection cache keeps the
+  statements prepared.
 - SQLite (a file): the driver's ``SQLiteWriter`` (``visionatrix.db.sqlite_writer``), which commits the writes of
   concurrent callers in groups on one thread and connection.
 
@@ -14,13 +16,14 @@ tz-aware ``UTCDateTime``, JSON).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Insert, Update
 
 from visionatrix.db.postgres_writer import PostgresWriter
 from visionatrix.db.sqlite_writer import SQLiteWriter
@@ -64,7 +67,8 @@ class DriverStatement(NamedTuple):
                      for process, value in zip(self.results, raw, strict=True))
 
 
-def compile_statement(stmt: Update, columns: Sequence[ColumnElement[Any]], dialect: Dialect) -> DriverStatement:
+def compile_statement(stmt: Insert | Update, columns: Sequence[ColumnElement[Any]],
+                      dialect: Dialect) -> DriverStatement:
     """``stmt`` (with ``RETURNING columns``) compiled for ``dialect``; its parameters are positional."""
     compiled = stmt.compile(dialect=dialect)
     assert compiled.positiontup is not None, "the drivers used here take positional parameters"
@@ -91,7 +95,8 @@ class Driver:
         self.writer: SQLiteWriter | PostgresWriter = SQLiteWriter(path) if path is not None else PostgresWriter(engine)
         self._compiled: dict[Any, DriverStatement] = {}
 
-    def statement(self, key: Any, build: Callable[[], tuple[Update, Sequence[ColumnElement[Any]]]]) -> DriverStatement:
+    def statement(self, key: Any,
+                  build: Callable[[], tuple[Insert | Update, Sequence[ColumnElement[Any]]]]) -> DriverStatement:
         """The statement cached under ``key``; ``build`` gives the statement and its returned columns once."""
         found = self._compiled.get(key)
         if found is None:
@@ -104,7 +109,10 @@ class Driver:
         rows = await self.writer.execute(statement.sql, statement.args(values))
         return [statement.row(row) for row in rows]
 
-    def close(self) -> None:
-        """Stop the SQLite writer's thread (it also ends by itself when idle)."""
+    async def aclose(self) -> None:
+        """Stop the SQLite writer's thread (it also ends by itself when idle); give the PostgreSQL writer's
+        connections back to the pool."""
         if isinstance(self.writer, SQLiteWriter):
-            self.writer.close()
+            await asyncio.to_thread(self.writer.close)
+        else:
+            await self.writer.aclose()

@@ -15,7 +15,6 @@ Rules every write follows:
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import functools
 import secrets
@@ -23,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, delete, insert, literal, select, update
+from sqlalchemy import Select, Table, bindparam, case, delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Update
 
@@ -91,12 +90,12 @@ class TaskQueue(WorkerRows):
                          if self.driver is not None and isinstance(self.driver.writer, PostgresWriter) else None)
 
     async def aclose(self) -> None:
-        """Send the wake-ups on their way and stop the queue's own SQLite writer thread (the engine stays open: its
-        owner disposes of it)."""
+        """Send the wake-ups on their way, stop the queue's own SQLite writer thread and give the PostgreSQL
+        writer's connections back (the engine stays open: its owner disposes of it)."""
         if self.notifier is not None:
             await self.notifier.flush()
         if self.driver is not None:
-            await asyncio.to_thread(self.driver.close)
+            await self.driver.aclose()
 
     def publish_preview(self, task_id: int, flow: str, node_id: str, image: bytes) -> None:
         """A running task's preview image (JPEG), for this process's event subscribers; never stored."""
@@ -132,6 +131,18 @@ class TaskQueue(WorkerRows):
                "lease_expires_at": None, "created_at": now, "started_at": None, "finished_at": None,
                "updated_at": now, **(columns or {})}
         inputs = list(files)
+        if self.driver is not None and count == 1 and not inputs and before_commit is None:
+            task_ids = [await self._insert_on_driver(self.driver, row)]
+        else:
+            task_ids = await self._create_in_transaction(count, row, inputs, before_commit)
+        self._wake(flow)
+        for task_id in task_ids:
+            self._publish("task_queued", task_id, flow, status=TaskStatus.PENDING.value, priority=priority)
+        return task_ids
+
+    async def _create_in_transaction(self, count: int, row: dict[str, Any], inputs: builtins.list[FileRecord],
+                                     before_commit: Callable[[builtins.list[int]], Awaitable[None]] | None,
+                                     ) -> builtins.list[int]:
         async with self.engine.begin() as conn:
             task_ids = await self._insert_tasks(conn, [dict(row) for _ in range(count)])
             if inputs:
@@ -139,10 +150,17 @@ class TaskQueue(WorkerRows):
                                                    for task_id in task_ids for record in inputs])
             if before_commit is not None:
                 await before_commit(list(task_ids))
-        self._wake(flow)
-        for task_id in task_ids:
-            self._publish("task_queued", task_id, flow, status=TaskStatus.PENDING.value, priority=priority)
         return task_ids
+
+    async def _insert_on_driver(self, on: driver.Driver, row: dict[str, Any]) -> int:
+        """One task as one ``INSERT ... RETURNING id`` on the driver (autocommit; grouped with other writes on
+        SQLite). The statement is built once per set of columns (a prompt brings three more)."""
+        names = tuple(row)
+        statement = on.statement(("create", names), lambda: (
+            insert(TASKS).values({name: bindparam(f"p_{name}", type_=T[name].type) for name in names})
+            .returning(T.id), (T.id,)))
+        rows = await on.write(statement, {f"p_{name}": value for name, value in row.items()})
+        return int(rows[0][0])
 
     async def _insert_tasks(self, conn: AsyncConnection,
                             rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:

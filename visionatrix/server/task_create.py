@@ -37,15 +37,14 @@ async def create_tasks(services: Services, request: TaskCreateRequest, staging: 
     adopted: list[int] = []
 
     async def place_inputs(task_ids: list[int]) -> None:
-        if not names:
-            return
         for task_id in task_ids:
             adopted.append(task_id)
             await asyncio.to_thread(services.storage.adopt, folder, task_id, names)
 
     try:
         return await services.queue.create(flow.name, graph, request.params, count=request.count,
-                                           priority=request.priority, files=inputs, before_commit=place_inputs)
+                                           priority=request.priority, files=inputs,
+                                           before_commit=place_inputs if names else None)
     except BaseException:
         for task_id in adopted:
             with contextlib.suppress(OSError):
