@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 
 from tests.integration.conftest import POSTGRES_URL, Database, create_database, drop_database
 from visionatrix.db.engine import create_engine
-from visionatrix.db.postgres_writer import PostgresWriter
+from visionatrix.db.postgres_writer import Merge, PostgresWriter
 from visionatrix.db.sqlite_writer import SQLiteWriter
 
 CREATE = "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40) NOT NULL UNIQUE)"
@@ -175,7 +175,7 @@ async def test_postgres_concurrent_writes_share_at_most_the_allowed_connections(
     assert [r[0]["name"] for r in rows] == [f"n{i}" for i in range(300)]
     assert sorted(await _pg_names(pg_engine)) == sorted(f"n{i}" for i in range(300))
     assert len({r[0]["pid"] for r in rows}) == 3 == writer.opened
-    assert writer.writes == 300
+    assert writer.statements == 300 and writer.merged == 0  # writes without a Merge never merge
     assert await _connections_returned(pg_engine)
     assert writer.held == 0
 
@@ -308,3 +308,59 @@ async def _session_ends(pid: int) -> bool:
         return False
     finally:
         await admin.dispose()
+
+
+def _insert_merge(*, broken: bool = False) -> Merge:
+    """Queued ``INSERT ... VALUES ($1) RETURNING name`` writes as one multi-row INSERT (``broken``: a merged
+    statement the server refuses, which must make each write run alone)."""
+    def build(writes: list[Sequence[Any]]) -> tuple[str, Sequence[Any]]:
+        if broken:
+            return "INSERT INTO no_such_table VALUES (1)", []
+        return "INSERT INTO items (name) SELECT unnest($1::VARCHAR[]) RETURNING name", [[w[0] for w in writes]]
+
+    def split(writes: list[Sequence[Any]], rows: list[Any]) -> list[list[Any]]:
+        found = {row["name"]: row for row in rows}
+        return [[found[w[0]]] if w[0] in found else [] for w in writes]
+
+    return Merge(key="insert", build=build, split=split)
+
+
+async def _queued_behind_a_slow_write(writer: PostgresWriter, *names: str, merge: Merge) -> list[Any]:
+    slow = asyncio.ensure_future(writer.execute("SELECT pg_sleep(0.2)"))
+    await asyncio.sleep(0.05)
+    outcomes = await asyncio.gather(*(writer.execute("INSERT INTO items (name) VALUES ($1) RETURNING name", [name],
+                                                     merge=merge) for name in names), return_exceptions=True)
+    await slow
+    return outcomes
+
+
+async def test_postgres_queued_writes_run_merged(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    outcomes = await _queued_behind_a_slow_write(writer, "a", "b", "c", merge=_insert_merge())
+    assert [rows[0]["name"] for rows in outcomes] == ["a", "b", "c"]
+    assert writer.merged == 3 and writer.statements == 2  # the slow one, then one for all three
+    assert sorted(await _pg_names(pg_engine)) == ["a", "b", "c"]
+
+
+async def test_postgres_a_merged_statement_that_fails_runs_its_writes_alone(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    await writer.execute("INSERT INTO items (name) VALUES ('taken')")
+    outcomes = await _queued_behind_a_slow_write(writer, "a", "taken", "b", merge=_insert_merge(broken=True))
+    assert outcomes[0][0]["name"] == "a" and outcomes[2][0]["name"] == "b"
+    assert isinstance(outcomes[1], asyncpg.UniqueViolationError)
+    assert writer.merged == 0
+    assert await _pg_names(pg_engine) == ["taken", "a", "b"]
+
+
+async def test_postgres_a_write_cancelled_while_queued_is_never_sent(pg_engine: AsyncEngine) -> None:
+    writer = PostgresWriter(pg_engine, connections=1)
+    slow = asyncio.ensure_future(writer.execute("SELECT pg_sleep(0.2)"))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(writer.execute("INSERT INTO items (name) VALUES ('never')"))
+    kept = asyncio.ensure_future(writer.execute("INSERT INTO items (name) VALUES ('kept')"))
+    await asyncio.sleep(0.01)
+    queued.cancel()
+    await slow
+    await kept
+    assert queued.cancelled()
+    assert await _pg_names(pg_engine) == ["kept"]

@@ -25,9 +25,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert, Update
 
-from visionatrix.db.postgres_writer import PostgresWriter
+from visionatrix.db.postgres_writer import Merge, PostgresWriter
 from visionatrix.db.sqlite_writer import SQLiteWriter
 
+MERGING_CONNECTIONS = 2
+"""PostgreSQL: connections for claims and finishes. Few on purpose: writes that find both busy wait, and the
+waiting ones run merged (``queue.merges``); on a 2-core machine 8 claimers reached about 2,700 claim+finish/s on
+2 connections against about 2,000 on 4 and 1,600 on 8 (``docs/benchmarks.md``)."""
+PLAIN_CONNECTIONS = 8
+"""PostgreSQL: connections for the writes that do not merge (creates, wake-up notices)."""
 BACKENDS = ("postgresql", "sqlite")
 """The databases with a driver path (MySQL/MariaDB go through SQLAlchemy; so does an in-memory SQLite database)."""
 
@@ -54,6 +60,10 @@ class DriverStatement(NamedTuple):
     sql: str
     binds: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+
+    def position(self, name: str) -> int:
+        """Where the parameter ``name`` is among the positional arguments."""
+        return next(i for i, (bind, _, _) in enumerate(self.binds) if bind == name)
 
     def args(self, values: dict[str, Any]) -> list[Any]:
         out = []
@@ -92,7 +102,16 @@ class Driver:
         self.engine = engine
         self.is_postgresql = engine.dialect.name == "postgresql"
         path = sqlite_file(engine)
-        self.writer: SQLiteWriter | PostgresWriter = SQLiteWriter(path) if path is not None else PostgresWriter(engine)
+        self.writer: SQLiteWriter | PostgresWriter
+        """Every write on SQLite; on PostgreSQL the mergeable ones (claims, finishes), on ``MERGING_CONNECTIONS``."""
+        self.plain: SQLiteWriter | PostgresWriter
+        """The other writes (creates, wake-up notices): on PostgreSQL a writer of their own, so that they neither
+        wait behind the merged writes nor break their merges up."""
+        if path is not None:
+            self.writer = self.plain = SQLiteWriter(path)
+        else:
+            self.writer = PostgresWriter(engine, connections=MERGING_CONNECTIONS)
+            self.plain = PostgresWriter(engine, connections=PLAIN_CONNECTIONS)
         self._compiled: dict[Any, DriverStatement] = {}
 
     def statement(self, key: Any,
@@ -104,15 +123,24 @@ class Driver:
             found = self._compiled[key] = compile_statement(stmt, columns, self.engine.dialect)
         return found
 
-    async def write(self, statement: DriverStatement, values: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run ``statement`` with ``values`` as one committed write; the rows it returned, processed."""
-        rows = await self.writer.execute(statement.sql, statement.args(values))
+    async def write(self, statement: DriverStatement, values: dict[str, Any], *,
+                    merge: Merge | None = None) -> list[tuple[Any, ...]]:
+        """Run ``statement`` with ``values`` as one committed write; the rows it returned, processed. ``merge``: how
+        it may run together with other waiting writes on PostgreSQL (``queue.merges``)."""
+        args = statement.args(values)
+        if isinstance(self.writer, SQLiteWriter):
+            rows = await self.writer.execute(statement.sql, args)
+        elif merge is not None:
+            rows = await self.writer.execute(statement.sql, args, merge=merge)
+        else:
+            rows = await self.plain.execute(statement.sql, args)
         return [statement.row(row) for row in rows]
 
     async def aclose(self) -> None:
         """Stop the SQLite writer's thread (it also ends by itself when idle); give the PostgreSQL writer's
         connections back to the pool."""
-        if isinstance(self.writer, SQLiteWriter):
-            await asyncio.to_thread(self.writer.close)
-        else:
-            await self.writer.aclose()
+        for writer in {self.writer, self.plain}:
+            if isinstance(writer, SQLiteWriter):
+                await asyncio.to_thread(writer.close)
+            else:
+                await writer.aclose()

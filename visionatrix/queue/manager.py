@@ -26,11 +26,11 @@ from sqlalchemy import Select, Table, bindparam, case, delete, insert, literal, 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Update
 
-from visionatrix.db.postgres_writer import PostgresWriter
+from visionatrix.db.postgres_writer import Merge, PostgresWriter
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.db.types import UTCDateTime
 from visionatrix.errors import Conflict, LeaseLost, NotFound
-from visionatrix.queue import claim, driver, lease, records, writes
+from visionatrix.queue import claim, driver, lease, merges, records, writes
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus
 from visionatrix.queue.notifier import WakeupNotifier
@@ -86,8 +86,9 @@ class TaskQueue(WorkerRows):
         self.writes = writes.Writes(engine)
         self.is_mysql = self.writes.is_mysql
         self.driver = driver.Driver(engine) if driver.supports(engine) else None
-        self.notifier = (WakeupNotifier(self.driver.writer)
-                         if self.driver is not None and isinstance(self.driver.writer, PostgresWriter) else None)
+        self._finish_merge: Merge | None = None
+        self.notifier = (WakeupNotifier(self.driver.plain)
+                         if self.driver is not None and isinstance(self.driver.plain, PostgresWriter) else None)
 
     async def aclose(self) -> None:
         """Send the wake-ups on their way, stop the queue's own SQLite writer thread and give the PostgreSQL
@@ -243,7 +244,9 @@ class TaskQueue(WorkerRows):
             values = {**values, **claim.installed_params(installed_flows)}
         statement = on.statement(("claim", affinity, flows), lambda: (
             claim.claim_update(affinity=affinity, dialect=dialect, flows=flows), claim.CLAIMED_COLUMNS))
-        rows = await on.write(statement, values)
+        merge = (merges.claim_merge(statement, installed_flows, values[claim.LAST_FLOW] if affinity else None)
+                 if on.is_postgresql else None)
+        rows = await on.write(statement, values, merge=merge)
         return rows[0] if rows else None
 
     async def _claim_in_transaction(self, affinity: bool, values: dict[str, Any]) -> AnyRow | None:
@@ -301,7 +304,9 @@ class TaskQueue(WorkerRows):
         if self.driver is not None and not outputs:
             statement = self.driver.statement(("finished",), lambda: (
                 lease.returning(lease.finished(), (T.flow,)), (T.flow,)))
-            rows = await self.driver.write(statement, values)
+            if self._finish_merge is None and self.driver.is_postgresql:
+                self._finish_merge = merges.finish_merge(statement)
+            rows = await self.driver.write(statement, values, merge=self._finish_merge)
             if not rows:
                 raise LeaseLost(task_id)
             flow = rows[0][0]
