@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -24,11 +25,15 @@ def types_compatible(received: Any, expected: Any) -> bool:
         return isinstance(received, list | tuple) or received in (ANY, "COMBO", "STRING")
     if isinstance(received, list | tuple):
         return expected in (ANY, "COMBO", "STRING")
-    if ANY in (received, expected):
+    if received == expected or ANY in (received, expected):
         return True
-    got = {t.strip() for t in str(received).split(",")}
-    want = {t.strip() for t in str(expected).split(",")}
-    return bool(got & want)
+    return _unions_intersect(str(received), str(expected))
+
+
+@functools.lru_cache(maxsize=1024)
+def _unions_intersect(received: str, expected: str) -> bool:
+    """Whether two comma-separated type unions share a type (a validation checks every link: cached)."""
+    return bool({t.strip() for t in received.split(",")} & {t.strip() for t in expected.split(",")})
 
 
 class CoercionError(ValueError):

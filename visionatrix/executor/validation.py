@@ -9,6 +9,7 @@ the validated copy of the prompt. Imports no torch.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,33 +158,36 @@ class _Validator:
     def _check_constant(self, node: Node, name: str, input_spec: Any) -> None:
         spec_type = input_spec[0]
         options = input_spec[1] if len(input_spec) > 1 and isinstance(input_spec[1], dict) else {}
-        value = unwrap(node.inputs[name])
-        extra = {"input_name": name, "input_config": _config(input_spec), "received_value": value}
+        value = received = unwrap(node.inputs[name])
+
+        def extra() -> dict[str, Any]:  # built only for an error: most constants are fine
+            return {"input_name": name, "input_config": _config(input_spec), "received_value": received}
+
         if isinstance(spec_type, list | tuple) or spec_type == "COMBO":
             self._check_combo(node, name, spec_type, options, value, extra)
             return
         if spec_type not in vt.WIDGET_TYPES and spec_type != vt.ANY:
             self.add(node.id, error("invalid_input_type", f"Input of type {spec_type} must be linked",
                                     f"{name}: a {spec_type} comes from another node's output, not a constant",
-                                    **extra))
+                                    **extra()))
             return
         try:
             value = vt.coerce(spec_type, value)
         except vt.CoercionError as exc:
             self.add(node.id, error("invalid_input_type", f"Failed to convert an input value to a {spec_type} value",
-                                    f"{name}, {value!r}, {exc}", **extra))
+                                    f"{name}, {value!r}, {exc}", **extra()))
             return
         node.inputs[name] = value
         if spec_type in ("INT", "FLOAT"):
             if options.get("min") is not None and value < options["min"]:
                 self.add(node.id, error("value_smaller_than_min", f"Value {value} smaller than min of "
-                                        f"{options['min']}", f"{name}", **extra))
+                                        f"{options['min']}", f"{name}", **extra()))
             if options.get("max") is not None and value > options["max"]:
                 self.add(node.id, error("value_bigger_than_max", f"Value {value} bigger than max of "
-                                        f"{options['max']}", f"{name}", **extra))
+                                        f"{options['max']}", f"{name}", **extra()))
 
     def _check_combo(self, node: Node, name: str, spec_type: Any, options: dict[str, Any], value: Any,
-                     extra: dict[str, Any]) -> None:
+                     extra: Callable[[], dict[str, Any]]) -> None:
         if options.get("remote"):
             return
         choices = list(spec_type) if isinstance(spec_type, list | tuple) else list(options.get("options", []))
@@ -191,11 +195,12 @@ class _Validator:
             value, list) else [value]
         bad = [v for v in values if v not in choices]
         if bad:
+            fields = extra()
             if len(choices) > 20:
-                extra = {**extra, "input_config": None}
+                fields["input_config"] = None
             shown = ", ".join(map(repr, choices[:20])) + (" ..." if len(choices) > 20 else "")
             self.add(node.id, error("value_not_in_list", "Value not in list",
-                                    f"{name}: {bad[0]!r} not in [{shown}]", **extra))
+                                    f"{name}: {bad[0]!r} not in [{shown}]", **fields))
 
     def _run_hook(self, node: Node, hook: _ValidateInputsHook, received_types: dict[str, str]) -> None:
         names = set(node.inputs) if hook.takes_all else hook.params - {"input_types"}

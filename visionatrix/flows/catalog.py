@@ -122,12 +122,13 @@ class FlowCatalog:
         name that is not a plain id."""
         if not isinstance(name, str) or not FLOW_NAME_RE.match(name):
             raise NotFound("flow", str(name))
-        self._ensure_loaded()
-        if name in self.bundled.names():
+        self._ensure_loaded()  # every request looks its flow up here: lookups only, nothing sorted or listed
+        bundled = self.bundled.find(name)
+        if bundled is not None:
             if name in self._uninstalled:
                 raise NotFound("flow", name)
-            return self.bundled.get(name)
-        flow = self._uploaded_flows().get(name)
+            return bundled
+        flow = self._uploaded.find(name) if self.user_dir.is_dir() else None
         if flow is None:
             raise NotFound("flow", name)
         return flow

@@ -68,7 +68,7 @@ def bind_params(flow: Flow, params: Mapping[str, Any], files: Mapping[str, str] 
     seed = _seed(params, problems) if auto_seed and SEED_PARAM in params else None
     if problems:
         raise InvalidParams(problems)
-    graph = copy.deepcopy(flow.graph)
+    graph = copy_json(flow.graph)
     for name, value in values.items():
         _write(graph, manifest.input(name), value)  # type: ignore[arg-type]
     if seed is not None:
@@ -183,3 +183,15 @@ def _write_seed(graph: Graph, seed: int) -> None:
         for name in SEED_INPUTS:
             if name in inputs and not is_link(inputs[name]):
                 inputs[name] = seed
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON-shaped value (dicts, lists, scalars) — several times faster than ``copy.deepcopy``,
+    which a create request pays for its flow's whole graph; anything else is deep-copied the general way."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return copy.deepcopy(value)

@@ -66,6 +66,10 @@ class FlowStore:
     def flows(self) -> list[Flow]:
         return [self._index()[name] for name in self.names()]
 
+    def find(self, name: str) -> Flow | None:
+        """The flow called ``name``, or None (one dictionary lookup: no sorting, no check of the name)."""
+        return self._index().get(name)
+
     def get(self, name: str) -> Flow:
         """The flow called ``name``; a name that is not a plain id (a path, ``..``) is refused."""
         if not isinstance(name, str) or not FLOW_NAME_RE.match(name):

@@ -41,6 +41,8 @@ TASKS = cast(Table, Task.__table__)
 FILES = cast(Table, TaskFile.__table__)
 WORKERS = cast(Table, Worker.__table__)
 T = TASKS.c
+MERGES_KEPT = 256
+"""Claim merges remembered (one per set of installed flows and affinity flow)."""
 WORKER_LOST = "worker lost"
 """The error message of a task whose lease expired once too often (``max_attempts``)."""
 
@@ -87,6 +89,7 @@ class TaskQueue(WorkerRows):
         self.is_mysql = self.writes.is_mysql
         self.driver = driver.Driver(engine) if driver.supports(engine) else None
         self._finish_merge: Merge | None = None
+        self._claim_merges: dict[tuple[tuple[str, ...], str | None], Merge] = {}
         self.notifier = (WakeupNotifier(self.driver.plain)
                          if self.driver is not None and isinstance(self.driver.plain, PostgresWriter) else None)
 
@@ -244,10 +247,21 @@ class TaskQueue(WorkerRows):
             values = {**values, **claim.installed_params(installed_flows)}
         statement = on.statement(("claim", affinity, flows), lambda: (
             claim.claim_update(affinity=affinity, dialect=dialect, flows=flows), claim.CLAIMED_COLUMNS))
-        merge = (merges.claim_merge(statement, installed_flows, values[claim.LAST_FLOW] if affinity else None)
-                 if on.is_postgresql else None)
+        merge = self._claim_merge(statement, installed_flows, values[claim.LAST_FLOW] if affinity else None) \
+            if on.is_postgresql else None
         rows = await on.write(statement, values, merge=merge)
         return rows[0] if rows else None
+
+    def _claim_merge(self, statement: driver.DriverStatement, installed_flows: Sequence[str],
+                     affinity_flow: str | None) -> Merge:
+        """The claim's ``Merge``, built once per set of flows (at most ``MERGES_KEPT`` sets are remembered)."""
+        key = (tuple(installed_flows), affinity_flow)
+        found = self._claim_merges.get(key)
+        if found is None:
+            if len(self._claim_merges) >= MERGES_KEPT:
+                self._claim_merges.clear()
+            found = self._claim_merges[key] = merges.claim_merge(statement, installed_flows, affinity_flow)
+        return found
 
     async def _claim_in_transaction(self, affinity: bool, values: dict[str, Any]) -> AnyRow | None:
         for _ in range(3):

@@ -9,6 +9,7 @@ import pytest
 from tests.unit.flows.helpers import metadata_node, node, raw_corpus_flow
 from visionatrix.errors import InvalidParams
 from visionatrix.flows import Flow, bind_params, load_flow
+from visionatrix.flows.params import copy_json
 
 
 def _problems(flow: Flow, params: dict[str, Any], files: dict[str, str] | None = None) -> dict[str, str]:
@@ -204,3 +205,17 @@ def test_params_must_be_a_mapping(sdxl: Flow) -> None:
     with pytest.raises(InvalidParams) as caught:
         bind_params(sdxl, ["prompt"])  # type: ignore[arg-type]
     assert caught.value.problems == {"params": "parameters and files must be given as mappings of name -> value"}
+
+
+def test_copy_json_copies_every_level_and_falls_back_for_other_values():
+    marker = object()
+    source = {"1": {"inputs": {"text": "a", "link": ["2", 0], "n": 1.5, "flag": True, "none": None}},
+              "odd": (1, [2]), "obj": marker}
+    copied = copy_json(source)
+    assert {k: v for k, v in copied.items() if k != "obj"} == {k: v for k, v in source.items() if k != "obj"}
+    copied["1"]["inputs"]["link"][0] = "9"
+    copied["1"]["inputs"]["text"] = "b"
+    copied["odd"][1].append(3)
+    assert source["1"]["inputs"] == {"text": "a", "link": ["2", 0], "n": 1.5, "flag": True, "none": None}
+    assert source["odd"] == (1, [2])  # a tuple (not JSON) is deep-copied the general way
+    assert copied["obj"] is not marker
