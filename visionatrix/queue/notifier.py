@@ -4,10 +4,13 @@ coalesced per flow.
 A ``NOTIFY`` inside a transaction serialises that transaction's commit with every other notifying commit (the
 server holds one lock over its notification queue while committing), so creates sending their own ``NOTIFY``
 queued behind each other. Here the notice goes out after the commit, as its own short autocommit statement on the
-queue's PostgreSQL writer; while one notice of a flow is on its way, further ones for that flow only mark it to be
-sent once more afterwards — a listener needs one wake-up per burst, not one per task. A notice lost to a crash
-between the commit and the send costs a Database-FS worker one poll interval (it claims at least every
-``VIX_POLL_MAX_S``).
+queue's PostgreSQL writer. A listener needs one wake-up per burst, not one per task (a woken worker claims until
+the queue is empty), so notices are coalesced per flow: the first one goes out at once; while it is on its way,
+and for ``interval_s`` after it, further tasks of that flow only mark it to be sent once more at the end of that
+time. An idle worker is woken by the first task at once; during a burst each flow costs at most one notice per
+``interval_s`` (at a thousand creates a second, sending one per round trip had put a ``NOTIFY`` after every other
+create). A notice lost to a crash between the commit and the send costs a Database-FS worker one poll interval (it
+claims at least every ``VIX_POLL_MAX_S``).
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ log = logging.getLogger(__name__)
 NOTIFY_SQL = "SELECT pg_notify($1, $2)"
 
 
+NOTICE_INTERVAL_S = 0.005
+"""The shortest time between two notices of one flow."""
+
+
 class WakeupNotifier:
-    def __init__(self, writer: PostgresWriter) -> None:
+    def __init__(self, writer: PostgresWriter, *, interval_s: float = NOTICE_INTERVAL_S) -> None:
         self.writer = writer
+        self.interval_s = interval_s
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self.sent = 0
@@ -46,6 +54,7 @@ class WakeupNotifier:
                     self.sent += 1
                 except Exception:  # the listeners still poll; the next task of this flow notifies again
                     log.warning("could not notify the workers of a new %s task", flow, exc_info=True)
+                await asyncio.sleep(self.interval_s)
                 if flow not in self._again:
                     return
         finally:
