@@ -40,6 +40,7 @@ async def test_a_lone_task_is_announced_at_once() -> None:
 async def test_a_burst_sends_one_notice_per_interval_and_announces_its_end() -> None:
     writer = RecordingWriter()
     notifier = WakeupNotifier(cast(PostgresWriter, writer), interval_s=0.02)
+    first_task = asyncio.get_running_loop().time()
     for _ in range(50):  # 50 tasks over about 0.1 s
         notifier.notify("a")
         notifier.notify("b")
@@ -48,7 +49,7 @@ async def test_a_burst_sends_one_notice_per_interval_and_announces_its_end() -> 
     await notifier.flush()
     for flow in ("a", "b"):
         times = [at for name, at in writer.sent if name == flow]
-        assert 3 <= len(times) <= 8, times
+        assert 2 <= len(times) <= (last_task - first_task) / 0.02 + 2, times  # not one per task
         assert times[-1] >= last_task  # the burst's last tasks were announced after they were queued
         assert all(later - earlier >= 0.019 for earlier, later in itertools.pairwise(times))
     assert notifier.sent == len(writer.sent)
