@@ -22,19 +22,20 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, case, delete, insert, literal, select, update
+from sqlalchemy import Select, Table, bindparam, case, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Update
 
 from visionatrix.db.postgres_writer import Merge, PostgresWriter
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.db.types import UTCDateTime
-from visionatrix.errors import Conflict, LeaseLost, NotFound
+from visionatrix.errors import LeaseLost, NotFound
 from visionatrix.queue import claim, driver, lease, merges, records, writes
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.models import ClaimedTask, FileRecord, LeaseState, TaskRecord, TaskStatus
 from visionatrix.queue.notifier import WakeupNotifier
 from visionatrix.queue.records import AnyRow
+from visionatrix.queue.user_actions import UserActions
 from visionatrix.queue.worker_rows import WorkerRows
 
 TASKS = cast(Table, Task.__table__)
@@ -71,7 +72,7 @@ def _claimed_row() -> Select[Any]:
     return claim.claimed_row()
 
 
-class TaskQueue(WorkerRows):
+class TaskQueue(WorkerRows, UserActions):
     """The task queue over ``engine``. ``lease_s``: how long a claim or heartbeat keeps a task; ``max_attempts``:
     runs of one task before an expired lease fails it; ``events``: where task events are published."""
 
@@ -411,70 +412,3 @@ class TaskQueue(WorkerRows):
                 else:
                     self._publish("task_cancelled", row.id, row.flow, status=status.value)
         return moved
-
-    # -- the user's side: cancel, restart, delete --------------------------------------------------------------
-
-    async def _state_conflict(self, task_id: int, action: str) -> Conflict:
-        """``NotFound`` when the task does not exist, else the ``Conflict`` to raise for ``action``."""
-        async with self.engine.connect() as conn:
-            status = (await conn.execute(select(T.status).where(T.id == task_id))).scalar()
-        if status is None:
-            raise NotFound("task", str(task_id))
-        return Conflict(f"task {task_id} is {status}: it cannot be {action}")
-
-    async def cancel(self, task_id: int) -> TaskRecord:
-        """A pending task becomes ``cancelled`` at once; a running one is flagged (``cancel_requested``), and its
-        worker sees the flag on its next heartbeat. Otherwise ``Conflict``; ``NotFound``."""
-        now = _now()
-        at_once = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.PENDING.value)
-                   .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now))
-        flagged = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.RUNNING.value)
-                   .values(cancel_requested=True, updated_at=now))
-        async with self.writes.single() as conn:
-            row = await self.writes.update_one(conn, task_id, at_once, (T.flow,))
-        if row is not None:
-            self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
-            return await self.get(task_id)
-        async with self.writes.single() as conn:
-            row = await self.writes.update_one(conn, task_id, flagged, (T.flow,))
-        if row is None:
-            raise await self._state_conflict(task_id, "cancelled")
-        return await self.get(task_id)
-
-    async def restart(self, task_id: int) -> TaskRecord:
-        """A failed or cancelled task goes back to ``pending`` (attempt 0, error and progress cleared, output
-        rows removed). Otherwise ``Conflict``; ``NotFound``."""
-        now = _now()
-        stmt = (update(TASKS)
-                .where(T.id == task_id, T.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]))
-                .values(status=TaskStatus.PENDING.value, attempt=0, error=None, timings={}, cancel_requested=False,
-                        finished_at=None, **records.RESET_RUN, updated_at=now))
-        async with self.engine.begin() as conn:
-            row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
-            if row is not None:
-                await conn.execute(delete(FILES).where(FILES.c.task_id == task_id, FILES.c.kind == "output"))
-        if row is None:
-            raise await self._state_conflict(task_id, "restarted")
-        self._wake(row.flow)
-        self._publish("task_restarted", task_id, row.flow, status=TaskStatus.PENDING.value)
-        return await self.get(task_id)
-
-    async def delete(self, task_id: int) -> None:
-        """Remove the task and its file rows. A running task must be cancelled first (``Conflict``); ``NotFound``."""
-        async with self.engine.begin() as conn:
-            row = await self._delete_unless_running(conn, task_id)
-        if row is None:
-            raise await self._state_conflict(task_id, "deleted while it runs; cancel it first")
-        self._publish("task_deleted", task_id, row.flow, status=row.status)
-
-    async def _delete_unless_running(self, conn: AsyncConnection, task_id: int) -> AnyRow | None:
-        where = [T.id == task_id, T.status != TaskStatus.RUNNING.value]
-        if self.is_mysql:
-            row = (await conn.execute(select(T.flow, T.status).where(*where).with_for_update())).first()
-            if row is not None:
-                await conn.execute(delete(TASKS).where(*where))
-        else:
-            row = (await conn.execute(delete(TASKS).where(*where).returning(T.flow, T.status))).first()
-        if row is not None:  # the foreign key cascades; this also covers a SQLite connection without it
-            await conn.execute(delete(FILES).where(FILES.c.task_id == task_id))
-        return row

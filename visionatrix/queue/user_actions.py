@@ -1,0 +1,103 @@
+"""The user's side of the task lifecycle: cancel, restart and delete.
+
+``UserActions`` is a base of ``TaskQueue`` (same engine, same write mechanics, same events); it holds no state of
+its own. Each action is a compare-and-set on the status in the ``WHERE`` clause; ``Conflict`` names the status that
+refused it, ``NotFound`` an unknown task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import cast
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from visionatrix.db.tables import Task, TaskFile
+from visionatrix.errors import Conflict, NotFound
+from visionatrix.queue import records, writes
+from visionatrix.queue.models import TaskRecord, TaskStatus
+from visionatrix.queue.records import AnyRow
+
+TASKS = cast(Table, Task.__table__)
+FILES = cast(Table, TaskFile.__table__)
+T = TASKS.c
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UserActions:
+    engine: AsyncEngine
+    writes: writes.Writes
+    is_mysql: bool
+    _publish: Callable[..., None]
+    _wake: Callable[[str], None]
+    get: Callable[[int], Awaitable[TaskRecord]]
+
+    async def _state_conflict(self, task_id: int, action: str) -> Conflict:
+        """``NotFound`` when the task does not exist, else the ``Conflict`` to raise for ``action``."""
+        async with self.engine.connect() as conn:
+            status = (await conn.execute(select(T.status).where(T.id == task_id))).scalar()
+        if status is None:
+            raise NotFound("task", str(task_id))
+        return Conflict(f"task {task_id} is {status}: it cannot be {action}")
+
+    async def cancel(self, task_id: int) -> TaskRecord:
+        """A pending task becomes ``cancelled`` at once; a running one is flagged (``cancel_requested``), and its
+        worker sees the flag on its next heartbeat. Otherwise ``Conflict``; ``NotFound``."""
+        now = _now()
+        at_once = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.PENDING.value)
+                   .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now))
+        flagged = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.RUNNING.value)
+                   .values(cancel_requested=True, updated_at=now))
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, at_once, (T.flow,))
+        if row is not None:
+            self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
+            return await self.get(task_id)
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, flagged, (T.flow,))
+        if row is None:
+            raise await self._state_conflict(task_id, "cancelled")
+        return await self.get(task_id)
+
+    async def restart(self, task_id: int) -> TaskRecord:
+        """A failed or cancelled task goes back to ``pending`` (attempt 0, error and progress cleared, output
+        rows removed). Otherwise ``Conflict``; ``NotFound``."""
+        now = _now()
+        stmt = (update(TASKS)
+                .where(T.id == task_id, T.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]))
+                .values(status=TaskStatus.PENDING.value, attempt=0, error=None, timings={}, cancel_requested=False,
+                        finished_at=None, **records.RESET_RUN, updated_at=now))
+        async with self.engine.begin() as conn:
+            row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
+            if row is not None:
+                await conn.execute(delete(FILES).where(FILES.c.task_id == task_id, FILES.c.kind == "output"))
+        if row is None:
+            raise await self._state_conflict(task_id, "restarted")
+        self._wake(row.flow)
+        self._publish("task_restarted", task_id, row.flow, status=TaskStatus.PENDING.value)
+        return await self.get(task_id)
+
+    async def delete(self, task_id: int) -> None:
+        """Remove the task and its file rows. A running task must be cancelled first (``Conflict``); ``NotFound``."""
+        async with self.engine.begin() as conn:
+            row = await self._delete_unless_running(conn, task_id)
+        if row is None:
+            raise await self._state_conflict(task_id, "deleted while it runs; cancel it first")
+        self._publish("task_deleted", task_id, row.flow, status=row.status)
+
+    async def _delete_unless_running(self, conn: AsyncConnection, task_id: int) -> AnyRow | None:
+        where = [T.id == task_id, T.status != TaskStatus.RUNNING.value]
+        if self.is_mysql:
+            row = (await conn.execute(select(T.flow, T.status).where(*where).with_for_update())).first()
+            if row is not None:
+                await conn.execute(delete(TASKS).where(*where))
+        else:
+            row = (await conn.execute(delete(TASKS).where(*where).returning(T.flow, T.status))).first()
+        if row is not None:  # the foreign key cascades; this also covers a SQLite connection without it
+            await conn.execute(delete(FILES).where(FILES.c.task_id == task_id))
+        return row
