@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
@@ -190,6 +190,7 @@ async def test_postgres_callers_beyond_the_connections_wait_their_turn(pg_engine
     assert asyncio.get_running_loop().time() - started >= 0.14  # three rounds of two
     await writer.aclose()
     assert pg_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert not event.contains(pg_engine.sync_engine, "engine_disposed", writer._engine_disposed)  # let go of
 
 
 async def test_postgres_a_caller_cancelled_mid_write_leaves_no_broken_connection(pg_engine: AsyncEngine) -> None:

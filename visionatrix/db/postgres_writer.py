@@ -132,6 +132,8 @@ class PostgresWriter:
     async def aclose(self) -> None:
         """Give every held connection back to the pool; ones in use go back when their write ends."""
         self._closed = True
+        if event.contains(self.engine.sync_engine, "engine_disposed", self._engine_disposed):
+            event.remove(self.engine.sync_engine, "engine_disposed", self._engine_disposed)
         if self._trim_timer is not None:
             self._trim_timer.cancel()
             self._trim_timer = None
@@ -190,10 +192,11 @@ class PostgresWriter:
         if self._closed:
             self._spawn(self._close(held))
             return
-        held.idle_since = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        held.idle_since = loop.time()
         self._free.append(held)
         if self._trim_timer is None:
-            self._trim_timer = asyncio.get_running_loop().call_later(self.idle_s, self._trim)
+            self._trim_timer = loop.call_later(self.idle_s, self._trim)
 
     def _trim(self) -> None:
         """Give back the connections idle for ``idle_s``; look again later while any stays free."""
