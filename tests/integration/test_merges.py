@@ -46,9 +46,9 @@ def _writer(queue: TaskQueue) -> PostgresWriter:
 
 
 async def _while_busy(queue: TaskQueue, *writes: Awaitable[Any]) -> list[Any]:
-    """Run ``writes`` while every merging connection runs a 0.3 s statement, so they queue and merge."""
+    """Run ``writes`` while every merging connection runs a 0.5 s statement, so they queue and merge."""
     writer = _writer(queue)
-    blockers = [asyncio.ensure_future(writer.execute("SELECT pg_sleep(0.3)")) for _ in range(MERGING_CONNECTIONS)]
+    blockers = [asyncio.ensure_future(writer.execute("SELECT pg_sleep(0.5)")) for _ in range(MERGING_CONNECTIONS)]
     await asyncio.sleep(0.1)
     assert writer.held == MERGING_CONNECTIONS
     before = writer.merged
