@@ -115,18 +115,17 @@ class PostgresWriter:
         if held is None:
             return await self._enqueue(sql, args, merge)
         try:
-            rows: list[Any] = await held.driver.fetch(sql, *args)
-        except Exception as exc:
-            if not _connection_lost(held.driver, exc):
-                self._give_back(held)
-                raise
+            rows, error = await self._alone(held.driver, sql, args)
+        except Exception:  # the connection broke
             await self._discard(held)
             raise
         except BaseException:  # cancelled mid-statement: the connection's state is unknown
             await asyncio.shield(self._discard(held))
             raise
-        self.statements += 1
         self._give_back(held)
+        if error is not None:
+            raise error
+        assert rows is not None
         return rows
 
     async def aclose(self) -> None:
@@ -214,22 +213,22 @@ class PostgresWriter:
 
     async def _close(self, held: _Held) -> None:
         """Back to the pool (the pool resets it)."""
-        try:
-            await held.conn.close()
-        except Exception:
-            log.warning("a PostgreSQL writer connection failed to close", exc_info=True)
-        finally:
-            self._held -= 1
-            self._serve_in_new_connection()
+        await self._let_go(held, broken=False)
 
     async def _discard(self, held: _Held) -> None:
         """Close a broken connection at once and invalidate it (the pool opens a new one later)."""
+        await self._let_go(held, broken=True)
+
+    async def _let_go(self, held: _Held, *, broken: bool) -> None:
+        """The connection leaves the writer; a slot is free for the writes that wait."""
         try:
-            held.driver.terminate()  # no graceful goodbye on a connection in an unknown state
-            await held.conn.invalidate()
+            if broken:
+                held.driver.terminate()  # no graceful goodbye on a connection in an unknown state
+                await held.conn.invalidate()
             await held.conn.close()
         except Exception:
-            log.debug("invalidating a broken PostgreSQL connection failed", exc_info=True)
+            log.warning("a PostgreSQL writer connection failed to %s", "invalidate" if broken else "close",
+                        exc_info=True)
         finally:
             self._held -= 1
             self._serve_in_new_connection()
@@ -314,7 +313,7 @@ class PostgresWriter:
 
     async def _run(self, driver: Any, jobs: list[_Queued]) -> list[Outcome]:
         if len(jobs) == 1:
-            return [await self._alone(driver, jobs[0])]
+            return [await self._alone(driver, jobs[0].sql, jobs[0].args)]
         merge = jobs[0].merge
         assert merge is not None
         arguments = [job.args for job in jobs]
@@ -324,14 +323,15 @@ class PostgresWriter:
         except Exception as exc:
             if _connection_lost(driver, exc):
                 raise
-            return [await self._alone(driver, job) for job in jobs]  # nothing was committed: one by one
+            return [await self._alone(driver, job.sql, job.args) for job in jobs]  # nothing was committed: one by one
         self.statements += 1
         self.merged += len(jobs)
         return [(own, None) for own in merge.split(arguments, rows)]
 
-    async def _alone(self, driver: Any, job: _Queued) -> Outcome:
+    async def _alone(self, driver: Any, sql: str, args: Sequence[Any]) -> Outcome:
+        """One statement on ``driver``: its rows, or the error it raised; raises when the connection broke."""
         try:
-            rows = await driver.fetch(job.sql, *job.args)
+            rows = await driver.fetch(sql, *args)
         except Exception as exc:
             if _connection_lost(driver, exc):
                 raise
