@@ -14,13 +14,13 @@ from typing import cast
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from visionatrix.db.tables import Task, TaskFile
+from visionatrix.db.tables import TaskFile
 from visionatrix.errors import Conflict, NotFound
 from visionatrix.queue import records, writes
+from visionatrix.queue.claim import TASKS
 from visionatrix.queue.models import TaskRecord, TaskStatus
 from visionatrix.queue.records import AnyRow
 
-TASKS = cast(Table, Task.__table__)
 FILES = cast(Table, TaskFile.__table__)
 T = TASKS.c
 
