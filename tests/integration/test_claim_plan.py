@@ -10,7 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.sql import visitors
 
 from tests.integration.conftest import Database
-from visionatrix.queue import claim
+from visionatrix.queue import claim, lease, merges
+from visionatrix.queue.claim import TASKS
 from visionatrix.queue.manager import TaskQueue
 
 ROWS = 100_000
@@ -81,9 +82,33 @@ async def test_claim_on_100k_tasks_uses_indexes_not_a_sequential_scan(postgres: 
             await conn.rollback()
 
         queue = TaskQueue(engine)
+        for name, (sql, args) in _merged_statements(queue, installed, values).items():
+            async with engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                plan = _plan_text(await driver.fetch("EXPLAIN " + sql, *args))
+            assert "Seq Scan on tasks" not in plan, f"{name}:\n{plan}"
+            assert "Index" in plan, f"{name}:\n{plan}"
         task = await queue.claim_next("w", installed, last_flow="flow-4")
         assert task is not None and task.flow == "flow-4"
         record = await queue.get(task.id)
         assert record.priority == 4  # the highest priority a pending task of an installed flow has
+        await queue.aclose()
     finally:
         await engine.dispose()
+
+
+def _merged_statements(queue: TaskQueue, installed: list[str], values: dict) -> dict[str, tuple[str, list]]:
+    """The merged claims (with and without affinity) and finish of four writes each (``queue.merges``)."""
+    assert queue.driver is not None
+    found = {}
+    for affinity in (False, True):
+        statement = queue.driver.statement(("claim", affinity, None), lambda a=affinity: (
+            claim.claim_update(affinity=a, dialect="postgresql"), claim.CLAIMED_COLUMNS))
+        merge = merges.claim_merge(statement, installed, "flow-4" if affinity else None)
+        writes = [statement.args({**values, "p_lease_token": f"t{i}"}) for i in range(4)]
+        found[f"merged claim, affinity {affinity}"] = merge.build(writes)
+    statement = queue.driver.statement(("finished",), lambda: (
+        lease.returning(lease.finished(), (TASKS.c.flow,)), (TASKS.c.flow,)))
+    writes = [statement.args(lease.params(i, f"t{i}", timings={}, now=datetime.now(UTC))) for i in range(1, 5)]
+    found["merged finish"] = merges.finish_merge(statement).build(writes)
+    return found
