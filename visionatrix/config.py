@@ -35,7 +35,8 @@ class Settings:
     user_flows_dir: Path = field(default_factory=lambda: Path("vix_flows"))
     user_dir: Path = field(default_factory=lambda: Path("vix_user"))
     """The graph editor's per-user settings and saved workflows (``VIX_USER_DIR``)."""
-    models_catalog: Path | None = None
+    models_catalog: tuple[str, ...] = ()
+    """``VIX_MODELS_CATALOG``: catalog files or http(s) URLs, later ones override earlier names; empty: none."""
     device: str | None = None
     max_image_pixels: int = 64 * 1024 * 1024
     cache_max_entries: int = 256
@@ -59,6 +60,19 @@ class Settings:
     server_url: str | None = None
     """WORKER mode: the server's base URL (``VIX_HOST=http://host:port``); None: Database-FS."""
     models_dir: Path = field(default_factory=lambda: Path("models"))
+    extra_model_paths: Path | None = None
+    """``VIX_EXTRA_MODEL_PATHS``: a file in ComfyUI's ``extra_model_paths.yaml`` format."""
+    download_allow_hosts: tuple[str, ...] | None = None
+    """``VIX_DOWNLOAD_ALLOW_HOSTS``: hosts model downloads may reach (``*``: any); None: the catalog's hosts."""
+    max_concurrent_downloads: int = 2
+    hf_token: str | None = None
+    civitai_token: str | None = None
+    ram_cache_bytes: int | None = None
+    """``VIX_RAM_CACHE_GB``: RAM the model manager may keep models in; None: half of the host's RAM."""
+    vram_reserve_bytes: int = 1024**3
+    """``VIX_VRAM_RESERVE_GB``: VRAM left free for activations when models are placed on a GPU."""
+    cache_max_bytes: int = 512 * 1024**2
+    """``VIX_CACHE_MAX_MB``: bytes of tensors the executor's output cache may hold between runs."""
     poll_min_s: float = 0.05
     poll_max_s: float = 2.0
     long_poll_s: float = 20.0
@@ -121,6 +135,26 @@ def _bool(name: str, value: Any, default: bool) -> bool:
     if text in _TRUE | _FALSE:
         return text in _TRUE
     raise InvalidSetting(f"{name} must be one of 1, 0, true, false, yes, no, on, off; got {value!r}")
+
+
+def _gigabytes(name: str, value: Any, default: int | None) -> int | None:
+    """A size in GB (decimal allowed) as bytes; ``default`` when unset."""
+    if value is None or value == "":
+        return default
+    return int(_float(name, value, 0.0, low=0.0) * 1024**3)
+
+
+def _sources(value: Any) -> tuple[str, ...]:
+    """``;``-separated files or URLs (a list from flags), blanks dropped, order kept."""
+    if value in (None, "", [], ()):
+        return ()
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(";")
+    return tuple(str(part).strip() for part in parts if str(part).strip())
+
+
+def _hosts(value: Any) -> tuple[str, ...] | None:
+    hosts = tuple(host.lower() for host in _sources(str(value).replace(",", ";") if value else value))
+    return hosts or None
 
 
 def _pick(flags: Mapping[str, Any], flag: str, env: Mapping[str, str], *names: str) -> Any:
@@ -195,7 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         flows_dirs=_paths(env.get("VIX_FLOWS_DIRS")) or defaults.flows_dirs,
         user_flows_dir=Path(_pick(flags, "user_flows_dir", env, "VIX_USER_FLOWS_DIR") or defaults.user_flows_dir),
         user_dir=Path(_pick(flags, "user_dir", env, "VIX_USER_DIR") or defaults.user_dir),
-        models_catalog=Path(str(catalog)) if catalog else None,
+        models_catalog=_sources(catalog),
         device=str(device) if device else None,
         max_image_pixels=_int("VIX_MAX_IMAGE_PIXELS", _pick(flags, "max_image_pixels", env, "VIX_MAX_IMAGE_PIXELS"),
                               defaults.max_image_pixels, low=1),
@@ -221,6 +255,18 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         worker_auth=_worker_auth(_pick(flags, "worker_auth", env, "WORKER_AUTH")),
         server_url=server_url,
         models_dir=Path(_pick(flags, "models_dir", env, "VIX_MODELS_DIR") or defaults.models_dir),
+        extra_model_paths=Path(extra) if (extra := _pick(flags, "extra_model_paths", env,
+                                                         "VIX_EXTRA_MODEL_PATHS")) else None,
+        download_allow_hosts=_hosts(env.get("VIX_DOWNLOAD_ALLOW_HOSTS")),
+        max_concurrent_downloads=_int("VIX_MAX_CONCURRENT_DOWNLOADS", env.get("VIX_MAX_CONCURRENT_DOWNLOADS"),
+                                      defaults.max_concurrent_downloads, low=1, high=16),
+        hf_token=env.get("HF_TOKEN") or None,
+        civitai_token=env.get("CIVITAI_TOKEN") or None,
+        ram_cache_bytes=_gigabytes("VIX_RAM_CACHE_GB", env.get("VIX_RAM_CACHE_GB"), defaults.ram_cache_bytes),
+        vram_reserve_bytes=_gigabytes("VIX_VRAM_RESERVE_GB", env.get("VIX_VRAM_RESERVE_GB"),
+                                      defaults.vram_reserve_bytes) or 0,
+        cache_max_bytes=_int("VIX_CACHE_MAX_MB", env.get("VIX_CACHE_MAX_MB"), defaults.cache_max_bytes // 1024**2)
+        * 1024**2,
         poll_min_s=poll_min_s,
         poll_max_s=poll_max_s,
         long_poll_s=long_poll_s,

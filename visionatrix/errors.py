@@ -117,3 +117,39 @@ class TooLarge(VisionatrixError):
         self.what = what
         self.limit_bytes = limit_bytes
         super().__init__(f"{what} is over the limit of {limit_bytes} bytes")
+
+
+class ModelError(VisionatrixError):
+    """A model could not be found, read, installed or removed."""
+
+
+class ModelFileError(ModelError):
+    """A file is not a usable model for what asked for it: not a model, truncated, a pickle that needs code, or a
+    model of the wrong kind for its loader."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"model file {self.path}: {reason}")
+
+
+class DownloadError(ModelError):
+    """A model download failed."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"download of {name}: {reason}")
+
+
+class DownloadRefused(DownloadError):
+    """A download address is not allowed (scheme, host or a private network address)."""
+
+
+class DownloadAuthRequired(DownloadError):
+    """The server asked for credentials: the named token is missing or not accepted."""
+
+    def __init__(self, name: str, token_env: str, status: int) -> None:
+        self.token_env = token_env
+        self.status = status
+        super().__init__(name, f"HTTP {status}: the model is gated; set {token_env} to a token with access to it")

@@ -16,7 +16,8 @@ from visionatrix.errors import VisionatrixError
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes-dir", dest="nodes_dirs", action="append", default=[], metavar="DIR",
                         help="extra folder of ComfyUI node packs (repeatable; adds to VIX_NODES_DIRS)")
-    parser.add_argument("--models-catalog", metavar="FILE", help="models catalog JSON (VIX_MODELS_CATALOG)")
+    parser.add_argument("--models-catalog", metavar="FILE_OR_URL",
+                        help="models catalog JSON files or URLs, ';'-separated (VIX_MODELS_CATALOG)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (LOG_LEVEL)")
 
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
           "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_name", "flows", "worker_auth",
-          "models_dir", "claim_ahead", "user_dir")
+          "models_dir", "claim_ahead", "user_dir", "extra_model_paths")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
