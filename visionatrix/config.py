@@ -35,8 +35,9 @@ class Settings:
     user_flows_dir: Path = field(default_factory=lambda: Path("vix_flows"))
     user_dir: Path = field(default_factory=lambda: Path("vix_user"))
     """The graph editor's per-user settings and saved workflows (``VIX_USER_DIR``)."""
-    models_catalog: tuple[str, ...] = ()
-    """``VIX_MODELS_CATALOG``: catalog files or http(s) URLs, later ones override earlier names; empty: none."""
+    models_catalog: tuple[str, ...] = (str(PROJECT_ROOT / "visionatrix" / "models" / "models_catalog.json"),)
+    """``VIX_MODELS_CATALOG``: catalog files or http(s) URLs, later ones override earlier names; default: the
+    bundled copy of Visionatrix's catalog (``visionatrix/models/models_catalog.json``)."""
     device: str | None = None
     max_image_pixels: int = 64 * 1024 * 1024
     cache_max_entries: int = 256
@@ -229,7 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         flows_dirs=_paths(env.get("VIX_FLOWS_DIRS")) or defaults.flows_dirs,
         user_flows_dir=Path(_pick(flags, "user_flows_dir", env, "VIX_USER_FLOWS_DIR") or defaults.user_flows_dir),
         user_dir=Path(_pick(flags, "user_dir", env, "VIX_USER_DIR") or defaults.user_dir),
-        models_catalog=_sources(catalog),
+        models_catalog=_sources(catalog) or defaults.models_catalog,
         device=str(device) if device else None,
         max_image_pixels=_int("VIX_MAX_IMAGE_PIXELS", _pick(flags, "max_image_pixels", env, "VIX_MAX_IMAGE_PIXELS"),
                               defaults.max_image_pixels, low=1),

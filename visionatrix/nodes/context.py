@@ -38,6 +38,11 @@ class NodeContext:
     models_dir: Path | None = None
     """Model files, one subfolder per kind (``checkpoints``, ``loras``, ...); ``folder_paths.get_filename_list``
     lists them. None: no models."""
+    model_folders: Any = None
+    """The worker's :class:`visionatrix.models.folders.ModelFolders` (``folder_paths`` answers from it); None: no
+    models."""
+    models: Any = None
+    """The worker's :class:`visionatrix.nodes.model_manager.ModelManager`: the only way a node loads weights."""
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     interrupt_event: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressCallback = _no_progress
