@@ -62,3 +62,31 @@ async def test_resources_and_the_stop_round_trip_and_each_change_is_an_event(que
     await queue.set_allowed_flows("gpu-1", ["a"])
     assert [await anext(heard) for _ in range(3)] == [{"type": "worker_updated", "worker_id": "gpu-1"}] * 3
     await heard.aclose()
+
+
+async def test_commands_are_taken_once_in_order_and_only_by_their_worker(queue: TaskQueue) -> None:
+    await queue.upsert_worker(_report("gpu-1"))
+    await queue.upsert_worker(_report("gpu-2"))
+    await queue.queue_command("gpu-1", {"type": "install", "names": ["a", "b"]})
+    await queue.queue_command("gpu-2", {"type": "free"})
+    await queue.queue_command("gpu-1", {"type": "free"})
+    assert await queue.take_commands("gpu-1") == [{"type": "install", "names": ["a", "b"]}, {"type": "free"}]
+    assert await queue.take_commands("gpu-1") == [], "a command is handed out once"
+    assert await queue.take_commands("gpu-2") == [{"type": "free"}]
+    assert await queue.take_commands("nobody") == []
+
+
+async def test_a_command_for_an_unknown_worker_is_not_found(queue: TaskQueue) -> None:
+    with pytest.raises(NotFound):
+        await queue.queue_command("nobody", {"type": "free"})
+
+
+async def test_a_report_stores_the_workers_models(queue: TaskQueue) -> None:
+    models = {"present": ["4x-UltraSharp"], "loaded": [{"name": "x.pth", "kind": "upscale", "bytes": 10,
+                                                         "where": "ram"}], "ram_bytes": 10, "vram_bytes": 0,
+              "installing": {}}
+    record = _report()
+    record.models = models
+    await queue.upsert_worker(record)
+    (listed,) = await queue.list_workers()
+    assert listed.models == models

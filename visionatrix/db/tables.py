@@ -1,4 +1,4 @@
-"""The tables: ``tasks``, ``task_files``, ``workers`` and ``node_sets``.
+"""The tables: ``tasks``, ``task_files``, ``workers``, ``worker_commands`` and ``node_sets``.
 
 The queue runs Core statements against these tables (``Task.__table__``); the ORM classes are the schema's one
 definition, which the migrations must reproduce (a test compares them on every database).
@@ -135,6 +135,21 @@ class Worker(Base):
     """The device's and the host's memory as the worker last measured them (``WorkerRecord.resources``)."""
     stopped_at: Mapped[datetime | None]
     """When the worker reported that it was shutting down; None while it runs."""
+    models: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    """The worker's models as it last reported them (``WorkerRecord.models``)."""
+
+
+class WorkerCommand(Base):
+    """Something an admin asked one worker to do (install models, free memory); the worker takes (and deletes) its
+    commands with its next report."""
+
+    __tablename__ = "worker_commands"
+    __table_args__ = (Index("ix_worker_commands_worker_id", "worker_id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    worker_id: Mapped[str] = mapped_column(String(255))
+    command: Mapped[dict[str, Any]] = mapped_column(json_type())
+    created_at: Mapped[datetime]
 
 
 class NodeSet(Base):

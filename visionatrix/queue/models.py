@@ -100,6 +100,10 @@ class WorkerRecord:
     (the accelerator's; for a CPU device, the host's), ``ram_total``, ``ram_free``."""
     stopped_at: datetime | None = None
     """Set by the worker's last report on its way out."""
+    models: dict[str, Any] | None = None
+    """The worker's models: ``present`` (names of the catalog models in its models folder), ``loaded`` (what its
+    model manager holds: ``name``, ``kind``, ``bytes``, ``where``), ``ram_bytes``, ``vram_bytes`` and ``installing``
+    (model name → the install's progress)."""
 
 
 AHEAD_GRACE_S = 0.25

@@ -43,10 +43,11 @@ def worker_record(row: AnyRow) -> WorkerRecord:
                         last_seen_at=row.last_seen_at,
                         allowed_flows=None if row.allowed_flows is None else list(row.allowed_flows),
                         resources=dict(row.resources) if isinstance(row.resources, dict) else None,
-                        stopped_at=row.stopped_at)
+                        stopped_at=row.stopped_at, models=dict(row.models) if isinstance(row.models, dict) else None)
 
 
 def worker_row(record: WorkerRecord) -> dict[str, Any]:
     return {"worker_id": record.worker_id, "mode": record.mode, "device": record.device,
             "installed_flows": list(record.installed_flows), "current_task_id": record.current_task_id,
-            "last_seen_at": record.last_seen_at, "resources": record.resources, "stopped_at": record.stopped_at}
+            "last_seen_at": record.last_seen_at, "resources": record.resources, "stopped_at": record.stopped_at,
+            "models": record.models}

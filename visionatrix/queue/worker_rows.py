@@ -1,4 +1,5 @@
-"""The ``workers`` table: each worker's last report, and the flows an admin lets it take.
+"""The ``workers`` table: each worker's last report, and the flows an admin lets it take; ``worker_commands``: what
+an admin asked a worker to do, taken by the worker with its next report.
 
 ``WorkerRows`` is a base of ``TaskQueue`` (same engine, same write mechanics, same events); it holds no state of its
 own. Each stored report and each change of the allowed flows publishes ``{"type": "worker_updated", "worker_id"}``.
@@ -9,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from visionatrix.db.tables import Worker
+from visionatrix.db.tables import Worker, WorkerCommand
 from visionatrix.errors import NotFound
 from visionatrix.queue import records, writes
 from visionatrix.queue.events import TaskEvents
@@ -20,6 +24,8 @@ from visionatrix.queue.models import WorkerRecord
 
 WORKERS = cast(Table, Worker.__table__)
 W = WORKERS.c
+COMMANDS = cast(Table, WorkerCommand.__table__)
+C = COMMANDS.c
 
 
 class WorkerRows:
@@ -59,6 +65,24 @@ class WorkerRows:
             row = (await conn.execute(select(WORKERS).where(W.worker_id == worker_id))).one()
         self._worker_updated(worker_id)
         return records.worker_record(row)
+
+    async def queue_command(self, worker_id: str, command: dict[str, Any]) -> None:
+        """Ask ``worker_id`` to do ``command`` (a JSON object with a ``type``) with its next report; ``NotFound`` for
+        a worker that never reported."""
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(W.worker_id).where(W.worker_id == worker_id))).first() is None:
+                raise NotFound("worker", worker_id)
+            await conn.execute(insert(COMMANDS).values(worker_id=worker_id, command=dict(command),
+                                                       created_at=datetime.now(UTC)))
+
+    async def take_commands(self, worker_id: str) -> list[dict[str, Any]]:
+        """The commands waiting for ``worker_id``, oldest first; each is handed out once (deleted as it is taken)."""
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(select(C.id, C.command).where(C.worker_id == worker_id).order_by(C.id)
+                                       .with_for_update())).all()
+            if rows:
+                await conn.execute(delete(COMMANDS).where(C.id.in_([row.id for row in rows])))
+        return [dict(row.command) for row in rows if isinstance(row.command, dict)]
 
     async def list_workers(self) -> list[WorkerRecord]:
         """Every worker's last report, by worker id."""
