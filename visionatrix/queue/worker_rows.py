@@ -2,7 +2,8 @@
 an admin asked a worker to do, taken by the worker with its next report.
 
 ``WorkerRows`` is a base of ``TaskQueue`` (same engine, same write mechanics, same events); it holds no state of its
-own. Each stored report and each change of the allowed flows publishes ``{"type": "worker_updated", "worker_id"}``.
+own. Each stored report and each change of the allowed flows publishes ``{"type": "worker_updated", "worker_id"}``;
+a report with installs in progress also publishes one ``model_progress`` event (with ``worker_id``) per install.
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ class WorkerRows:
         async with self.writes.single() as conn:
             await conn.execute(self.writes.upsert(WORKERS, records.worker_row(record), "worker_id"))
         self._worker_updated(record.worker_id)
+        self._models_progressed(record)
         return await self.allowed_flows(record.worker_id)
+
+    def _models_progressed(self, record: WorkerRecord) -> None:
+        """A ``model_progress`` event for each install the worker reports (its models folder, not the server's)."""
+        installing = (record.models or {}).get("installing") or {}
+        if self.events is not None:
+            for name, progress in installing.items():
+                self.events.publish({**progress, "type": "model_progress", "name": name,
+                                     "worker_id": record.worker_id})
 
     async def allowed_flows(self, worker_id: str) -> list[str] | None:
         """The flows an admin lets ``worker_id`` take; None when unrestricted (or the worker is unknown)."""

@@ -86,6 +86,7 @@ class WorkerReportRequest:
     node_types: list[str] | None = None
     resources: dict[str, Any] | None = None
     stopping: bool = False
+    models: dict[str, Any] | None = None
 
 
 RESOURCE_BYTES = ("device_memory_total", "device_memory_free", "ram_total", "ram_free")
@@ -300,8 +301,10 @@ def read_fail(body: Any) -> FailRequest:
 
 
 def read_worker_report(body: Any) -> WorkerReportRequest:
+    from visionatrix.server.model_request import read_worker_models
+
     fields = Fields(body, ("mode", "device", "installed_flows", "current_task_id", "node_types", "resources",
-                           "stopping"))
+                           "stopping", "models"))
     mode = fields.text("mode", max_chars=MAX_MODE_CHARS)
     device = fields.text("device", max_chars=MAX_DEVICE_CHARS)
     installed = fields.names("installed_flows")
@@ -309,9 +312,10 @@ def read_worker_report(body: Any) -> WorkerReportRequest:
     node_types = fields.names("node_types", optional=True, what="node type", most=MAX_NODE_TYPES)
     resources = _read_resources(fields)
     stopping = fields.flag("stopping")
+    models = read_worker_models(fields)
     fields.done()
     assert mode is not None and device is not None and installed is not None
-    return WorkerReportRequest(mode, device, installed, current, node_types, resources, stopping)
+    return WorkerReportRequest(mode, device, installed, current, node_types, resources, stopping, models)
 
 
 def _read_resources(fields: Fields) -> dict[str, Any] | None:

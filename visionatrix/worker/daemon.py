@@ -20,7 +20,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
 from visionatrix.executor import events
@@ -32,6 +32,9 @@ from visionatrix.worker.outputs import output_files
 from visionatrix.worker.reports import WorkerReports
 from visionatrix.worker.source import SourceStopped, TaskSource
 from visionatrix.worker.waiting import cancel_and_wait
+
+if TYPE_CHECKING:
+    from visionatrix.worker.models import WorkerModels
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class WorkerOptions:
     """Pause after a claim or the first report failed, before trying again."""
     final_report_timeout_s: float = 5.0
     """How long the report on the way out may take (a server that is down must not hold up the shutdown)."""
+    models: WorkerModels | None = None
+    """The worker's model store and downloads: reported, and used for the admin's install commands."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ import shutil
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, LeaseState, WorkerRecord
@@ -137,6 +138,9 @@ class DatabaseSource:
 
     async def report(self, record: WorkerRecord) -> list[str] | None:
         return await self.queue.upsert_worker(record)
+
+    async def take_commands(self, worker_id: str) -> list[dict[str, Any]]:
+        return await self.queue.take_commands(worker_id)
 
     async def cleanup(self, task: ClaimedTask) -> None:
         """Nothing: the task's files are the server's."""

@@ -90,6 +90,7 @@ class HttpSource:
         self.temp_dir = Path(temp_dir)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self._withdrawals: set[asyncio.Task[None]] = set()
+        self._commands: list[dict[str, Any]] = []
         self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
@@ -156,10 +157,19 @@ class HttpSource:
             body["resources"] = record.resources
         if record.stopped_at is not None:
             body["stopping"] = True
+        if record.models is not None:
+            body["models"] = record.models
         answer = await self.transport.call("PUT", f"/vapi/worker/workers/{quote(record.worker_id, safe='')}", body,
                                            what="report")
+        commands = answer.get("commands") if isinstance(answer, dict) else None
+        self._commands.extend(command for command in commands or () if isinstance(command, dict))
         allowed = answer.get("allowed_flows") if isinstance(answer, dict) else None
         return None if allowed is None else [str(flow) for flow in allowed]
+
+    async def take_commands(self, worker_id: str) -> list[dict[str, Any]]:
+        """The commands that came with the last reports (the server hands them out with its answer to a report)."""
+        commands, self._commands = self._commands, []
+        return commands
 
     # -- a task's calls: retried while its lease lasts ---------------------------------------------------------
 

@@ -18,6 +18,8 @@ from visionatrix.worker.source import SourceStopped, TaskSource
 from visionatrix.worker.waiting import cancel_and_wait, wait_event
 
 log = logging.getLogger("visionatrix.worker.daemon")
+INSTALL_REPORT_S = 1.0
+"""How often a worker reports while it downloads models (its progress reaches ``/vapi/events`` with each report)."""
 
 
 class WorkerReports:
@@ -46,21 +48,40 @@ class WorkerReports:
         current = None if stopping or self.current is None else self.current.task.id
         registry = getattr(self.executor, "registry", None)
         now = datetime.now(UTC)
+        models = self.options.models
         return WorkerRecord(worker_id=self.options.worker_id, mode=self.source.mode, device=self.executor.device,
                             installed_flows=self._installed(), current_task_id=current, last_seen_at=now,
                             node_types=sorted(registry.object_info()) if registry is not None else None,
-                            resources=device_resources(self.executor.device), stopped_at=now if stopping else None)
+                            resources=device_resources(self.executor.device), stopped_at=now if stopping else None,
+                            models=models.report(self.executor) if models is not None else None)
 
     async def _report(self, *, stopping: bool = False) -> bool:
-        """Report the worker (and learn its allowed flows); False when that failed (logged)."""
+        """Report the worker (and learn its allowed flows), then carry out the commands an admin queued for it;
+        False when the report failed (logged)."""
         try:
             self.allowed_flows = await self.source.report(self._record(stopping=stopping))
+            if not stopping:
+                await self._run_commands()
             return True
         except SourceStopped as exc:
             self._halt(exc)
         except Exception:  # the next report retries
             log.warning("worker %s: could not record that it is alive", self.options.worker_id, exc_info=True)
         return False
+
+    async def _run_commands(self) -> None:
+        """The admin's commands (install models, free memory); one that fails is logged, never stops the worker."""
+        for command in await self.source.take_commands(self.options.worker_id):
+            try:
+                if self.options.models is not None:
+                    self.options.models.run(command, self.executor)
+                elif command.get("type") == "free":
+                    self.executor.free_models()
+                else:
+                    log.warning("worker %s has no model store: ignoring %r", self.options.worker_id, command)
+            except Exception:
+                log.exception("worker %s: command %r failed", self.options.worker_id, command)
+            self._report_due.set()
 
     async def _first_report(self, burst: bool) -> bool:
         """Report before the first claim, so the claim asks only for allowed flows; retried until it works (in
@@ -80,7 +101,9 @@ class WorkerReports:
     async def _report_periodically(self) -> None:
         """A report every ``seen_interval_s``, and soon after a task starts or ends; never holds up the loop."""
         while not self._stopping.is_set():
-            await wait_event(self._report_due, self.options.seen_interval_s)
+            models = self.options.models
+            busy = models is not None and models.installing()
+            await wait_event(self._report_due, INSTALL_REPORT_S if busy else self.options.seen_interval_s)
             self._report_due.clear()
             await self._report()
 

@@ -71,6 +71,10 @@ class TaskSource(Protocol):
         """Store the worker's report; the flows an admin lets it take (None: all it has installed)."""
         ...
 
+    async def take_commands(self, worker_id: str) -> list[dict[str, Any]]:
+        """The commands an admin queued for this worker (install models, free memory), each handed out once."""
+        ...
+
     async def cleanup(self, task: ClaimedTask) -> None:
         """Remove the task's local temporary files (the HTTP source's copies); nothing for the database source."""
         ...

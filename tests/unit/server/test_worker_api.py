@@ -233,7 +233,7 @@ async def test_a_claim_takes_only_the_flows_an_admin_allows(http: TestClient, vi
     assert response.status == 200
     assert (await response.json())["allowed_flows"] == ["solid"]
     assert await _claim(http, flows=(FLOW, "solid")) is None
-    assert (await (await _report(http)).json()) == {"allowed_flows": ["solid"]}
+    assert (await (await _report(http)).json()) == {"allowed_flows": ["solid"], "commands": []}
     assert (await _allow(http, "w1", None)).status == 200
     task = await _claim(http, flows=(FLOW, "solid"))
     assert task is not None and task["id"] == task_id
@@ -262,7 +262,7 @@ async def test_the_admin_route_shows_the_worker_and_refuses_unknown_ones_and_bad
 async def test_a_worker_report_is_stored_with_the_servers_time(http: TestClient) -> None:
     before = datetime.now(UTC)
     response = await _report(http, "host:cuda:0", current_task_id=5)
-    assert response.status == 200 and await response.json() == {"allowed_flows": None}
+    assert response.status == 200 and await response.json() == {"allowed_flows": None, "commands": []}
     [worker] = (await (await http.get("/vapi/workers")).json())["workers"]
     assert worker["worker_id"] == "host:cuda:0" and worker["device"] == "cuda:0" and worker["current_task_id"] == 5
     assert before <= datetime.fromisoformat(worker["last_seen_at"]) <= datetime.now(UTC)

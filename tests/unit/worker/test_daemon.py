@@ -32,6 +32,8 @@ class MemorySource:
     tmp: Path
     mode: str = "TEST"
     allowed: list[str] | None = None
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    """Admin commands handed out with the next report."""
     calls: list[tuple[float, str, int | None]] = field(default_factory=list)
     outcomes: dict[int, tuple[str, Any]] = field(default_factory=dict)
     lost: set[int] = field(default_factory=set)
@@ -108,6 +110,10 @@ class MemorySource:
     async def report(self, record: WorkerRecord) -> list[str] | None:
         self.note("report")
         return self.allowed
+
+    async def take_commands(self, worker_id: str) -> list[dict[str, Any]]:
+        commands, self.commands = self.commands, []
+        return commands
 
     async def cleanup(self, task: ClaimedTask) -> None:
         self.note("cleanup", task.id)

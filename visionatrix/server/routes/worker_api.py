@@ -266,7 +266,8 @@ def _worker_id(request: web.Request) -> str:
 
 
 async def report_worker(request: web.Request) -> web.Response:
-    """A worker's liveness report; the answer is the flows an admin lets it take (null: every one it has)."""
+    """A worker's liveness report; the answer is the flows an admin lets it take (null: every one it has) and the
+    commands an admin queued for it (each handed out once)."""
     queue = request.app[SERVICES].queue
     worker_id = _worker_id(request)
     body = worker_request.read_worker_report(await parsing.read_json(request))
@@ -276,8 +277,9 @@ async def report_worker(request: web.Request) -> web.Response:
     allowed = await queue.upsert_worker(WorkerRecord(
         worker_id=worker_id, mode=body.mode, device=body.device, installed_flows=body.installed_flows,
         current_task_id=body.current_task_id, last_seen_at=now, resources=body.resources,
-        stopped_at=now if body.stopping else None))
-    return _reply({"allowed_flows": allowed})
+        stopped_at=now if body.stopping else None, models=body.models))
+    commands = [] if body.stopping else await queue.take_commands(worker_id)
+    return _reply({"allowed_flows": allowed, "commands": commands})
 
 
 async def set_allowed_flows(request: web.Request) -> web.Response:
