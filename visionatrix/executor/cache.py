@@ -5,7 +5,8 @@ signature of the linked node and the output slot (a Merkle hash over the ancesto
 matter, so identical sub-graphs share entries; a node whose class is ``NOT_IDEMPOTENT`` or takes the hidden
 ``UNIQUE_ID`` input also hashes its own id. A fingerprint of NaN, or a constant that cannot be serialized, makes
 the node miss every time. Re-running a graph with one changed value therefore recomputes only the nodes
-downstream of it. The cache is a bounded LRU.
+downstream of it. The cache is an LRU bounded in entries and in estimated bytes of tensors; models the model
+manager keeps are left to its own budgets.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,42 +34,112 @@ class CacheEntry:
 
     outputs: list[list[Any]]
     ui: dict[str, Any] | None
+    nbytes: int = 0
+    """The estimated bytes of the outputs (set by :meth:`OutputCache.put`)."""
+
+
+Owned = Callable[[object], bool]
+
+
+def _never_owned(value: object) -> bool:
+    return False
 
 
 class OutputCache:
-    """A least-recently-used map from signature to :class:`CacheEntry`, holding at most ``max_entries``."""
+    """A least-recently-used map from signature to :class:`CacheEntry`, holding at most ``max_entries`` entries
+    and ``max_bytes`` estimated bytes of tensors (see :func:`estimate_bytes`); objects ``owned`` says belong to the
+    model manager are not counted, the manager accounts for them. An entry bigger than ``max_bytes`` is not cached.
+    Thread-safe: the model manager may drop entries from another thread."""
 
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, max_entries: int = 256, max_bytes: int = 512 * 1024**2, *,
+                 owned: Owned | None = None) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.owned = owned or _never_owned
+        self.nbytes = 0
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, signature: str) -> CacheEntry | None:
-        entry = self._entries.get(signature)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._entries.move_to_end(signature)
-        return entry
+        with self._lock:
+            entry = self._entries.get(signature)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._entries.move_to_end(signature)
+            return entry
 
     def put(self, signature: str, entry: CacheEntry) -> None:
         if self.max_entries <= 0:
             return
-        self._entries[signature] = entry
-        self._entries.move_to_end(signature)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        entry.nbytes = estimate_bytes(entry.outputs, self.owned)
+        with self._lock:
+            self._pop(signature)
+            if entry.nbytes > self.max_bytes:
+                return
+            self._entries[signature] = entry
+            self.nbytes += entry.nbytes
+            while len(self._entries) > self.max_entries or self.nbytes > self.max_bytes:
+                self._pop(next(iter(self._entries)))
+
+    def discard_holding(self, value: object) -> int:
+        """Drop every entry with ``value`` among its outputs (a model the manager let go); returns how many."""
+        with self._lock:
+            holding = [sig for sig, entry in self._entries.items()
+                       if any(item is value for slot in entry.outputs for item in slot)]
+            for signature in holding:
+                self._pop(signature)
+            return len(holding)
+
+    def _pop(self, signature: str) -> None:
+        entry = self._entries.pop(signature, None)
+        if entry is not None:
+            self.nbytes -= entry.nbytes
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, signature: object) -> bool:
         return signature in self._entries
+
+
+def estimate_bytes(value: Any, owned: Owned = _never_owned) -> int:
+    """Bytes held by ``value``, without importing torch: tensors (``element_size() * nelement()``) and arrays
+    (``nbytes``), inside lists, tuples and dicts, and modules (parameters and buffers, also behind a descriptor's
+``.model``); an object counted once
+    however often it appears; ``owned`` objects and everything else count 0."""
+    seen: set[int] = set()
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or item is None or isinstance(item, (str, bytes, int, float, bool)):
+            continue
+        seen.add(id(item))
+        if owned(item):
+            continue
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif callable(getattr(item, "element_size", None)) and callable(getattr(item, "nelement", None)):
+            total += int(item.element_size()) * int(item.nelement())
+        elif isinstance(getattr(item, "nbytes", None), int):
+            total += item.nbytes
+        elif callable(getattr(item, "parameters", None)) and callable(getattr(item, "buffers", None)):
+            stack.extend(item.parameters())
+            stack.extend(item.buffers())
+        elif callable(getattr(getattr(item, "model", None), "parameters", None)):
+            stack.append(item.model)  # a model descriptor (spandrel) wrapping a module
+    return total
 
 
 def _canonical(value: Any) -> str | None:

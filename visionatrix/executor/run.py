@@ -21,7 +21,9 @@ from visionatrix.executor import events
 from visionatrix.executor.cache import OutputCache
 from visionatrix.executor.scheduler import Run
 from visionatrix.executor.validation import Validated, validate
+from visionatrix.hostinfo import host_memory
 from visionatrix.nodes.context import DEFAULT_MAX_IMAGE_PIXELS, NodeContext, use
+from visionatrix.nodes.model_manager import ModelManager
 from visionatrix.nodes.registry import NodeRegistry
 
 EventCallback = Callable[[events.Event], None]
@@ -37,6 +39,14 @@ class ExecutorSettings:
     temp_dir: Path = field(default_factory=lambda: Path("temp"))
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     cache_max_entries: int = 256
+    cache_max_bytes: int = 512 * 1024**2
+    """Estimated bytes of tensors the output cache keeps between runs (models the manager keeps not counted)."""
+    model_folders: Any = None
+    """A :class:`visionatrix.models.folders.ModelFolders`, built by the composition root; None: no models."""
+    ram_cache_bytes: int | None = None
+    """RAM the model manager may keep models in; None: half of the host's RAM."""
+    vram_reserve_bytes: int = 1024**3
+    """VRAM left free for activations when the model manager places models on a GPU."""
 
 
 class Executor:
@@ -48,7 +58,11 @@ class Executor:
         self.registry = registry
         self.settings = settings or ExecutorSettings()
         self.device = pick_device(self.settings.device)
-        self.cache = OutputCache(self.settings.cache_max_entries)
+        self.models = ModelManager(device=self.device, ram_budget_bytes=_ram_budget_bytes(self.settings),
+                                   vram_reserve_bytes=self.settings.vram_reserve_bytes,
+                                   on_drop=self._forget_model)
+        self.cache = OutputCache(self.settings.cache_max_entries, self.settings.cache_max_bytes,
+                                 owned=self.models.owns)
         self.objects: dict[tuple[str, str], Any] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vix-{self.device}")
         self._interrupt = threading.Event()
@@ -67,6 +81,8 @@ class Executor:
             temp_dir=self.settings.temp_dir,
             max_image_pixels=self.settings.max_image_pixels,
             interrupt_event=self._interrupt,
+            model_folders=self.settings.model_folders,
+            models=self.models,
         )
 
     def interrupt(self) -> None:
@@ -74,8 +90,18 @@ class Executor:
         self._interrupt.set()
 
     def clear_cache(self) -> None:
+        """Forget cached outputs and node instances; loaded models stay (see :meth:`free_models`)."""
         self.cache.clear()
         self.objects.clear()
+
+    def free_models(self) -> int:
+        """Unload every model the manager keeps (those a running node holds stay until it ends); returns the bytes
+        released. Output-cache entries holding them go too."""
+        return self.models.free()
+
+    def _forget_model(self, model: object) -> None:
+        # called by the manager for each model it lets go: a cached loader output must not keep it alive
+        self.cache.discard_holding(model)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
@@ -138,3 +164,9 @@ class Executor:
         with torch.inference_mode():
             return run.execute()
 
+
+
+def _ram_budget_bytes(settings: ExecutorSettings) -> int:
+    if settings.ram_cache_bytes is not None:
+        return settings.ram_cache_bytes
+    return host_memory()[0] // 2

@@ -1,0 +1,106 @@
+"""Reading a model file into a state dict: safely, without copying what can be memory-mapped.
+
+safetensors files are memory-mapped by ``safetensors``; ``.ckpt``/``.pt``/``.pth``/``.bin`` pickles are loaded
+with ``torch.load(weights_only=True)`` (memory-mapped where the file is in torch's zip format), so a pickle that
+needs code to load is refused instead of run. Training checkpoints that wrap their weights (``params_ema``,
+``state_dict``, ...) are unwrapped, a ``module.`` prefix on every key removed, and non-tensor entries (epoch
+counters, optimizer names) dropped. Every failure
+is a :class:`ModelFileError` naming the file. Imports torch only when called.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from visionatrix.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+PREFIXES = ("module.", "netG.")
+"""Prefixes that wrapping training code (DataParallel, GAN trainers) puts before every key."""
+WRAPPER_KEYS = ("params_ema", "params-ema", "state_dict", "model_state_dict", "params", "model", "net")
+"""Keys under which training code stores the weights (tried in this order)."""
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """The tensors of the model file ``path`` on the CPU; :class:`ModelFileError` for anything else."""
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        loaded: Any = _read_safetensors(path)
+    elif suffix in PICKLE_SUFFIXES:
+        loaded = _read_pickle(path)
+    else:
+        known = ", ".join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)
+        raise ModelFileError(path, f"unsupported model format {suffix or '(no extension)'!r}; expected one of {known}")
+    return _tensors_of(path, loaded)
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    except Exception as exc:  # SafetensorError and friends: a truncated or non-safetensors file
+        raise ModelFileError(path, f"not a readable safetensors file: {exc}") from exc
+
+
+def _read_pickle(path: Path) -> Any:
+    import torch
+
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(path, f"the pickle needs code to load ({_refused_global(exc)}): refused; convert it "
+                                   "to safetensors") from exc
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    except Exception as exc:  # torch reports damaged files as RuntimeError, KeyError, EOFError, ...
+        raise ModelFileError(path, f"not a readable torch checkpoint: {type(exc).__name__}: "
+                                   f"{_first_line(str(exc))}") from exc
+
+
+def _refused_global(exc: BaseException) -> str:
+    """The global torch's weights-only unpickler refused (``GLOBAL builtins.print``), or its first line."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: (GLOBAL [\w.]+)", text) or re.search(r"(Unsupported operand \d+)", text)
+    return found.group(1) if found else _first_line(text)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return line[:300]
+
+
+def _tensors_of(path: Path, loaded: Any) -> dict[str, Tensor]:
+    """Unwrap a training checkpoint to its weights; keep the tensor entries."""
+    import torch
+
+    if not isinstance(loaded, dict):
+        raise ModelFileError(path, f"holds a {type(loaded).__name__}, not a dict of tensors")
+    for key in WRAPPER_KEYS:
+        if isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    else:
+        if len(loaded) == 1 and isinstance(next(iter(loaded.values())), dict):
+            loaded = next(iter(loaded.values()))
+    tensors = {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ModelFileError(path, "holds no tensors")
+    for prefix in PREFIXES:
+        if all(key.startswith(prefix) for key in tensors):
+            tensors = {key[len(prefix):]: value for key, value in tensors.items()}
+    return tensors
