@@ -18,6 +18,7 @@ from visionatrix.client.errors import VixClientError
 FINAL_STATUSES = frozenset({"finished", "failed", "cancelled"})
 FINAL_EVENTS = frozenset({"task_finished", "task_failed", "task_cancelled", "task_deleted"})
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
+MODEL_END_STATES = frozenset({"installed", "failed", "cancelled"})
 
 FileSource = str | os.PathLike[str] | bytes
 
@@ -154,6 +155,53 @@ class VixClient:
         body = {"flows": None if flows is None else list(flows)}
         return await self._request("PUT", f"/vapi/workers/{_segment(worker_id)}/allowed_flows", json=body)
 
+    # -- models ----------------------------------------------------------------------------------------------------
+
+    async def list_models(self, *, flow: str | None = None) -> list[dict[str, Any]]:
+        """The catalog's models with their state on the server (``flow``: only the ones that flow needs)."""
+        params = {"flow": flow} if flow is not None else None
+        return (await self._request("GET", "/vapi/models", params=params))["models"]
+
+    async def install_models(self, names: Sequence[str] | None = None, *, flow: str | None = None
+                             ) -> dict[str, Any]:
+        """Start downloading ``names`` (or every catalog model of ``flow``) on the server: ``{"started",
+        "installed"}``; progress comes as ``model_progress`` events (``events()``, ``wait_for_models``)."""
+        return await self._request("POST", "/vapi/models/install", json=_install_body(names, flow))
+
+    async def cancel_model_install(self, name: str) -> bool:
+        return bool((await self._request("POST", f"/vapi/models/{_segment(name)}/cancel"))["cancelled"])
+
+    async def remove_model(self, name: str) -> None:
+        await self._request("DELETE", f"/vapi/models/{_segment(name)}")
+
+    async def install_models_on_worker(self, worker_id: str, names: Sequence[str] | None = None, *,
+                                       flow: str | None = None) -> dict[str, Any]:
+        """Ask one worker to download models into its own folder (it takes the command with its next report)."""
+        return await self._request("POST", f"/vapi/workers/{_segment(worker_id)}/install",
+                                   json=_install_body(names, flow))
+
+    async def free_worker(self, worker_id: str) -> dict[str, Any]:
+        """Ask one worker to unload every model it holds."""
+        return await self._request("POST", f"/vapi/workers/{_segment(worker_id)}/free")
+
+    async def wait_for_models(self, names: Sequence[str], timeout_s: float = 3600.0) -> dict[str, dict[str, Any]]:
+        """Wait until each of the server's downloads of ``names`` ended (installed, failed or cancelled); the last
+        ``model_progress`` of each. Models already installed count as ended."""
+        waiting = set(names)
+        ended: dict[str, dict[str, Any]] = {}
+        async with asyncio.timeout(timeout_s), self._socket(None) as (socket, _subscribed):
+            for model in await self.list_models():
+                progress = model.get("progress") or {}
+                if model["name"] in waiting and (model["state"] == "installed" and not progress
+                                                 or progress.get("state") in MODEL_END_STATES):
+                    ended[model["name"]] = progress or {"name": model["name"], "state": "installed"}
+            while waiting - set(ended):
+                event = await socket.receive_json()
+                if (event.get("type") == "model_progress" and event.get("worker_id") is None
+                        and event.get("name") in waiting and event.get("state") in MODEL_END_STATES):
+                    ended[event["name"]] = event
+        return ended
+
     # -- files -----------------------------------------------------------------------------------------------------
 
     async def download(self, url_or_file: str | Mapping[str, Any], dest: str | os.PathLike[str]) -> Path:
@@ -268,3 +316,9 @@ def _add_file(form: aiohttp.FormData, field: str, source: FileSource, stack: con
     path = Path(source)
     handle = stack.enter_context(path.open("rb"))
     form.add_field(field, handle, filename=path.name, content_type="application/octet-stream")
+
+
+def _install_body(names: Sequence[str] | None, flow: str | None) -> dict[str, Any]:
+    if (names is None) == (flow is None):
+        raise ValueError("give either names or flow")
+    return {"names": list(names)} if names is not None else {"flow": flow}

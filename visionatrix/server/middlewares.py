@@ -48,6 +48,16 @@ def describe(exc: errors.VisionatrixError) -> tuple[int, str, Any]:
         return 400, "invalid_graph", {"error": exc.error, "node_errors": exc.node_errors}
     if isinstance(exc, errors.InvalidFlow):
         return 400, "invalid_flow", None
+    if isinstance(exc, errors.ModelFileError):
+        return 400, "invalid_model", {"path": exc.path, "reason": exc.reason}
+    if isinstance(exc, errors.DownloadRefused):
+        return 400, "download_refused", {"model": exc.name, "reason": exc.reason}
+    if isinstance(exc, errors.DownloadAuthRequired):
+        return 502, "download_unauthorized", {"model": exc.name, "token": exc.token_env, "status": exc.status}
+    if isinstance(exc, errors.DownloadError):
+        return 502, "download_failed", {"model": exc.name, "reason": exc.reason}
+    if isinstance(exc, errors.ModelError):
+        return 400, "model_error", None
     if isinstance(exc, errors.InvalidInput):
         return 400, "invalid_input", {"input_name": exc.input_name}
     return 500, "internal_error", None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from visionatrix.server import openapi_worker
+from visionatrix.server import openapi_models, openapi_worker
 from visionatrix.server.openapi_parts import ERROR_RESPONSES
 from visionatrix.server.openapi_parts import errors as _errors
 from visionatrix.server.openapi_parts import json_body as _json
@@ -28,7 +28,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "error": {"type": "string", "description": "A stable code: not_found, conflict, invalid_params, "
                       "invalid_graph, invalid_flow, invalid_input, invalid_json, invalid_request, invalid_query, "
-                      "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error; "
+                      "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error, "
+                      "invalid_model, model_error, download_refused, download_failed, download_unauthorized; "
                       "worker routes also: lease_lost, unauthorized, digest_mismatch, missing_outputs"},
             "message": {"type": "string"},
             "details": {"description": "invalid_params: {parameter: problem}; invalid_graph: {error, node_errors} "
@@ -176,6 +177,7 @@ _SCHEMAS: dict[str, Any] = {
             "flows": {"type": "array", "items": {"type": "string"},
                       "description": "The flows it takes now: installed_flows narrowed by allowed_flows"},
             "resources": {"oneOf": [{"type": "null"}, _ref("WorkerResources")]},
+            "models": {"oneOf": [{"type": "null"}, _ref("WorkerModels")]},
         },
     },
     "WorkerResources": {
@@ -195,10 +197,13 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "type": {"enum": ["subscribed", "task_queued", "task_started", "task_progressed", "task_finished",
                               "task_failed", "task_cancelled", "task_restarted", "task_deleted", "worker_updated",
-                              "flows_changed"]},
-            "worker_id": {"type": "string", "description": "worker_updated: the worker that reported or changed"},
-            "change": {"enum": ["uploaded", "deleted", "installed", "uninstalled"],
-                       "description": "flows_changed: what happened to `flow`"},
+                              "flows_changed", "model_progress", "models_changed"]},
+            "worker_id": {"type": ["string", "null"], "description": "worker_updated: the worker that reported or "
+                          "changed; model_progress: the worker downloading (null: the server)"},
+            "name": {"type": "string", "description": "model_progress, models_changed: the catalog model"},
+            "change": {"enum": ["uploaded", "deleted", "installed", "uninstalled", "removed"],
+                       "description": "flows_changed: what happened to `flow`; models_changed: to the model `name` "
+                                      "(installed, removed)"},
             "task_id": {"type": ["integer", "null"]},
             "flow": {"type": "string"},
             "progress": {"type": "number"},
@@ -340,9 +345,9 @@ def document(version: str) -> dict[str, Any]:
         "info": {"title": "Visionatrix API", "version": version,
                  "description": "Runs ComfyUI-format flows as tasks. Errors are "
                                 "{error, message, details} JSON objects."},
-        "paths": copy.deepcopy({**_PATHS, **openapi_worker.PATHS}),
+        "paths": copy.deepcopy({**_PATHS, **openapi_models.PATHS, **openapi_worker.PATHS}),
         "components": {
-            "schemas": copy.deepcopy({**_SCHEMAS, **openapi_worker.SCHEMAS}),
+            "schemas": copy.deepcopy({**_SCHEMAS, **openapi_models.SCHEMAS, **openapi_worker.SCHEMAS}),
             "responses": {name: _json(_ref("Error"), description) for name, description in ERROR_RESPONSES.values()},
             "securitySchemes": copy.deepcopy(openapi_worker.SECURITY_SCHEMES),
         },

@@ -104,14 +104,15 @@ def worker_view(worker: WorkerRecord) -> dict[str, Any]:
         "last_seen_at": worker.last_seen_at,
         "stopped_at": worker.stopped_at,
         "resources": worker.resources,
+        "models": worker.models,
     }
 
 
 def flow_view(flow: Flow, services: Services) -> dict[str, Any]:
-    """``Flow.info()`` plus ``bundled`` and ``models_missing`` (its model files not in the server's models folder;
-    every one when the server has no models folder)."""
+    """``Flow.info()`` plus ``bundled`` and ``models_missing`` (its model files not in the server's model folders;
+    every one when the server has none)."""
     info = flow.info()
-    models_dir = services.models_dir
-    missing = ([str(m.get("value") or m.get("name")) for m in info["models"]] if models_dir is None
-               else missing_models(info["models"], models_dir))
+    folders = services.model_folders
+    missing = ([str(m.get("value") or m.get("name")) for m in info["models"]] if folders is None
+               else missing_models(info["models"], folders))
     return {**info, "bundled": services.flows.is_bundled(flow.name), "models_missing": missing}

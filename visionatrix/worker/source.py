@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from visionatrix.errors import VisionatrixError
 from visionatrix.queue.models import ClaimedTask, LeaseState, WorkerRecord

@@ -27,6 +27,7 @@ from visionatrix.executor.validation import validate
 from visionatrix.nodes.context import NodeContext, use
 from visionatrix.queue.models import FileRecord, TaskStatus
 from visionatrix.queue.prompts import Prompt, PromptRecord, PromptTasks
+from visionatrix.server import views
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.paths import BadName, ComfyFolders, split_annotation
 from visionatrix.server.services import SERVICES, Services
@@ -44,6 +45,7 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_get(f"{prefix}/queue", get_queue)
     router.add_post(f"{prefix}/queue", post_queue)
     router.add_post(f"{prefix}/interrupt", post_interrupt)
+    router.add_post(f"{prefix}/free", post_free)
     router.add_get(f"{prefix}/history", get_history)
     router.add_post(f"{prefix}/history", post_history)
     router.add_get(f"{prefix}/history/{{prompt_id}}", get_history_entry)
@@ -267,6 +269,20 @@ async def post_interrupt(request: web.Request) -> web.Response:
     for prompt in running:
         with contextlib.suppress(Conflict, NotFound):
             await queue.cancel(prompt.task.id)
+    return web.Response(status=200)
+
+
+async def post_free(request: web.Request) -> web.Response:
+    """ComfyUI's ``/free``: ``{"unload_models": true}`` (or ``free_memory``) asks every worker that is not offline
+    to unload the models it holds (with its next report); a body asking neither does nothing."""
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not (body.get("unload_models") or body.get("free_memory")):
+        return web.Response(status=200)
+    queue = request.app[SERVICES].queue
+    for worker in await queue.list_workers():
+        if views.worker_state(worker) != "offline":
+            with contextlib.suppress(NotFound):
+                await queue.queue_command(worker.worker_id, {"type": "free"})
     return web.Response(status=200)
 
 
