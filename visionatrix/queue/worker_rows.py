@@ -9,10 +9,8 @@ a report with installs in progress also publishes one ``model_progress`` event (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
-
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
