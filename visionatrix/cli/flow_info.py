@@ -10,18 +10,16 @@ from typing import Any
 
 from visionatrix.cli.nodes_list import load_registry
 from visionatrix.config import Settings
-from visionatrix.errors import InvalidFlow
 from visionatrix.flows import load_flow
+from visionatrix.models.catalog import load_catalog_sync
 
 
-def load_catalog(settings: Settings) -> Any:
-    """The models catalog named by the settings, or None."""
-    if settings.models_catalog is None:
+def load_catalog(settings: Settings) -> dict[str, dict[str, Any]] | None:
+    """The merged entries of the models catalogs the settings name (``VIX_MODELS_CATALOG``), or None for none;
+    :class:`~visionatrix.errors.ModelError` for a catalog that cannot be read."""
+    if not settings.models_catalog:
         return None
-    try:
-        return json.loads(Path(settings.models_catalog).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidFlow(f"models catalog {settings.models_catalog}: {exc}") from None
+    return load_catalog_sync(settings.models_catalog).raw
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:

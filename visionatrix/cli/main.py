@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from visionatrix import __version__
+from visionatrix.cli import models_cmd
 from visionatrix.config import Settings, load_settings
 from visionatrix.errors import VisionatrixError
 
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "flow whose nodes and models it has)")
     serve.add_argument("--worker-auth", help="worker credentials, user:password or a token (WORKER_AUTH)")
     serve.add_argument("--models-dir", help="folder of model files (VIX_MODELS_DIR, default ./models)")
+    serve.add_argument("--extra-model-paths", metavar="YAML",
+                       help="ComfyUI extra_model_paths.yaml of other collections (VIX_EXTRA_MODEL_PATHS)")
     serve.add_argument("--no-claim-ahead", dest="claim_ahead", action="store_const", const=False, default=None,
                        help="claim a task only when the executor is free (VIX_WORKER_CLAIM_AHEAD=0)")
     serve.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE)")
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--database-uri", help="SQLAlchemy URL (DATABASE_URI)")
     _common(migrate)
+
+    models_cmd.add_parser(commands, _common)
 
     nodes = commands.add_parser("nodes", help="list node types")
     nodes.add_argument("--json", action="store_true", help="print the /object_info description of every node")
@@ -98,7 +103,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     import importlib
 
     modules = {"run-flow": "run_flow", "flow-info": "flow_info", "nodes": "nodes_list", "run": "serve",
-               "migrate": "migrate_db"}
+               "migrate": "migrate_db", "models": "models_cmd"}
     module = importlib.import_module(f"visionatrix.cli.{modules[args.command]}")
     try:
         code = int(module.command(args, settings))

@@ -23,6 +23,7 @@ from visionatrix.db import migrate
 from visionatrix.db.engine import create_engine
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows.catalog import FlowCatalog
+from visionatrix.models import extra_paths
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.server.app import create_app
@@ -75,7 +76,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
                             worker_auth=settings.worker_auth,
                             max_image_pixels=settings.max_image_pixels, version=__version__,
                             web_dir=PROJECT_ROOT / "web", models_dir=settings.models_dir,
-                            user_dir=settings.user_dir)
+                            user_dir=settings.user_dir,
+                            model_folders=extra_paths.model_folders(settings.models_dir, settings.extra_model_paths))
         runner = web.AppRunner(create_app(services), access_log=None)
         await runner.setup()
         try:

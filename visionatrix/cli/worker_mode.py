@@ -31,6 +31,7 @@ from visionatrix.db.engine import create_engine
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows.catalog import FlowCatalog
 from visionatrix.flows.installed import runnable_flows, why_not_runnable
+from visionatrix.models.extra_paths import model_folders
 from visionatrix.nodes.registry import NodeRegistry
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.wakeups import TaskWakeups
@@ -173,13 +174,14 @@ def _installed(settings: Settings, node_types: set[str],
     if settings.worker_flows is not None:
         return list(settings.worker_flows)
     last: list[str] | None = None
+    folders = model_folders(settings.models_dir, settings.extra_model_paths)
 
     def current() -> list[str]:
         nonlocal last
         infos = describe()
-        names = runnable_flows(infos, node_types, settings.models_dir)
+        names = runnable_flows(infos, node_types, folders)
         if names != last:
-            skipped = {info["name"]: why_not_runnable(info, node_types, settings.models_dir)
+            skipped = {info["name"]: why_not_runnable(info, node_types, folders)
                        for info in infos if info["name"] not in names}
             log.info("installed flows: %s%s", ", ".join(names) or "none",
                      "".join(f"; {name} lacks {', '.join(why)}" for name, why in skipped.items()))

@@ -1,7 +1,9 @@
 """A thin stand-in for the ComfyUI modules simple third-party packs import.
 
 Packs written for ComfyUI reach for ``comfy.utils.ProgressBar``, ``comfy.model_management`` (device, interrupt
-checks) and ``folder_paths`` (input/output/temp folders). :func:`install` registers small modules under those
+checks) and ``folder_paths`` (input/output/temp folders, and the model folders: ``get_filename_list``,
+``get_full_path``, ``models_dir``, ``folder_names_and_paths``, ... answer from the node context's
+``model_folders``). :func:`install` registers small modules under those
 names in ``sys.modules`` (only where no real module of that name is already imported) so such packs load
 unchanged. Every function reads the running node's :mod:`visionatrix.nodes.context`. It is called by the pack
 loader before third-party packs are imported, never at import time.
@@ -12,9 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from visionatrix.errors import Interrupted
+from visionatrix.models.folders import FOLDER_ALIASES, MODEL_EXTENSIONS, ModelFolders
 from visionatrix.nodes import context
 
 
@@ -70,20 +73,97 @@ def _folder_paths() -> ModuleType:
 
     fp.get_annotated_filepath = get_annotated_filepath  # type: ignore[attr-defined]
     fp.exists_annotated_filepath = lambda name: Path(get_annotated_filepath(name)).exists()  # type: ignore[attr-defined]
-    fp.get_filename_list = _model_files  # type: ignore[attr-defined]
+    models = _ModelPaths()
+    fp.supported_pt_extensions = set(MODEL_EXTENSIONS)  # type: ignore[attr-defined]
+    fp.get_filename_list = models.get_filename_list  # type: ignore[attr-defined]
+    fp.get_full_path = models.get_full_path  # type: ignore[attr-defined]
+    fp.get_full_path_or_raise = models.get_full_path_or_raise  # type: ignore[attr-defined]
+    fp.get_folder_paths = models.get_folder_paths  # type: ignore[attr-defined]
+    fp.add_model_folder_path = models.add_model_folder_path  # type: ignore[attr-defined]
+    fp.map_legacy = lambda name: FOLDER_ALIASES.get(name, name)  # type: ignore[attr-defined]
+    fp.__dict__["__getattr__"] = models.module_attribute  # PEP 562: models_dir and folder_names_and_paths
     return fp
 
 
-def _model_files(folder_name: str) -> list[str]:
-    """The files of the models folder ``folder_name`` (relative, ``/``-separated, sorted); [] without one."""
-    root = context.current().models_dir
-    if root is None or not folder_name or "/" in folder_name or "\\" in folder_name or folder_name.startswith("."):
-        return []
-    folder = root / folder_name
-    if not folder.is_dir():
-        return []
-    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
-                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+class _ModelPaths:
+    """The model half of ``folder_paths``: answers from the running node's ``model_folders`` (or a
+    :class:`ModelFolders` of its ``models_dir``). Folders packs add (``add_model_folder_path``, or assigning into
+    ``folder_names_and_paths``, usually while the pack is imported) are kept here and applied to every answer."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, Path, bool]] = []
+        self.extensions: dict[str, set[str]] = {}
+        self._by_dir: dict[Path, ModelFolders] = {}
+
+    def folders(self) -> ModelFolders | None:
+        ctx = context.current()
+        folders = ctx.model_folders
+        if folders is None and ctx.models_dir is not None:
+            folders = self._by_dir.get(ctx.models_dir)
+            if folders is None:
+                folders = self._by_dir[ctx.models_dir] = ModelFolders(ctx.models_dir)
+        if folders is not None:
+            for folder, path, first in self.added:
+                folders.add_path(folder, path, first=first)
+            for folder, extensions in self.extensions.items():
+                folders.set_extensions(folder, sorted(extensions))
+        return cast("ModelFolders | None", folders)
+
+    def get_filename_list(self, folder_name: str) -> list[str]:
+        """The model files of ``folder_name`` (relative, ``/``-separated, sorted); [] without model folders."""
+        folders = self.folders()
+        return folders.list_files(folder_name) if folders is not None and folder_name else []
+
+    def get_full_path(self, folder_name: str, filename: str) -> str | None:
+        folders = self.folders()
+        found = folders.find(folder_name, filename) if folders is not None else None
+        return str(found) if found is not None else None
+
+    def get_full_path_or_raise(self, folder_name: str, filename: str) -> str:
+        found = self.get_full_path(folder_name, filename)
+        if found is None:
+            raise FileNotFoundError(f"model {filename!r} not found in the {folder_name!r} model folders")
+        return found
+
+    def get_folder_paths(self, folder_name: str) -> list[str]:
+        folders = self.folders()
+        return [str(root) for root in folders.roots(folder_name)] if folders is not None else []
+
+    def add_model_folder_path(self, folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
+        entry = (folder_name, Path(full_folder_path), is_default)
+        if entry not in self.added:
+            self.added.append(entry)
+
+    def models_dir(self) -> str:
+        folders = self.folders()
+        return str(folders.models_dir if folders is not None else Path("models").absolute())
+
+    def folder_names_and_paths(self) -> dict[str, tuple[list[str], set[str]]]:
+        folders = self.folders()
+        return _FolderMap(self, folders.folder_names_and_paths() if folders is not None else {})
+
+    def module_attribute(self, name: str) -> Any:
+        """``folder_paths.models_dir`` and ``folder_paths.folder_names_and_paths``, answered when read."""
+        if name in ("models_dir", "folder_names_and_paths"):
+            return getattr(self, name)()
+        raise AttributeError(f"module 'folder_paths' has no attribute {name!r}")
+
+
+class _FolderMap(dict[str, tuple[list[str], set[str]]]):
+    """``folder_names_and_paths`` as a pack sees it: assigning ``(paths, extensions)`` to a folder adds those
+    paths and sets its extensions for every later answer."""
+
+    def __init__(self, owner: _ModelPaths, items: dict[str, tuple[list[str], set[str]]]) -> None:
+        super().__init__(items)
+        self._owner = owner
+
+    def __setitem__(self, folder: str, value: tuple[list[str], set[str]]) -> None:
+        paths, extensions = value
+        for path in paths:
+            self._owner.add_model_folder_path(folder, path)
+        if extensions:
+            self._owner.extensions[folder] = {str(ext).lower() for ext in extensions}
+        super().__setitem__(folder, (list(paths), set(extensions)))
 
 
 def install() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from visionatrix.flows.catalog import FlowCatalog
+from visionatrix.models.folders import ModelFolders
 from visionatrix.nodes.registry import NodeRegistry
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
@@ -38,6 +39,13 @@ class Services:
     user_dir: Path | None = None
     """``VIX_USER_DIR``: the graph editor's per-user settings and saved workflows; None: the editor's user routes
     answer 404."""
+    model_folders: ModelFolders | None = None
+    """The model folders (``models_dir`` plus ``VIX_EXTRA_MODEL_PATHS``); None: built from ``models_dir`` alone
+    when there is one."""
+
+    def __post_init__(self) -> None:
+        if self.model_folders is None and self.models_dir is not None:
+            self.model_folders = ModelFolders(self.models_dir)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -2,7 +2,8 @@
 
 Built on every request, never cached, so a file uploaded a moment ago is already among the choices. The nodes'
 ``INPUT_TYPES`` run under a :class:`~visionatrix.nodes.context.NodeContext` whose folders are the ComfyUI folders
-of our storage (``folder_paths.get_input_directory()`` and the like answer them), and every COMBO input flagged
+of our storage (``folder_paths.get_input_directory()`` and the like answer them) and whose model folders are the
+server's (``folder_paths.get_filename_list("upscale_models")`` lists the real files), and every COMBO input flagged
 ``image_upload`` (LoadImage, LoadImageMask, ...) gets the current list of input images, subfolders included.
 """
 
@@ -48,7 +49,8 @@ def catalogue(services: Services, describe: Callable[[], dict[str, NodeInfo]]) -
     choices filled in (blocking: directory listings and every node's ``INPUT_TYPES``)."""
     folders = ComfyFolders(services.storage.root)
     context = NodeContext(input_dir=folders.input_dir, output_dir=folders.output_dir, temp_dir=folders.temp_dir,
-                          max_image_pixels=services.max_image_pixels, models_dir=services.models_dir)
+                          max_image_pixels=services.max_image_pixels, models_dir=services.models_dir,
+                          model_folders=services.model_folders)
     with use(context):
         info = describe()
     images = folders.input_images()

@@ -1,19 +1,19 @@
 """The graph editor's shell routes (``docs/comfy-api.md``, "Editor shell and user data"): feature flags, the lists
 it loads at boot (extensions, embeddings, translations, templates, subgraph blueprints, node replacements), the
-model folders of ``VIX_MODELS_DIR`` and ``system_stats``.
+model folders and ``system_stats``.
 
 Our one JS extension (``extensions/open_flow.js``: ``comfy/?vix_flow=<name>`` opens an installed flow) is listed in
 ``/extensions`` and served at ``/extensions/visionatrix/<file>``; we ship no translations, templates or blueprints,
-so those answer empty. Model folders are the
-direct subfolders of ``models_dir`` (``checkpoints``, ``loras``, ...); a model is a file inside one of them, at any
-depth, with a model file extension.
+so those answer empty. The model routes answer from the
+:class:`~visionatrix.models.folders.ModelFolders` of the services: the folders are ComfyUI's standard ones plus the
+other subfolders of ``VIX_MODELS_DIR`` and the folders of ``VIX_EXTRA_MODEL_PATHS``; a folder's models are the files
+with a model extension at any depth in any of its roots (``pathIndex`` says which root).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from visionatrix.errors import NotFound
-from visionatrix.flows.importers.model_refs import MODEL_EXTENSIONS
 from visionatrix.hostinfo import host_memory
+from visionatrix.models.folders import ModelFolders
 from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.static_files import confined_file
 
@@ -91,77 +91,65 @@ async def get_global_subgraph(request: web.Request) -> web.Response:
 # --- model folders ---------------------------------------------------------------------------------------------
 
 
-def _model_folders(models_dir: Path | None) -> list[str]:
-    if models_dir is None or not models_dir.is_dir():
-        return []
-    return sorted(entry.name for entry in models_dir.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+def _folders(request: web.Request) -> ModelFolders | None:
+    return request.app[SERVICES].model_folders
 
 
-def _model_folder(models_dir: Path | None, folder: str) -> Path:
-    """``models_dir/<folder>``; ``NotFound`` unless ``folder`` names one of its subfolders (nothing deeper)."""
-    if models_dir is not None and folder in _model_folders(models_dir):
-        return models_dir / folder
+def _model_folder(folders: ModelFolders | None, folder: str) -> str:
+    """The canonical name of ``folder``; ``NotFound`` unless it is one of the model folders."""
+    if folders is not None and folders.canonical(folder) in folders.folder_names():
+        return folders.canonical(folder)
     raise NotFound("model folder", folder)
 
 
-def _model_files(folder: Path) -> list[Path]:
-    """Model files under ``folder`` at any depth, relative to it, sorted; symlinked folders are followed once."""
-    found: list[Path] = []
-    seen: set[tuple[int, int]] = set()
-    for current, dirs, files in os.walk(folder, followlinks=True):
-        stat = os.stat(current)
-        if (stat.st_dev, stat.st_ino) in seen:
-            dirs.clear()
-            continue
-        seen.add((stat.st_dev, stat.st_ino))
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        base = Path(current).relative_to(folder)
-        found += [base / name for name in files
-                  if not name.startswith(".") and Path(name).suffix.lower() in MODEL_EXTENSIONS]
-    return sorted(found)
-
-
 async def get_embeddings(request: web.Request) -> web.Response:
-    models_dir = request.app[SERVICES].models_dir
-    folder = models_dir / "embeddings" if models_dir is not None else None
-    if folder is None or not folder.is_dir():
+    folders = _folders(request)
+    if folders is None:
         return web.json_response([])
-    files = await asyncio.to_thread(_model_files, folder)
-    return web.json_response([path.with_suffix("").as_posix() for path in files])
+    files = await asyncio.to_thread(folders.list_files, "embeddings")
+    return web.json_response([name.rsplit(".", 1)[0] for name in files])
 
 
 async def list_model_folders(request: web.Request) -> web.Response:
-    return web.json_response(_model_folders(request.app[SERVICES].models_dir))
+    folders = _folders(request)
+    return web.json_response(await asyncio.to_thread(folders.folder_names) if folders is not None else [])
 
 
 async def list_models(request: web.Request) -> web.Response:
-    folder = _model_folder(request.app[SERVICES].models_dir, request.match_info["folder"])
-    files = await asyncio.to_thread(_model_files, folder)
-    return web.json_response([path.as_posix() for path in files])
+    folders = _folders(request)
+    folder = _model_folder(folders, request.match_info["folder"])
+    assert folders is not None
+    return web.json_response(await asyncio.to_thread(folders.list_files, folder))
 
 
 async def list_model_library(request: web.Request) -> web.Response:
-    models_dir = request.app[SERVICES].models_dir
-    if models_dir is None:
+    folders = _folders(request)
+    if folders is None:
         return web.json_response([])
-    return web.json_response([{"name": name, "folders": [str((models_dir / name).absolute())]}
-                              for name in _model_folders(models_dir) if name not in NOT_MODEL_FOLDERS])
+    names = await asyncio.to_thread(folders.folder_names)
+    return web.json_response([{"name": name, "folders": [str(root.absolute()) for root in folders.roots(name)]}
+                              for name in names if name not in NOT_MODEL_FOLDERS])
 
 
 async def list_model_library_folder(request: web.Request) -> web.Response:
     name = request.match_info["folder"]
     if name in NOT_MODEL_FOLDERS:
         raise NotFound("model folder", name)
-    folder = _model_folder(request.app[SERVICES].models_dir, name)
-    entries = await asyncio.to_thread(_library_entries, folder)
-    return web.json_response(entries)
+    folders = _folders(request)
+    folder = _model_folder(folders, name)
+    assert folders is not None
+    return web.json_response(await asyncio.to_thread(_library_entries, folders, folder))
 
 
-def _library_entries(folder: Path) -> list[dict[str, Any]]:
+def _library_entries(folders: ModelFolders, folder: str) -> list[dict[str, Any]]:
+    """Each file with the index of its root (``pathIndex``), size and times."""
     entries = []
-    for relative in _model_files(folder):
-        stat = (folder / relative).stat()
-        entries.append({"name": relative.as_posix(), "pathIndex": 0, "modified": stat.st_mtime,
+    for entry in folders.entries(folder):
+        try:
+            stat = entry.path.stat()
+        except OSError:
+            continue
+        entries.append({"name": entry.name, "pathIndex": entry.root_index, "modified": stat.st_mtime,
                         "created": stat.st_ctime, "size": stat.st_size})
     return entries
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from tests.unit.server.conftest import MAX_UPLOAD_BYTES
+from visionatrix.models.folders import STANDARD_FOLDERS, ModelFolders
 from visionatrix.server.app import create_app
 from visionatrix.server.comfy import PREFIXES
 from visionatrix.server.services import Services
@@ -54,7 +55,8 @@ def models(services: Services) -> Path:
 @pytest.fixture
 async def bare_http(aiohttp_client: Any, services: Services) -> TestClient:
     """A server whose services have no models folder and no user folder."""
-    return await aiohttp_client(create_app(dataclasses.replace(services, models_dir=None, user_dir=None)))
+    bare = dataclasses.replace(services, models_dir=None, model_folders=None, user_dir=None)
+    return await aiohttp_client(create_app(bare))
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -100,8 +102,10 @@ async def test_embeddings_are_model_files_of_the_embeddings_folder_without_exten
     assert await _json(http, "/api/embeddings") == ["easy", "neg/bad"]
 
 
-async def test_model_folders_are_the_visible_subfolders_of_models_dir(http: TestClient, models: Path) -> None:
-    assert await _json(http, "/models") == ["checkpoints", "configs", "loras"]
+async def test_model_folders_are_the_standard_ones_then_other_visible_subfolders_of_models_dir(
+        http: TestClient, models: Path) -> None:
+    (models / "unet").mkdir()
+    assert await _json(http, "/models") == [*STANDARD_FOLDERS, "configs"]
 
 
 async def test_a_model_folder_lists_its_model_files_at_any_depth(http: TestClient, models: Path) -> None:
@@ -121,8 +125,11 @@ async def test_a_model_folder_that_is_not_a_subfolder_of_models_dir_is_404(
 async def test_the_model_library_lists_folders_with_absolute_paths_but_not_configs(
         http: TestClient, models: Path) -> None:
     library = await _json(http, "/api/experiment/models")
-    assert library == [{"name": "checkpoints", "folders": [str((models / "checkpoints").absolute())]},
-                       {"name": "loras", "folders": [str((models / "loras").absolute())]}]
+    assert [entry["name"] for entry in library] == list(STANDARD_FOLDERS)
+    folders = {entry["name"]: entry["folders"] for entry in library}
+    assert folders["checkpoints"] == [str((models / "checkpoints").absolute())]
+    assert folders["diffusion_models"] == [str((models / "diffusion_models").absolute()),
+                                           str((models / "unet").absolute())]
     await _json(http, "/api/experiment/models/configs", 404)
 
 
@@ -138,6 +145,23 @@ async def test_a_model_library_folder_gives_each_file_with_its_size_and_times(ht
 async def test_a_symlink_loop_in_a_model_folder_is_listed_once(http: TestClient, models: Path) -> None:
     os.symlink(models / "loras", models / "loras" / "again")
     assert await _json(http, "/api/models/loras") == ["style.pt"]
+
+
+async def test_extra_model_paths_add_roots_whose_files_are_listed_after_models_dir_ones(
+        aiohttp_client: Any, services: Services, models: Path, tmp_path: Path) -> None:
+    collection = tmp_path / "a1111" / "Stable-diffusion"
+    _touch(collection / "sd15.safetensors", b"shadowed")
+    _touch(collection / "dreamshaper.safetensors", b"123")
+    folders = ModelFolders(models, {"checkpoints": [collection], "ipadapter": [tmp_path / "a1111" / "ip"]})
+    http = await aiohttp_client(create_app(dataclasses.replace(services, model_folders=folders)))
+    assert await _json(http, "/api/models/checkpoints") == ["dreamshaper.safetensors", "sd15.safetensors",
+                                                            "xl/base.ckpt"]
+    entries = await _json(http, "/api/experiment/models/checkpoints")
+    assert [(entry["name"], entry["pathIndex"], entry["size"]) for entry in entries] == [
+        ("dreamshaper.safetensors", 1, 3), ("sd15.safetensors", 0, 5), ("xl/base.ckpt", 0, 1)]
+    library = {entry["name"]: entry["folders"] for entry in await _json(http, "/api/experiment/models")}
+    assert library["checkpoints"] == [str((models / "checkpoints").absolute()), str(collection.absolute())]
+    assert await _json(http, "/api/models/unet") == []
 
 
 async def test_without_a_models_dir_the_model_routes_are_empty_or_404(bare_http: TestClient) -> None:
