@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -17,6 +18,9 @@ from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.prompts import PromptTasks
 from visionatrix.storage.files import TaskStorage
+
+if TYPE_CHECKING:
+    from visionatrix.server.server_models import ServerModels
 
 
 @dataclass
@@ -36,6 +40,8 @@ class Services:
     """``VIX_MODELS_DIR``: model files, one subfolder per kind (``checkpoints``, ``loras``, ...); None: none."""
     prompts: PromptTasks | None = None
     """ComfyUI prompts as tasks; None: ``create_app`` makes one on ``queue``."""
+    models: ServerModels | None = None
+    """The server's catalog, models folder and downloads (``/vapi/models``); None: the model routes answer 404."""
     user_dir: Path | None = None
     """``VIX_USER_DIR``: the graph editor's per-user settings and saved workflows; None: the editor's user routes
     answer 404."""

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from visionatrix.server.routes import events, files, flows, health, tasks, web_root, worker_api, worker_files, workers
+from visionatrix.server.routes import (
+    events,
+    files,
+    flows,
+    health,
+    models,
+    tasks,
+    web_root,
+    worker_api,
+    worker_files,
+    workers,
+)
 from visionatrix.server.services import SERVICES
 
 PREFIX = "/vapi"
@@ -31,6 +42,12 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"{PREFIX}/workers", workers.list_workers, name="workers")
     router.add_put(f"{PREFIX}/workers/{{worker_id}}/allowed_flows", worker_api.set_allowed_flows,
                    name="worker_allowed_flows")
+    router.add_post(f"{PREFIX}/workers/{{worker_id}}/install", models.install_on_worker, name="worker_install")
+    router.add_post(f"{PREFIX}/workers/{{worker_id}}/free", models.free_worker, name="worker_free")
+    router.add_get(f"{PREFIX}/models", models.list_models, name="models")
+    router.add_post(f"{PREFIX}/models/install", models.install_models, name="models_install")
+    router.add_post(f"{PREFIX}/models/{{name}}/cancel", models.cancel_install, name="model_cancel")
+    router.add_delete(f"{PREFIX}/models/{{name}}", models.remove_model, name="model")
     _setup_worker_routes(router)
     router.add_get(f"{PREFIX}/events", events.websocket, name="events")
     router.add_get(f"{PREFIX}/events/stream", events.server_sent_events, name="events_stream")

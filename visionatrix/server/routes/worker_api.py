@@ -257,7 +257,7 @@ async def release(request: web.Request) -> web.Response:
 # -- workers -----------------------------------------------------------------------------------------------------
 
 
-def _worker_id(request: web.Request) -> str:
+def worker_id_of(request: web.Request) -> str:
     worker_id = request.match_info["worker_id"]
     if len(worker_id) > worker_request.MAX_ID_CHARS:
         problem = f"longer than {worker_request.MAX_ID_CHARS} characters"
@@ -269,7 +269,7 @@ async def report_worker(request: web.Request) -> web.Response:
     """A worker's liveness report; the answer is the flows an admin lets it take (null: every one it has) and the
     commands an admin queued for it (each handed out once)."""
     queue = request.app[SERVICES].queue
-    worker_id = _worker_id(request)
+    worker_id = worker_id_of(request)
     body = worker_request.read_worker_report(await parsing.read_json(request))
     if body.node_types is not None:
         request.app[WORKER_NODE_TYPES][worker_id] = frozenset(body.node_types)
@@ -285,6 +285,6 @@ async def report_worker(request: web.Request) -> web.Response:
 async def set_allowed_flows(request: web.Request) -> web.Response:
     """Admin: restrict a worker to some flows (``null`` lifts the restriction); 404 for a worker never seen."""
     queue = request.app[SERVICES].queue
-    worker_id = _worker_id(request)
+    worker_id = worker_id_of(request)
     flows = worker_request.read_allowed_flows(await parsing.read_json(request))
     return _reply(views.worker_view(await queue.set_allowed_flows(worker_id, flows)))
