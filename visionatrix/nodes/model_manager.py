@@ -91,10 +91,11 @@ class ModelManager:
         except ModelFileError:
             raise
         except Exception as exc:  # spandrel's UnsupportedModelError, shape mismatches, a builder's own checks
-            raise ModelFileError(path, f"not a {kind} model: {type(exc).__name__}: {exc}") from exc
+            article = "an" if kind[:1].lower() in "aeiou" else "a"
+            raise ModelFileError(path, f"not {article} {kind} model: {exc or type(exc).__name__}") from exc
         finally:
             del state_dict
-        _place(model, "cpu", _pick_dtype(model, dtype, self._cuda))
+        _place(model, "cpu", pick_dtype(model, dtype, self._cuda))
         record = _Record(key, model, path.name, kind, model_bytes(model), "ram")
         if self._cuda:
             self._to_vram(record)
@@ -192,7 +193,7 @@ def model_bytes(model: Any) -> int:
     return sum(t.element_size() * t.nelement() for t in tensors.values())
 
 
-def _pick_dtype(model: Any, requested: Any, cuda: bool) -> Any:
+def pick_dtype(model: Any, requested: Any, cuda: bool) -> Any:
     import torch
 
     if requested is not None:

@@ -63,8 +63,11 @@ def _read_pickle(path: Path) -> Any:
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
-        raise ModelFileError(path, f"the pickle needs code to load ({_refused_global(exc)}): refused; convert it "
-                                   "to safetensors") from exc
+        refused = _refused_global(exc)
+        if refused is None:
+            raise ModelFileError(path, f"not a readable torch checkpoint: {_first_line(str(exc))}") from exc
+        raise ModelFileError(path, f"the pickle needs code to load ({refused}): refused; convert it to "
+                                   "safetensors") from exc
     except OSError as exc:
         raise ModelFileError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except Exception as exc:  # torch reports damaged files as RuntimeError, KeyError, EOFError, ...
@@ -72,11 +75,13 @@ def _read_pickle(path: Path) -> Any:
                                    f"{_first_line(str(exc))}") from exc
 
 
-def _refused_global(exc: BaseException) -> str:
-    """The global torch's weights-only unpickler refused (``GLOBAL builtins.print``), or its first line."""
-    text = str(exc)
-    found = re.search(r"Unsupported global: (GLOBAL [\w.]+)", text) or re.search(r"(Unsupported operand \d+)", text)
-    return found.group(1) if found else _first_line(text)
+def _refused_global(exc: BaseException) -> str | None:
+    """The global torch's weights-only unpickler refused (``GLOBAL builtins.print``); None when the unpickler
+    failed for another reason (the bytes are not a pickle at all)."""
+    found = re.search(r"Unsupported global: (GLOBAL [\w.]+)", str(exc))
+    if found:
+        return found.group(1)
+    return "a global it may not import" if "global" in str(exc).lower() else None
 
 
 def _first_line(text: str) -> str:
