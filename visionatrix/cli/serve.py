@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from visionatrix import __version__
+from visionatrix.cli import model_store
 from visionatrix.cli.migrate_db import engine_label
 from visionatrix.cli.nodes_list import load_registry
 from visionatrix.config import PROJECT_ROOT, InvalidSetting, Settings
@@ -23,14 +24,18 @@ from visionatrix.db import migrate
 from visionatrix.db.engine import create_engine
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows.catalog import FlowCatalog
-from visionatrix.models import extra_paths
+from visionatrix.flows.installed import runnable_flows
+from visionatrix.models.download import DownloadProgress
+from visionatrix.models.folders import ModelFolders
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.server.app import create_app
+from visionatrix.server.server_models import ServerModels
 from visionatrix.server.services import Services
 from visionatrix.storage.files import TaskStorage
 from visionatrix.worker.daemon import Worker, WorkerOptions
 from visionatrix.worker.db_source import DatabaseSource
+from visionatrix.worker.models import WorkerModels
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +76,16 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
                           events=events)
         storage = TaskStorage(settings.tasks_files_dir, max_upload_bytes=settings.max_upload_bytes)
         registry = load_registry(settings)
-        flows = FlowCatalog(list(settings.flows_dirs), settings.user_flows_dir, registry.object_info())
+        catalog = await model_store.read_catalog(settings)
+        flows = FlowCatalog(list(settings.flows_dirs), settings.user_flows_dir, registry.object_info(),
+                            models_catalog=catalog.raw)
+        store = model_store.build_store(settings, catalog, on_progress=lambda p: _model_progressed(events, p))
         services = Services(queue=queue, storage=storage, flows=flows, registry=registry, events=events,
                             worker_auth=settings.worker_auth,
                             max_image_pixels=settings.max_image_pixels, version=__version__,
                             web_dir=PROJECT_ROOT / "web", models_dir=settings.models_dir,
-                            user_dir=settings.user_dir,
-                            model_folders=extra_paths.model_folders(settings.models_dir, settings.extra_model_paths))
+                            user_dir=settings.user_dir, model_folders=store.folders,
+                            models=ServerModels(store.catalog, store.inventory, store.installer))
         runner = web.AppRunner(create_app(services), access_log=None)
         await runner.setup()
         try:
@@ -86,16 +94,19 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
                   file=sys.stderr, flush=True)
             if ready is not None:
                 ready.set()
-            await _run_background(settings, services, stop)
+            await _run_background(settings, services, stop, store)
         finally:
+            await store.installer.aclose()
             await runner.cleanup()
             await queue.aclose()
     finally:
         await engine.dispose()
 
 
-async def _run_background(settings: Settings, services: Services, stop: asyncio.Event) -> None:
-    """The lease reaper and, in DEFAULT mode, the in-process worker, until ``stop``."""
+async def _run_background(settings: Settings, services: Services, stop: asyncio.Event,
+                          store: model_store.ModelStore) -> None:
+    """The lease reaper and, in DEFAULT mode, the in-process worker (sharing the server's models folder and
+    downloads), until ``stop``."""
     jobs: list[asyncio.Task[Any]] = [
         asyncio.create_task(_reap_expired(services.queue, settings.task_lease_s / 2, stop))]
     executor = None
@@ -103,9 +114,11 @@ async def _run_background(settings: Settings, services: Services, stop: asyncio.
         executor = Executor(services.registry, ExecutorSettings(
             device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
             cache_max_entries=settings.cache_max_entries))
-        options = WorkerOptions(worker_id=settings.worker_id, installed_flows=lambda: _runnable(services.flows),
+        node_types = set(services.registry.object_info())
+        options = WorkerOptions(worker_id=settings.worker_id,
+                                installed_flows=lambda: _runnable(services.flows, node_types, store.folders),
                                 lease_s=settings.task_lease_s, progress_interval_s=settings.progress_interval_s,
-                                claim_ahead=settings.claim_ahead)
+                                claim_ahead=settings.claim_ahead, models=WorkerModels(store.inventory, store.installer))
         wakeup = asyncio.Event()
         source = DatabaseSource(services.queue, services.storage, mode="DEFAULT", wakeup=wakeup,
                                 poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s,
@@ -123,9 +136,17 @@ async def _run_background(settings: Settings, services: Services, stop: asyncio.
             executor.close()
 
 
-def _runnable(flows: FlowCatalog) -> list[str]:
-    """Names of the flows whose node types are all installed here."""
-    return [flow.name for flow in flows.flows() if not flow.missing_node_types]
+def _runnable(flows: FlowCatalog, node_types: set[str], folders: ModelFolders) -> list[str]:
+    """Names of the flows whose node types and model files are all here."""
+    return runnable_flows([flow.info() for flow in flows.flows()], node_types, folders)
+
+
+def _model_progressed(events: TaskEvents, progress: DownloadProgress) -> None:
+    """A download of the server's (and the in-process worker's) models folder moved on: a ``model_progress`` event,
+    and ``models_changed`` once the model is installed."""
+    events.publish(progress.event())
+    if progress.state == "installed":
+        events.publish({"type": "models_changed", "change": "installed", "name": progress.name})
 
 
 async def _reap_expired(queue: TaskQueue, interval_s: float, stop: asyncio.Event) -> None:

@@ -23,7 +23,9 @@ from typing import Any
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
+from visionatrix.cli import model_store
 from visionatrix.cli.migrate_db import engine_label
+from visionatrix.cli.model_store import ModelStore
 from visionatrix.cli.nodes_list import load_registry
 from visionatrix.config import DEFAULT_DATABASE_URI, InvalidSetting, Settings
 from visionatrix.db import migrate
@@ -31,7 +33,6 @@ from visionatrix.db.engine import create_engine
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows.catalog import FlowCatalog
 from visionatrix.flows.installed import runnable_flows, why_not_runnable
-from visionatrix.models.extra_paths import model_folders
 from visionatrix.nodes.registry import NodeRegistry
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.wakeups import TaskWakeups
@@ -39,6 +40,7 @@ from visionatrix.storage.files import TaskStorage
 from visionatrix.worker.daemon import Worker, WorkerOptions
 from visionatrix.worker.db_source import DatabaseSource
 from visionatrix.worker.http_source import HttpSource
+from visionatrix.worker.models import WorkerModels
 from visionatrix.worker.source import SourceStopped, TaskSource
 
 log = logging.getLogger(__name__)
@@ -68,15 +70,20 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
         cache_max_entries=settings.cache_max_entries))
     try:
-        if settings.server_url is not None:
-            await _run_http(settings, registry, executor, stop)
-        else:
-            await _run_database(settings, registry, executor, stop)
+        store = model_store.build_store(settings, await model_store.read_catalog(settings))
+        try:
+            if settings.server_url is not None:
+                await _run_http(settings, registry, executor, store, stop)
+            else:
+                await _run_database(settings, registry, executor, store, stop)
+        finally:
+            await store.installer.aclose()
     finally:
         executor.close()
 
 
-async def _run_database(settings: Settings, registry: NodeRegistry, executor: Executor, stop: asyncio.Event) -> None:
+async def _run_database(settings: Settings, registry: NodeRegistry, executor: Executor, store: ModelStore,
+                        stop: asyncio.Event) -> None:
     engine = create_engine(settings.database_uri)
     label = engine_label(settings.database_uri)
     try:
@@ -90,25 +97,27 @@ async def _run_database(settings: Settings, registry: NodeRegistry, executor: Ex
                                  f"first")
         queue = TaskQueue(engine, lease_s=settings.task_lease_s, max_attempts=settings.task_max_attempts)
         storage = TaskStorage(settings.tasks_files_dir, max_upload_bytes=settings.max_upload_bytes)
-        flows = FlowCatalog(list(settings.flows_dirs), settings.user_flows_dir, registry.object_info())
+        flows = FlowCatalog(list(settings.flows_dirs), settings.user_flows_dir, registry.object_info(),
+                            models_catalog=store.catalog.raw)
         node_types = set(registry.object_info())
 
         def local_flows() -> list[dict[str, Any]]:
             return [flow.info() for flow in flows.flows()]
 
-        installed = _installed(settings, node_types, local_flows)
+        installed = _installed(settings, node_types, local_flows, store)
         async with TaskWakeups(engine) as wakeups:
             source = DatabaseSource(queue, storage, mode="WORKER_DB",
                                     wakeups=wakeups if wakeups.supported else None, wakeup=None,
                                     poll_min_s=settings.poll_min_s, poll_max_s=settings.poll_max_s,
                                     node_types=node_types)
-            await _run(settings, executor, source, installed, stop, where=f"database {label}")
+            await _run(settings, executor, source, installed, store, stop, where=f"database {label}")
         await queue.aclose()
     finally:
         await engine.dispose()
 
 
-async def _run_http(settings: Settings, registry: NodeRegistry, executor: Executor, stop: asyncio.Event) -> None:
+async def _run_http(settings: Settings, registry: NodeRegistry, executor: Executor, store: ModelStore,
+                    stop: asyncio.Event) -> None:
     assert settings.server_url is not None
     ignored = [name for name, changed in (("VIX_PORT", settings.port != Settings().port),
                                           ("DATABASE_URI", settings.database_uri != DEFAULT_DATABASE_URI))
@@ -146,7 +155,7 @@ async def _run_http(settings: Settings, registry: NodeRegistry, executor: Execut
         for waiter in waiters:
             waiter.cancel()
     try:
-        await _run(settings, executor, source, _installed(settings, node_types, remote_flows), stop,
+        await _run(settings, executor, source, _installed(settings, node_types, remote_flows, store), store, stop,
                    where=f"server {settings.server_url}")
     finally:
         if refresher is not None:
@@ -168,13 +177,13 @@ async def _fetch_flows(settings: Settings) -> list[dict[str, Any]]:
     return [flow for flow in flows if isinstance(flow, dict) and isinstance(flow.get("name"), str)]
 
 
-def _installed(settings: Settings, node_types: set[str],
-               describe: Callable[[], list[dict[str, Any]]]) -> Sequence[str] | Callable[[], list[str]]:
+def _installed(settings: Settings, node_types: set[str], describe: Callable[[], list[dict[str, Any]]],
+               store: ModelStore) -> Sequence[str] | Callable[[], list[str]]:
     """The configured flows, or a callable answering the flows this worker can run (logged when it changes)."""
     if settings.worker_flows is not None:
         return list(settings.worker_flows)
     last: list[str] | None = None
-    folders = model_folders(settings.models_dir, settings.extra_model_paths)
+    folders = store.folders
 
     def current() -> list[str]:
         nonlocal last
@@ -192,10 +201,11 @@ def _installed(settings: Settings, node_types: set[str],
 
 
 async def _run(settings: Settings, executor: Executor, source: TaskSource,
-               installed: Sequence[str] | Callable[[], list[str]], stop: asyncio.Event, *, where: str) -> None:
+               installed: Sequence[str] | Callable[[], list[str]], store: ModelStore, stop: asyncio.Event, *,
+               where: str) -> None:
     options = WorkerOptions(worker_id=settings.worker_id, installed_flows=installed, lease_s=settings.task_lease_s,
                             progress_interval_s=settings.progress_interval_s, claim_wait_s=settings.long_poll_s,
-                            claim_ahead=settings.claim_ahead)
+                            claim_ahead=settings.claim_ahead, models=WorkerModels(store.inventory, store.installer))
     worker = Worker(source, executor, options)
     print(f"Visionatrix worker {settings.worker_id} on {executor.device}, tasks from the {where}",
           file=sys.stderr, flush=True)
