@@ -51,12 +51,14 @@ def upscale_batch(model: Any, image: torch.Tensor, *, tile: int, overlap: int = 
         ctx.progress(done, total)
 
     results = []
-    for index in range(image.shape[0]):
-        ctx.check_interrupt()
-        pixels = image[index:index + 1].permute(0, 3, 1, 2).to(device=model.device, dtype=model.dtype).contiguous()
-        upscaled = tiling.upscale_tiled(run, pixels, scale=model.scale, tile=tile, overlap=overlap, on_tile=on_tile)
-        results.append(upscaled.clamp_(0, 1).permute(0, 2, 3, 1).to(ctx.device))
-    return torch.cat(results).contiguous()
+    with torch.inference_mode():  # the executor's device thread is in it already; direct callers may not be
+        for index in range(image.shape[0]):
+            ctx.check_interrupt()
+            pixels = image[index:index + 1].permute(0, 3, 1, 2).to(device=model.device, dtype=model.dtype)
+            upscaled = tiling.upscale_tiled(run, pixels.contiguous(), scale=model.scale, tile=tile, overlap=overlap,
+                                            on_tile=on_tile)
+            results.append(upscaled.clamp_(0, 1).permute(0, 2, 3, 1).to(ctx.device))
+        return torch.cat(results).contiguous()
 
 
 def _check(model: Any, image: Any) -> torch.Tensor:
