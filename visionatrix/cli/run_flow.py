@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from visionatrix.cli import model_store
 from visionatrix.cli.flow_info import load_catalog
 from visionatrix.cli.nodes_list import load_registry
 from visionatrix.cli.progress import ProgressPrinter
@@ -79,7 +80,9 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         executor = Executor(registry, ExecutorSettings(
             device=settings.device, input_dir=input_dir, output_dir=out_dir, temp_dir=Path(scratch) / "temp",
-            max_image_pixels=settings.max_image_pixels, cache_max_entries=settings.cache_max_entries))
+            max_image_pixels=settings.max_image_pixels, cache_max_entries=settings.cache_max_entries,
+            cache_max_bytes=settings.cache_max_bytes, model_folders=model_store.build_folders(settings),
+            ram_cache_bytes=settings.ram_cache_bytes, vram_reserve_bytes=settings.vram_reserve_bytes))
         try:
             return _execute(executor, flow, prompt, out_dir, as_json=args.json)
         finally:

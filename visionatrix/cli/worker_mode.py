@@ -66,11 +66,14 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     registry = load_registry(settings)
+    folders = model_store.build_folders(settings)
     executor = Executor(registry, ExecutorSettings(
         device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
-        cache_max_entries=settings.cache_max_entries))
+        cache_max_entries=settings.cache_max_entries, cache_max_bytes=settings.cache_max_bytes,
+        model_folders=folders, ram_cache_bytes=settings.ram_cache_bytes,
+        vram_reserve_bytes=settings.vram_reserve_bytes))
     try:
-        store = model_store.build_store(settings, await model_store.read_catalog(settings))
+        store = model_store.build_store(settings, await model_store.read_catalog(settings), folders)
         try:
             if settings.server_url is not None:
                 await _run_http(settings, registry, executor, store, stop)
