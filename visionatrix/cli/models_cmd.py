@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visionatrix.cli import model_store
 from visionatrix.cli.nodes_list import load_registry
 from visionatrix.config import Settings
 from visionatrix.errors import VisionatrixError
 from visionatrix.flows import installed
 from visionatrix.flows.catalog import FlowCatalog
 from visionatrix.flows.importers import load_flow
-from visionatrix.models.catalog import ModelsCatalog, load_catalog_sync
-from visionatrix.models.extra_paths import model_folders
+from visionatrix.models.catalog import ModelsCatalog
 from visionatrix.models.inventory import ModelInventory, ModelState, ModelStatus
 
 
@@ -65,8 +65,8 @@ def add_parser(commands: Any, common: Callable[[argparse.ArgumentParser], None])
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    folders = model_folders(settings.models_dir, settings.extra_model_paths)
-    catalog = load_catalog_sync(settings.models_catalog)
+    folders = model_store.build_folders(settings)
+    catalog = model_store.read_catalog_sync(settings)
     inventory = ModelInventory(folders, catalog)
     actions: dict[str, Callable[[], int]] = {
         "list": lambda: _list(args, settings, inventory),
@@ -168,14 +168,8 @@ def _install(args: argparse.Namespace, settings: Settings, inventory: ModelInven
 
 
 async def _download(names: Sequence[str], settings: Settings, inventory: ModelInventory) -> int:
-    from visionatrix.models.hosts import policy_from_settings
-    from visionatrix.models.installer import ModelInstaller
-
-    policy = policy_from_settings(settings.download_allow_hosts, inventory.catalog.hosts(),
-                                  hf_token=settings.hf_token, civitai_token=settings.civitai_token)
-    printer = _ProgressLines()
-    installer = ModelInstaller(inventory.folders, inventory.catalog, policy,
-                               max_concurrent=settings.max_concurrent_downloads, on_progress=printer)
+    installer = model_store.build_store(settings, inventory.catalog, inventory.folders,
+                                        on_progress=_ProgressLines()).installer
     try:
         started = installer.start(names)
         for name in names:

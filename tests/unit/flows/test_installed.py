@@ -20,11 +20,18 @@ def _registry() -> NodeRegistry:
     return registry
 
 
-def test_bundled_flows_are_runnable_without_models(tmp_path: Path) -> None:
+def test_bundled_flows_are_runnable_once_the_model_files_they_load_are_in_place(tmp_path: Path) -> None:
     registry = _registry()
     store = FlowStore([ROOT / "flows"], registry.object_info())
     infos = [flow.info() for flow in store.flows()]
     folders = ModelFolders(tmp_path / "models")
+    without_models = [info["name"] for info in infos if not info["models"]]
+    assert runnable_flows(infos, set(registry.object_info()), folders) == without_models
+    for info in infos:
+        for model in info["models"]:
+            path = folders.install_path((model.get("types") or [""])[0], model["value"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
     assert runnable_flows(infos, set(registry.object_info()), folders) == [i["name"] for i in infos]
 
 

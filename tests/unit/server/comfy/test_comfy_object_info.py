@@ -3,6 +3,7 @@ input-image choices read at request time from our ComfyUI input folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
+from visionatrix.models.folders import ModelFolders
 from visionatrix.nodes import context
+from visionatrix.nodes.registry import NodeRegistry
+from visionatrix.server.app import create_app
 from visionatrix.server.comfy.object_info import catalogue, fill_image_choices
 from visionatrix.server.comfy.paths import ComfyFolders
 from visionatrix.server.services import Services
@@ -108,3 +112,52 @@ def test_fill_image_choices_handles_both_combo_shapes_and_respects_image_folder(
     assert required["legacy"][0] == ["new.png"] and required["modern"][1]["options"] == ["new.png"]
     assert required["outputs"][1]["options"] == ["o.png"] and required["plain"][0] == ["x", "y"]
     assert node["input"]["optional"]["extra"][0] == ["new.png"]
+
+
+PICKER_PACK = '''
+import folder_paths
+
+
+class VixTestModelPicker:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": (folder_paths.get_filename_list("upscale_models"),)}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "pick"
+    CATEGORY = "test"
+
+    def pick(self, model_name):
+        return (folder_paths.get_full_path("upscale_models", model_name),)
+
+
+NODE_CLASS_MAPPINGS = {"VixTestModelPicker": VixTestModelPicker}
+'''
+
+
+async def test_a_packs_model_choices_are_the_files_of_the_model_folder(
+        aiohttp_client: Any, services: Services, tmp_path: Path) -> None:
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / "vix_test_picker.py").write_text(PICKER_PACK)
+    registry = NodeRegistry()
+    registry.load_packs([packs])
+    assert not registry.failures, registry.failures
+    assert services.models_dir is not None
+    upscale = services.models_dir / "upscale_models"
+    (upscale / "sub").mkdir(parents=True)
+    (upscale / "4x.pth").write_bytes(b"x")
+    (upscale / "sub" / "2x.safetensors").write_bytes(b"x")
+    (upscale / "readme.txt").write_bytes(b"x")
+    collection = tmp_path / "a1111" / "ESRGAN"
+    collection.mkdir(parents=True)
+    (collection / "RealESRGAN_x4plus.pth").write_bytes(b"x")
+    folders = ModelFolders(services.models_dir, {"upscale_models": [collection]})
+    http = await aiohttp_client(create_app(dataclasses.replace(services, registry=registry, model_folders=folders)))
+    for path in ("/object_info", "/object_info/VixTestModelPicker"):
+        info = await _catalogue(http, path)
+        assert info["VixTestModelPicker"]["input"]["required"]["model_name"][0] == [
+            "4x.pth", "RealESRGAN_x4plus.pth", "sub/2x.safetensors"]
+    (upscale / "new.pt").write_bytes(b"x")
+    info = await _catalogue(http, "/object_info/VixTestModelPicker")
+    assert "new.pt" in info["VixTestModelPicker"]["input"]["required"]["model_name"][0]
