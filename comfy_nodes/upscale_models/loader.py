@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from visionatrix.errors import InvalidInput, ModelError
+from visionatrix.models.folders import ModelFileList
 from visionatrix.nodes import context
 
 FOLDER = "upscale_models"
@@ -19,8 +20,9 @@ KIND = "upscale"
 
 
 def model_files() -> list[str]:
+    """The files of the upscale models folder, as a ``ModelFileList`` (validation knows them for model files)."""
     folders = context.current().model_folders
-    return folders.list_files(FOLDER) if folders is not None else []
+    return folders.list_files(FOLDER) if folders is not None else ModelFileList(folder=FOLDER)
 
 
 def model_path(model_name: Any) -> Any:

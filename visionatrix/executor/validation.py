@@ -16,6 +16,7 @@ from typing import Any
 from visionatrix.errors import InvalidGraph
 from visionatrix.executor import types as vt
 from visionatrix.executor.graph import Graph, Node, is_link, parse_prompt, post_order, unwrap
+from visionatrix.nodes.context import current as current_context
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
 
@@ -190,6 +191,11 @@ class _Validator:
                      extra: Callable[[], dict[str, Any]]) -> None:
         if options.get("remote"):
             return
+        if getattr(spec_type, "folder", None) is not None and not current_context().check_model_files:
+            if not isinstance(value, str) or not value:
+                self.add(node.id, error("value_not_in_list", "Value not in list",
+                                        f"{name}: expected a model file name, got {value!r}", **extra()))
+            return  # a model file: the worker that runs the graph checks its own folders
         choices = list(spec_type) if isinstance(spec_type, list | tuple) else list(options.get("options", []))
         values = value if (options.get("multi_select") or options.get("multiselect")) and isinstance(
             value, list) else [value]

@@ -41,6 +41,15 @@ class ModelFile:
     path: Path
 
 
+class ModelFileList(list[str]):
+    """The files of a model folder, as a node lists them for a COMBO input: validation knows it for a list of model
+    files (checked only where the graph runs, ``NodeContext.check_model_files``)."""
+
+    def __init__(self, names: Sequence[str] = (), *, folder: str) -> None:
+        super().__init__(names)
+        self.folder = folder
+
+
 def safe_name(name: str) -> PurePosixPath | None:
     """``name`` as a relative ``/``-separated path, or None when it could escape its root: empty, absolute, a
     ``..`` part, a backslash, a NUL, a drive letter or a hidden part."""
@@ -128,9 +137,9 @@ class ModelFolders:
 
     # --- files -------------------------------------------------------------------------------------------------
 
-    def list_files(self, folder: str) -> list[str]:
+    def list_files(self, folder: str) -> ModelFileList:
         """Model files of ``folder`` at any depth, relative and ``/``-separated, union of its roots, sorted."""
-        return sorted({entry.name for entry in self.entries(folder)})
+        return ModelFileList(sorted({entry.name for entry in self.entries(folder)}), folder=folder)
 
     def entries(self, folder: str) -> list[ModelFile]:
         """Every model file of every root of ``folder``; a name in an earlier root hides the same name later."""

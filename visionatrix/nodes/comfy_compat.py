@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from visionatrix.errors import Interrupted
-from visionatrix.models.folders import FOLDER_ALIASES, MODEL_EXTENSIONS, ModelFolders
+from visionatrix.models.folders import FOLDER_ALIASES, MODEL_EXTENSIONS, ModelFileList, ModelFolders
 from visionatrix.nodes import context
 
 
@@ -109,10 +109,11 @@ class _ModelPaths:
                 folders.set_extensions(folder, sorted(extensions))
         return cast("ModelFolders | None", folders)
 
-    def get_filename_list(self, folder_name: str) -> list[str]:
+    def get_filename_list(self, folder_name: str) -> ModelFileList:
         """The model files of ``folder_name`` (relative, ``/``-separated, sorted); [] without model folders."""
         folders = self.folders()
-        return folders.list_files(folder_name) if folders is not None and folder_name else []
+        return folders.list_files(folder_name) if folders is not None and folder_name else ModelFileList(
+            folder=folder_name)
 
     def get_full_path(self, folder_name: str, filename: str) -> str | None:
         folders = self.folders()

@@ -43,6 +43,9 @@ class NodeContext:
     models."""
     models: Any = None
     """The worker's :class:`visionatrix.nodes.model_manager.ModelManager`: the only way a node loads weights."""
+    check_model_files: bool = True
+    """False where the graph is validated but runs elsewhere (the server, for its workers): a COMBO of model files
+    (``ModelFileList``) then accepts any name, and the worker that runs the graph checks it against its own folders."""
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     interrupt_event: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressCallback = _no_progress

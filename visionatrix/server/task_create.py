@@ -61,7 +61,7 @@ def _prepare(services: Services, flow: Flow, request: TaskCreateRequest, folder:
         raise InvalidParams({**problems, **exc.problems}) from None
     if problems:
         raise InvalidParams(problems)
-    with use(NodeContext(input_dir=folder, max_image_pixels=services.max_image_pixels)):
+    with use(NodeContext(input_dir=folder, max_image_pixels=services.max_image_pixels, check_model_files=False)):
         validate(graph, services.registry).raise_for_errors()
     return graph
 

@@ -145,7 +145,7 @@ def canonical_uuid(value: Any) -> bool:
 
 def _validate(services: Services, graph: dict[str, Any], targets: list[str] | None, folder: Path) -> Any:
     folder.mkdir(parents=True, exist_ok=True)
-    with use(NodeContext(input_dir=folder, max_image_pixels=services.max_image_pixels)):
+    with use(NodeContext(input_dir=folder, max_image_pixels=services.max_image_pixels, check_model_files=False)):
         return validate(graph, services.registry, targets=targets)
 
 
