@@ -192,7 +192,7 @@ class VixClient:
         async with asyncio.timeout(timeout_s), self._socket(None) as (socket, _subscribed):
             for model in await self.list_models():
                 progress = model.get("progress") or {}
-                if model["name"] in waiting and (model["state"] == "installed" and not progress
+                if model["name"] in waiting and ((model["state"] == "installed" and not progress)
                                                  or progress.get("state") in MODEL_END_STATES):
                     ended[model["name"]] = progress or {"name": model["name"], "state": "installed"}
             while waiting - set(ended):
