@@ -9,6 +9,7 @@ import collections
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -93,15 +94,14 @@ async def subscribe_logs(request: web.Request) -> web.Response:
 
 
 async def folder_paths(request: web.Request) -> web.Response:
-    """``{folder: [absolute path]}``: the model folders, and the input, output and temp folders."""
+    """``{folder: [absolute path]}``: the model folders (every root, extra model paths included), and the input,
+    output and temp folders."""
     services = request.app[SERVICES]
     folders = ComfyFolders(services.storage.root)
     paths: dict[str, list[str]] = {}
-    models = services.models_dir
-    if models is not None and models.is_dir():
-        for entry in sorted(models.iterdir()):
-            if entry.is_dir() and not entry.name.startswith("."):
-                paths[entry.name] = [str(entry.resolve())]
+    if services.model_folders is not None:
+        for name, (roots, _extensions) in sorted(services.model_folders.folder_names_and_paths().items()):
+            paths[name] = [str(Path(root).absolute()) for root in roots]
     for kind in ("input", "output", "temp"):
         paths[kind] = [str(folders.folder(kind))]
     return web.json_response(paths)

@@ -38,8 +38,13 @@ async def test_recent_log_lines_are_listed_and_streamed_to_subscribers(http: Tes
 async def test_folder_paths_and_files_newest_first(http: TestClient, services: Services) -> None:
     assert services.models_dir is not None
     (services.models_dir / "checkpoints").mkdir(parents=True)
+    extra = services.models_dir.parent / "a1111-loras"
+    assert services.model_folders is not None
+    services.model_folders.add_path("loras", extra)
     paths = await (await http.get("/internal/folder_paths")).json()
     assert "checkpoints" in paths and set(paths) >= {"input", "output", "temp"}
+    assert str(extra.absolute()) in paths["loras"], "an extra model path is a root of its folder"
+    assert paths["diffusion_models"][0] == str((services.models_dir / "diffusion_models").absolute())
     folder = services.storage.root / "comfy" / "input"
     folder.mkdir(parents=True)
     shutil.copyfile(SAMPLE, folder / "old.jpg")
