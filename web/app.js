@@ -4,14 +4,15 @@ import { api } from "./api.js";
 import { EventSocket, eventsUrl } from "./events.js";
 import { clearMessages, showError } from "./notices.js";
 import * as flowsPage from "./pages/flows.js";
+import * as modelsPage from "./pages/models.js";
 import * as queuePage from "./pages/queue.js";
 import * as runPage from "./pages/run.js";
 import * as workersPage from "./pages/workers.js";
 import { startRouter } from "./router.js";
 import { setUpTheme } from "./theme.js";
 
-const PAGES = { flows: flowsPage, run: runPage, queue: queuePage, workers: workersPage };
-const TITLES = { flows: "Flows", run: "Run", queue: "Queue", workers: "Workers" };
+const PAGES = { flows: flowsPage, run: runPage, queue: queuePage, workers: workersPage, models: modelsPage };
+const TITLES = { flows: "Flows", run: "Run", queue: "Queue", workers: "Workers", models: "Models" };
 const LIVE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
 
 let unmount = null;

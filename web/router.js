@@ -1,6 +1,7 @@
-// The hash router: "#/flows", "#/run/<flow>", "#/queue", "#/queue/<task id>", "#/workers".
+// The hash router: "#/flows", "#/run/<flow>", "#/queue", "#/queue/<task id>", "#/workers", "#/models",
+// "#/models/<flow>".
 
-export const PAGES = ["flows", "run", "queue", "workers"];
+export const PAGES = ["flows", "run", "queue", "workers", "models"];
 const DEFAULT_PAGE = "flows";
 
 /** The current route: `{page, arg}`; `arg` is the decoded second part of the hash (a flow name, a task id). */

@@ -1,11 +1,13 @@
 // Flows page: the installed flows as cards (models, workers that run them, Run / editor / delete), installing a
-// flow from a JSON file (choose or drop) or from the bundled ones. Live: `flows_changed` and `worker_updated`.
+// flow from a JSON file (choose or drop) or from the bundled ones, and downloading a flow's missing models with
+// their progress. Live: `flows_changed`, `models_changed`, `model_progress` and `worker_updated`.
 
 import { api, segment } from "../api.js";
 import { confirmAction } from "../confirm.js";
 import { h, replace, uid } from "../dom.js";
 import { dropZone } from "../dropzone.js";
 import { debounce } from "../events.js";
+import { flowModelsLine, missingModels, showInstalled } from "../models_flow.js";
 import { announce, showError, showMessage } from "../notices.js";
 import { href } from "../router.js";
 
@@ -13,6 +15,8 @@ const REFETCH_DELAY_MS = 300;
 
 export function mount(main, { events, signal }) {
   const state = { flows: null, workers: [], bundled: null };
+  const progress = new Map();  // model name -> its latest model_progress (the server's downloads)
+  const modelLines = new Map();  // flow name -> its card's models line
   const cards = h("div", { class: "card-grid", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading flows…"));
   const bundledList = h("div", { class: "bundled" }, h("p", { class: "muted" }, "Loading bundled flows…"));
   const fileInputId = uid("flow-file");
@@ -44,6 +48,22 @@ export function mount(main, { events, signal }) {
     else if (bundled.reason?.status === 404 || bundled.reason?.status === 405) state.bundled = undefined;
     else showError(bundled.reason, "Could not load the bundled flows");
     render();
+    loadProgress();
+  };
+
+  /** The downloads already running when the page opens (later ones arrive as events). */
+  const loadProgress = async () => {
+    if (!(state.flows ?? []).some((flow) => missingModels(flow).names.length)) return;
+    try {
+      const { models } = await api("models", { signal });
+      if (signal.aborted) return;
+      for (const model of models) {
+        if (model.progress && !progress.has(model.name)) progress.set(model.name, model.progress);
+      }
+      renderModelLines();
+    } catch (error) {
+      if (!signal.aborted) showError(error, "Could not read the model downloads");
+    }
   };
 
   const loadWorkers = debounce(async () => {
@@ -69,8 +89,14 @@ export function mount(main, { events, signal }) {
       return;
     }
     const focused = focusedAction(cards);
-    replace(cards, state.flows.map((flow) => flowCard(flow, remove)));
+    modelLines.clear();
+    replace(cards, state.flows.map((flow) => {
+      const line = flowModelsLine(flow);
+      modelLines.set(flow.name, line);
+      return flowCard(flow, remove, line.element);
+    }));
     renderWorkerLines();
+    renderModelLines();
     if (focused) {
       const card = cards.querySelector(`[data-flow="${CSS.escape(focused.flow)}"]`);
       (card?.querySelector(`[data-action="${focused.action}"]`) ?? main.querySelector("h1")).focus();
@@ -83,6 +109,10 @@ export function mount(main, { events, signal }) {
       const takers = state.workers.filter((worker) => worker.flows.includes(line.dataset.workersOf));
       line.replaceChildren(workersText(takers));
     }
+  }
+
+  function renderModelLines() {
+    for (const line of modelLines.values()) line.update(progress);
   }
 
   function renderBundled() {
@@ -107,7 +137,7 @@ export function mount(main, { events, signal }) {
       const flow = await api("flows", { method: "POST", body });
       fileInput.value = "";
       fileInput.dispatchEvent(new Event("change"));
-      showMessage(`Installed the flow “${flow.display_name || flow.name}”.`, "success");
+      showInstalled(flow);
       announce(`Installed ${flow.name}`);
       await load();
     } catch (error) {
@@ -117,8 +147,7 @@ export function mount(main, { events, signal }) {
 
   async function installBundled(flow) {
     try {
-      await api(`flows/bundled/${segment(flow.name)}`, { method: "POST" });
-      showMessage(`Installed the flow “${flow.display_name || flow.name}”.`, "success");
+      showInstalled(await api(`flows/bundled/${segment(flow.name)}`, { method: "POST" }));
       await load();
     } catch (error) {
       showError(error, `Could not install ${flow.name}`);
@@ -142,8 +171,12 @@ export function mount(main, { events, signal }) {
   }
 
   const unsubscribe = events.subscribe((event) => {
-    if (event.type === "flows_changed") reload();
+    if (event.type === "flows_changed" || event.type === "models_changed") reload();
     else if (event.type === "worker_updated") loadWorkers();
+    else if (event.type === "model_progress" && !event.worker_id) {
+      progress.set(event.name, event);
+      renderModelLines();
+    }
   });
   const unsubscribeResync = events.onResync(reload);
   load();
@@ -168,16 +201,11 @@ function workersText(workers) {
     .join(", ");
 }
 
-function flowCard(flow, remove) {
+function flowCard(flow, remove, modelsLine) {
   const title = flow.display_name || flow.name;
-  const missingModels = flow.models_missing;
   const missingNodes = flow.missing_node_types;
   const headingId = uid("flow");
-  const facts = [
-    ["Models", missingModels.length
-      ? h("span", { class: "warn" }, `Missing: ${missingModels.join(", ")}`)
-      : h("span", { class: "ok" }, (flow.models ?? []).length ? "All present" : "None needed")],
-  ];
+  const facts = [["Models", modelsLine]];
   if (missingNodes.length) facts.push(["Node types", h("span", { class: "warn" }, `Missing: ${missingNodes.join(", ")}`)]);
   return h("article", { class: "card", "aria-labelledby": headingId, "data-flow": flow.name },
     h("h3", { id: headingId }, title),

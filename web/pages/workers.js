@@ -1,11 +1,12 @@
-// Workers page: every worker that reported in (state, mode, device, memory, flows, current task, last seen) and an
-// editor of the flows each one takes. Live: `worker_updated` refetches the list (debounced); rows update in place,
-// so an open editor keeps what the user ticked.
+// Workers page: every worker that reported in (state, mode, device, memory, models, flows, current task, last seen),
+// an editor of the flows each one takes and "Free memory" (unload its models). Live: `worker_updated` refetches the
+// list (debounced); rows update in place, so an open editor keeps what the user ticked.
 
 import { api, segment } from "../api.js";
 import { h, replace, uid } from "../dom.js";
 import { debounce } from "../events.js";
 import { formatBytes, formatRelative, formatTime } from "../format.js";
+import { describeProgress, isActive } from "../models_progress.js";
 import { announce, showError, showMessage } from "../notices.js";
 import { href } from "../router.js";
 
@@ -17,7 +18,8 @@ export function mount(main, { events, signal }) {
   const body = h("tbody", {});
   const table = h("table", { class: "workers responsive-table", hidden: true },
     h("caption", { class: "visually-hidden" }, "Workers"),
-    h("thead", {}, h("tr", {}, ["Worker", "State", "Mode", "Device", "Memory", "Current task", "Last seen", "Flows"]
+    h("thead", {}, h("tr", {}, ["Worker", "State", "Mode", "Device", "Memory", "Models", "Current task",
+      "Last seen", "Flows"]
       .map((name) => h("th", { scope: "col" }, name)))),
     body);
   const empty = h("div", { class: "empty", hidden: true },
@@ -89,6 +91,43 @@ function memoryLines(resources) {
   return lines.length ? lines.map((line) => h("div", {}, line)) : "—";
 }
 
+/** The worker's models as it reported them: installed, loaded (RAM / VRAM), downloads under way. */
+function modelLines(models) {
+  if (!models) return [h("div", {}, "—")];
+  const loaded = models.loaded ?? [];
+  const installing = Object.entries(models.installing ?? {}).filter(([, progress]) => isActive(progress)
+    || progress.state === "failed");
+  return [
+    h("div", {}, `${(models.present ?? []).length} installed`),
+    loaded.length ? h("div", { class: "small" }, `Loaded: ${loaded.map((item) => item.name).join(", ")}`) : null,
+    models.ram_bytes || models.vram_bytes ? h("div", { class: "small muted" },
+      `RAM ${formatBytes(models.ram_bytes ?? 0)} · VRAM ${formatBytes(models.vram_bytes ?? 0)}`) : null,
+    installing.map(([name, progress]) => (progress.state === "failed"
+      ? h("div", { class: "small model-error" }, `${name}: failed: ${progress.error ?? ""}`)
+      : h("div", { class: "small" }, `${name}: ${describeProgress(progress)}`))),
+  ];
+}
+
+/** "Free memory": asks the worker to unload its models (it does so with its next report). */
+function freeButton(getWorker) {
+  const button = h("button", { type: "button", "data-action": "free" }, "Free memory");
+  button.addEventListener("click", async () => {
+    const id = getWorker().worker_id;
+    button.disabled = true;
+    try {
+      await api(`workers/${segment(id)}/free`, { method: "POST" });
+      const text = `Asked ${id} to free its memory; it unloads its models with its next report.`;
+      showMessage(text, "success");
+      announce(text);
+    } catch (error) {
+      showError(error, `Could not ask ${id} to free its memory`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
 /** A row whose cells `update(worker)` rewrites; its flows editor is rebuilt only while closed. */
 function workerRow(initial, onSaved) {
   let worker = initial;
@@ -98,10 +137,15 @@ function workerRow(initial, onSaved) {
   const mode = cell("Mode");
   const device = cell("Device");
   const memory = cell("Memory");
+  const models = cell("Models");
+  const modelsText = h("div", {});
+  const free = freeButton(() => worker);
+  models.append(modelsText, free);
   const current = cell("Current task");
   const seen = cell("Last seen");
   const flows = cell("Flows");
-  const row = h("tr", { "data-worker-id": initial.worker_id }, name, state, mode, device, memory, current, seen, flows);
+  const row = h("tr", { "data-worker-id": initial.worker_id }, name, state, mode, device, memory, models, current, seen,
+    flows);
   const installed = h("p", { class: "small muted installed-flows" });
   const editor = flowsEditor(() => worker, onSaved);
   flows.append(installed, editor.element);
@@ -118,6 +162,9 @@ function workerRow(initial, onSaved) {
     replace(mode, worker.mode ?? "—");
     replace(device, [...new Set([worker.device, worker.resources?.device_name].filter(Boolean))].join(" · ") || "—");
     replace(memory, memoryLines(worker.resources));
+    replace(modelsText, modelLines(worker.models));
+    free.setAttribute("aria-label", `Free the memory of ${worker.worker_id}`);
+    free.hidden = !worker.models || worker.state === "offline";
     const taskId = String(worker.current_task_id ?? "");
     if (current.dataset.taskId !== taskId) {  // redrawn only on a change: the link may have the focus
       current.dataset.taskId = taskId;
