@@ -7,9 +7,9 @@
     python -m tests.model_server /m.bin=path/to/file ...                 # another process; prints the base URL
 
 It answers GET and HEAD with Content-Length, supports ``Range: bytes=N-`` / ``bytes=N-M`` (206 with Content-Range,
-416 past the end) and records every request (``requests``, ``ranges(path)``) and the most connections it served at
-once (``max_active``). Serve a path with ``server.serve(path, bytes | ServedFile)`` at any time; fault counters
-(``drops``, ``status_times``) count down per request.
+416 past the end), records every request as it arrives (``requests``, ``ranges(path)``) and the most connections it
+served at once (``max_active``). Serve a path with ``server.serve(path, bytes | ServedFile)`` at any time; fault
+counters (``drops``, ``status_times``) count down per request.
 """
 
 from __future__ import annotations
@@ -62,13 +62,15 @@ class ServedFile:
         return self._corrupted
 
 
-@dataclass(frozen=True)
+@dataclass
 class SeenRequest:
+    """One request, recorded when it arrives; ``status`` is filled in once it is answered (0 until then)."""
+
     path: str
     method: str
     range: str | None
     authorization: str | None
-    status: int
+    status: int = 0
 
 
 class ModelServer:
@@ -124,15 +126,18 @@ class ModelServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
-        status = 500
+        seen = SeenRequest(request.path, request.method, request.headers.get("Range"),
+                           request.headers.get("Authorization"))
+        self.requests.append(seen)
         try:
             response = await self._answer(request)
-            status = response.status
+            seen.status = response.status
             return response
+        except Exception:
+            seen.status = 500
+            raise
         finally:
             self.active -= 1
-            self.requests.append(SeenRequest(request.path, request.method, request.headers.get("Range"),
-                                             request.headers.get("Authorization"), status))
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         file = self.files.get(request.path)
@@ -173,22 +178,27 @@ class ModelServer:
         drop_at = None
         if file.drop_after_bytes is not None and file.drops > 0:
             file.drops -= 1
-            drop_at = start + file.drop_after_bytes
-        view = memoryview(data)
-        position = start
-        while position < end:
+            drop_at = file.drop_after_bytes
+        with contextlib.suppress(ConnectionResetError):  # the client went away (cancelled, killed)
+            await self._write_body(request, response, memoryview(data)[start:end], file, drop_at)
+        return response
+
+    @staticmethod
+    async def _write_body(request: web.Request, response: web.StreamResponse, body: memoryview,
+                          file: ServedFile, drop_at: int | None) -> None:
+        position = 0
+        while position < len(body):
             if file.delay_s:
                 await asyncio.sleep(file.delay_s)
-            stop = min(end, position + file.chunk_bytes, drop_at if drop_at is not None else end)
-            await response.write(view[position:stop])
+            stop = min(len(body), position + file.chunk_bytes, drop_at if drop_at is not None else len(body))
+            await response.write(body[position:stop])
             position = stop
             if drop_at is not None and position >= drop_at:
                 await response.drain()
                 assert request.transport is not None
                 request.transport.close()
-                return response
+                return
         await response.write_eof()
-        return response
 
 
 def _parse_range(header: str, total: int) -> tuple[int, int] | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -232,7 +232,7 @@ class _Transfer:
     async def _open(self) -> aiohttp.ClientResponse:
         """The response to a GET of the model's URL, redirects followed and checked hop by hop."""
         url, origin, send_token = self.model.url, "", True
-        for hop in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             host = hosts.check_url(self.name, url, self.policy)
             origin = origin or host
             send_token = send_token and host == origin
@@ -250,13 +250,12 @@ class _Transfer:
                 return response
             response.release()
             location = response.headers.get("Location")
-            if response.status in _REDIRECTS and location and hop < MAX_REDIRECTS:
-                url = urljoin(url, location)
-                continue
-            self._raise_for(response, origin, url)
+            if response.status not in _REDIRECTS or not location:
+                self._raise_for(response, origin, url)
+            url = urljoin(url, location)
         raise DownloadError(self.name, f"more than {MAX_REDIRECTS} redirects")
 
-    def _raise_for(self, response: aiohttp.ClientResponse, origin: str, url: str) -> None:
+    def _raise_for(self, response: aiohttp.ClientResponse, origin: str, url: str) -> NoReturn:
         status, shown = response.status, _without_query(url)
         if status in (401, 403):
             token = hosts.token_for(origin, self.policy)
