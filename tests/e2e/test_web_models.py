@@ -252,3 +252,17 @@ async def test_a_flow_downloads_its_missing_models_from_its_card_or_after_its_up
     await expect(row_of(page, "vix_card")).to_have_attribute("data-state", "installed")
     await screenshot(page, "models_of_flow")
     watch.check()
+
+
+async def test_a_worker_shows_its_models_and_is_asked_to_free_its_memory(models_service: ModelsService,
+                                                                           browser: Browser) -> None:  # noqa: F811
+    watch = ModelsWatch(models_service.service.url)
+    page = await open_page(browser, watch, f"{models_service.service.url}/#/workers")
+    row = page.locator("tr[data-worker-id]").first
+    await expect(row).to_be_visible(timeout=DOWNLOAD_TIMEOUT_MS)
+    worker_id = await row.get_attribute("data-worker-id")
+    models = row.locator('td[data-label="Models"]')
+    await expect(models).to_contain_text(re.compile(r"\d+ installed"))
+    await models.get_by_role("button", name=f"Free the memory of {worker_id}").click()
+    await expect(page.get_by_role("status").filter(has_text=f"Asked {worker_id} to free its memory")).to_be_visible()
+    watch.check()

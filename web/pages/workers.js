@@ -98,7 +98,7 @@ function modelLines(models) {
   const installing = Object.entries(models.installing ?? {}).filter(([, progress]) => isActive(progress)
     || progress.state === "failed");
   return [
-    h("div", {}, `${(models.present ?? []).length} installed`),
+    h("div", {}, `${(models.present ?? []).length} installed`, h("span", { class: "visually-hidden" }, " models")),
     loaded.length ? h("div", { class: "small" }, `Loaded: ${loaded.map((item) => item.name).join(", ")}`) : null,
     models.ram_bytes || models.vram_bytes ? h("div", { class: "small muted" },
       `RAM ${formatBytes(models.ram_bytes ?? 0)} · VRAM ${formatBytes(models.vram_bytes ?? 0)}`) : null,
