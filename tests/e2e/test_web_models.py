@@ -142,7 +142,8 @@ async def test_models_are_installed_cancelled_and_removed_with_live_progress(mod
 
     # The slow download: its bar moves on pushed events alone, then it is cancelled; its .part stays (partial).
     slow = row_of(page, "vix_slow")
-    await slow.get_by_role("button", name="Install vix_slow").click()
+    async with page.expect_response(lambda answer: urlsplit(answer.url).path == "/vapi/models"):
+        await slow.get_by_role("button", name="Install vix_slow").click()  # the list is read once after the POST
     bar = slow.get_by_role("progressbar", name="Download of vix_slow")
     await expect(bar).to_be_visible()
     await expect(slow).to_have_attribute("data-state", "downloading", timeout=DOWNLOAD_TIMEOUT_MS)
