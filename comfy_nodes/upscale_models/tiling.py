@@ -1,7 +1,9 @@
 """Tiled upscaling: split an image into overlapping tiles, run each, blend the results back together.
 
-Tiles are ``tile`` pixels square (smaller only when the image is), ``overlap`` pixels shared with their neighbours;
-the last tile of a row or column is moved back to end at the image's edge, so every tile has the full size.
+Along each axis an image longer than ``tile`` is covered by the fewest tiles of at most ``tile`` pixels that overlap
+their neighbours by at least ``overlap`` pixels; the tiles of an axis all have the same length and are spread
+evenly from edge to edge (so 1024 px with 512 px tiles is three tiles of 363 px, not 512 + 512 + a 64 px sliver,
+and not three full tiles that would run 50% more pixels through the model).
 Overlaps are feathered: inside a tile, a pixel's weight rises linearly over the ``overlap * scale`` output pixels
 next to an edge that borders another tile (edges on the image's border keep weight 1), and each output pixel is the
 weighted mean of the tiles covering it. An image that fits in one tile is one plain call.
@@ -20,13 +22,14 @@ import torch.nn.functional as F
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Where tiles start along an axis of ``size`` pixels: every ``tile - overlap``, the last one flush with the
-    end."""
+def tile_spans(size: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """``(starts, length)`` of the tiles along an axis of ``size`` pixels (see the module docstring)."""
     if size <= tile:
-        return [0]
-    step = max(1, tile - overlap)
-    return [*range(0, size - tile, step), size - tile]
+        return [0], size
+    overlap = min(overlap, tile // 2)
+    count = -(-(size - overlap) // (tile - overlap))
+    length = -(-(size + (count - 1) * overlap) // count)
+    return [round(i * (size - length) / (count - 1)) for i in range(count)], length
 
 
 def padding_for(height: int, width: int, minimum: int, multiple_of: int, square: bool) -> tuple[int, int]:
@@ -70,7 +73,7 @@ def upscale_tiled(run: TileFn, image: torch.Tensor, *, scale: int, tile: int, ov
     """Upscale one BCHW image (batch of 1) by ``scale`` with ``run`` called per tile; float32 result on the
     image's device. ``on_tile`` is called after every tile (progress, interrupt)."""
     height, width = image.shape[-2], image.shape[-1]
-    rows, cols = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    (rows, tile_h), (cols, tile_w) = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
     if len(rows) == 1 and len(cols) == 1:
         result = run(image).float()
         on_tile()
@@ -79,10 +82,8 @@ def upscale_tiled(run: TileFn, image: torch.Tensor, *, scale: int, tile: int, ov
     weight_sum = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32, device=image.device)
     ramp = overlap * scale
     for top in rows:
-        tile_h = min(tile, height)
         w_rows = feather(tile_h * scale, ramp, start=top > 0, end=top + tile_h < height, device=image.device)
         for left in cols:
-            tile_w = min(tile, width)
             upscaled = run(image[..., top:top + tile_h, left:left + tile_w]).float()
             if out is None:
                 out = torch.zeros(1, upscaled.shape[1], height * scale, width * scale, dtype=torch.float32,
@@ -98,4 +99,4 @@ def upscale_tiled(run: TileFn, image: torch.Tensor, *, scale: int, tile: int, ov
 
 
 def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
-    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+    return len(tile_spans(height, tile, overlap)[0]) * len(tile_spans(width, tile, overlap)[0])

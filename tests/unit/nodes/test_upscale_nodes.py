@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -112,40 +113,44 @@ def test_images_below_the_minimum_size_are_padded_and_cropped_back(ctx, models_d
 
 
 def reference_tiled(descriptor: Any, pixels: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-    """Written apart from the pack: tiles every ``tile - overlap`` px, the last one flush with the edge; each output
-    pixel the mean of the tiles covering it, weighted by min(1, distance to a tile edge that is not the image's
-    edge / (overlap*scale + 1))."""
+    """Written apart from the pack: per axis, the fewest equal tiles no longer than ``tile`` whose neighbours share
+    at least ``overlap`` px, spread evenly edge to edge; each output pixel the mean of the tiles covering it,
+    weighted by min(1, distance to a tile edge that is not the image's edge / (overlap*scale + 1))."""
     scale = descriptor.scale
     height, width = pixels.shape[1], pixels.shape[2]
 
-    def starts(size: int) -> list[int]:
-        found, position = [], 0
-        while position + tile < size:
-            found.append(position)
-            position += tile - overlap
-        return [*found, size - tile]
+    def spans(size: int) -> tuple[list[int], int]:
+        count = 1
+        while True:  # n tiles of length L cover size with overlaps >= overlap when n*L - (n-1)*overlap >= size
+            length = math.ceil((size + (count - 1) * overlap) / count)
+            if length <= tile:
+                break
+            count += 1
+        if count == 1:
+            return [0], size
+        return [round(i * (size - length) / (count - 1)) for i in range(count)], length
 
+    (row_starts, tile_h), (col_starts, tile_w) = spans(height), spans(width)
     ramp = overlap * scale + 1
     total = np.zeros((height * scale, width * scale, 3))
     weights = np.zeros((height * scale, width * scale, 1))
-    for top in starts(height):
-        for left in starts(width):
-            crop = pixels[:, top:top + tile, left:left + tile]
+    for top in row_starts:
+        for left in col_starts:
+            crop = pixels[:, top:top + tile_h, left:left + tile_w]
             out = direct_call(descriptor, crop)[0].double().numpy()
-            ys, xs = np.arange(tile * scale), np.arange(tile * scale)
-            wy = np.ones(tile * scale)
-            wx = np.ones(tile * scale)
+            ys, xs = np.arange(tile_h * scale), np.arange(tile_w * scale)
+            wy, wx = np.ones(tile_h * scale), np.ones(tile_w * scale)
             if top > 0:
                 wy = np.minimum(wy, (ys + 1) / ramp)
-            if top + tile < height:
-                wy = np.minimum(wy, (tile * scale - ys) / ramp)
+            if top + tile_h < height:
+                wy = np.minimum(wy, (tile_h * scale - ys) / ramp)
             if left > 0:
                 wx = np.minimum(wx, (xs + 1) / ramp)
-            if left + tile < width:
-                wx = np.minimum(wx, (tile * scale - xs) / ramp)
+            if left + tile_w < width:
+                wx = np.minimum(wx, (tile_w * scale - xs) / ramp)
             w = (wy[:, None] * wx[None, :])[..., None]
-            total[top * scale:(top + tile) * scale, left * scale:(left + tile) * scale] += out * w
-            weights[top * scale:(top + tile) * scale, left * scale:(left + tile) * scale] += w
+            total[top * scale:(top + tile_h) * scale, left * scale:(left + tile_w) * scale] += out * w
+            weights[top * scale:(top + tile_h) * scale, left * scale:(left + tile_w) * scale] += w
     return torch.from_numpy(total / weights).float()[None]
 
 
@@ -161,9 +166,8 @@ def test_tiled_output_equals_an_independent_blend_of_direct_calls_per_tile(ctx, 
         got = upscale.upscale_batch(model, pixels, tile=tile, overlap=overlap)
     reference = direct(models_dir, name)
     torch.testing.assert_close(got, reference_tiled(reference, pixels, tile, overlap), atol=2e-6, rtol=1e-5)
-    whole = direct_call(reference, pixels)
-    assert not torch.equal(got, whole)  # it really was tiled; the seams stay small
-    assert (got - whole).abs().mean() < 0.1
+    # it really was tiled: random weights see far past these small overlaps, so it differs from a whole-image call
+    assert not torch.equal(got, direct_call(reference, pixels))
 
 
 def test_progress_is_reported_per_tile(ctx):
@@ -172,7 +176,7 @@ def test_progress_is_reported_per_tile(ctx):
     model = load(ctx, "compact_x2.pth")
     with use(tracked):
         upscale.upscale_batch(model, image(70, 53, batch=2), tile=32, overlap=8)
-    # rows start at 0, 24, 38 and columns at 0, 21: 6 tiles per image
+    # 3 rows of 29 px tiles cover 70 px and 2 columns of 31 px cover 53 px: 6 tiles per image
     assert seen == [(float(n), 12.0) for n in range(1, 13)]
 
 
@@ -212,7 +216,8 @@ def test_out_of_memory_halves_the_tile_and_starts_again(ctx):
     model = CountingModel(inner, max_side=256)
     pixels = image(300, 280, seed=5)
     got = run_node(ctx, model, pixels)
-    assert model.sides[0] == 300 and set(model.sides[1:]) == {256}  # one whole-image tile, then 256 px tiles
+    # one whole-image tile, then 2 x 2 tiles of at most 256 px (166 x 156)
+    assert model.sides[0] == 300 and model.sides[1:] == [166] * 4
     with use(ctx):
         assert torch.equal(got, upscale.upscale_batch(inner, pixels, tile=256))
 
@@ -221,7 +226,7 @@ def test_out_of_memory_at_the_smallest_tile_is_a_clear_error(ctx):
     model = CountingModel(load(ctx, "compact_x2.pth"), max_side=8)
     with pytest.raises(ModelError, match="out of memory upscaling a 100x90 image even in 64 px tiles"):
         run_node(ctx, model, image(90, 100))
-    assert sorted(set(model.sides), reverse=True) == [100, 64]
+    assert model.sides == [100, 100, 100, 61]  # whole image at 512, 256 and 128 px tiles; 64 px tiles of 55 x 61
 
 
 def test_images_the_model_cannot_take_are_refused_naming_the_input(ctx):
