@@ -240,7 +240,8 @@ def model_server_thread(files: Mapping[str, bytes | ServedFile] | None = None, *
 
 
 async def _serve_forever(files: dict[str, bytes], port: int) -> None:
-    async with ModelServer(files, port=port) as server:
+    async with ModelServer({path: ServedFile(data, chunk_bytes=1 << 20) for path, data in files.items()},
+                           port=port) as server:
         print(server.base_url, flush=True)
         await asyncio.Event().wait()
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.model_server import ModelServer, ServedFile
-from visionatrix.models import download, hosts
+from visionatrix.models import download, hosts, part_file
 from visionatrix.models.catalog import CatalogModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ POLICY = hosts.DownloadPolicy(allow_hosts=frozenset({"127.0.0.1"}), chunk_bytes=
 DOWNLOADER = """
 import asyncio, sys
 from pathlib import Path
-from visionatrix.models import download, hosts
+from visionatrix.models import download, hosts, part_file
 from visionatrix.models.catalog import CatalogModel
 
 url, sha256, size, target = sys.argv[1:5]
@@ -54,7 +54,7 @@ async def until(condition, process: subprocess.Popen[bytes], timeout_s: float = 
 
 async def test_install_after_kill_9_resumes_the_part_with_a_range_request(tmp_path):
     target = tmp_path / "models" / "checkpoints" / "big.safetensors"
-    part = download.part_path(target)
+    part = part_file.part_path(target)
     async with ModelServer({"/big": ServedFile(DATA, delay_s=0.02, chunk_bytes=32 * 1024)}) as server:
         url = server.url("/big")
         process = subprocess.Popen(
@@ -70,7 +70,7 @@ async def test_install_after_kill_9_resumes_the_part_with_a_range_request(tmp_pa
         assert process.returncode == -signal.SIGKILL
         kept = part.stat().st_size
         assert 256 * 1024 <= kept < len(DATA) and not target.exists()
-        assert download.lock_path(target).exists() and not download.is_downloading(target)
+        assert part_file.lock_path(target).exists() and not part_file.is_downloading(target)
 
         server.serve("/big", DATA)  # full speed for the resumed install
         async with hosts.open_session(POLICY) as session:

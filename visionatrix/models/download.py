@@ -2,9 +2,9 @@
 
 Bytes go to ``<target>.part`` (hashed as they are written); a later call resumes it with ``Range: bytes=<size>-``
 after hashing what is there. Only a file whose sha256 (and size) match the catalog is renamed to ``target``
-(``os.replace`` after fsync); a mismatch deletes the part. ``<target>.part.lock`` (``flock``) keeps two processes
-off the same part; the kernel releases it when its holder dies, even by ``kill -9``. Redirects are followed here,
-each hop checked by :mod:`visionatrix.models.hosts`; tokens go only to their own host, never across a redirect.
+(``os.replace`` after fsync); a mismatch deletes the part. The part, its lock and its writer thread are
+:mod:`visionatrix.models.part_file`. Redirects are followed here, each hop checked by :mod:`visionatrix.models.hosts`;
+tokens go only to their own host, never across a redirect.
 """
 
 from __future__ import annotations
@@ -12,25 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import errno
-import fcntl
 import hashlib
-import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from visionatrix.errors import Conflict, DownloadAuthRequired, DownloadError, DownloadRefused
+from visionatrix.errors import DownloadAuthRequired, DownloadError, DownloadRefused
 from visionatrix.models import hosts
 from visionatrix.models.hosts import DownloadPolicy
+from visionatrix.models.part_file import PartWriter, commit, hash_file, is_installed, part_lock, part_path
 
 MAX_REDIRECTS = 10
 DISK_MARGIN_BYTES = 64 << 20
@@ -82,63 +80,6 @@ class DownloadProgress:
 
 
 ProgressCallback = Callable[[DownloadProgress], None]
-
-
-def part_path(target: Path) -> Path:
-    return target.with_name(target.name + ".part")
-
-
-def lock_path(target: Path) -> Path:
-    return target.with_name(target.name + ".part.lock")
-
-
-@contextlib.contextmanager
-def part_lock(name: str, target: Path) -> Iterator[None]:
-    """Hold ``<target>.part.lock``; Conflict when another process (or job) holds it. The file goes when released."""
-    path = lock_path(target)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise Conflict(f"{name}: already downloading in another process ({target.name})") from None
-            raise
-        with contextlib.suppress(FileNotFoundError):
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        os.close(fd)  # its holder removed it between our open and flock: lock the new one
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        os.close(fd)
-
-
-def is_downloading(target: Path) -> bool:
-    """Some process (this one included) holds the download lock of ``target``."""
-    try:
-        fd = os.open(lock_path(target), os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def is_installed(target: Path, file_size: int | None) -> bool:
-    """The final file is there with the catalog's size (any size when the catalog has none)."""
-    try:
-        size = target.stat().st_size
-    except FileNotFoundError:
-        return False
-    return file_size is None or size == file_size
 
 
 async def download_model(session: aiohttp.ClientSession, model: ModelSource, target: Path, policy: DownloadPolicy,
@@ -282,18 +223,14 @@ class _Transfer:
         return False
 
     async def _stream(self, response: aiohttp.ClientResponse) -> None:
-        with self.part.open("ab") as part:
-            self.progress.report(DownloadState.DOWNLOADING, self.done, self.total, force=True)
+        self.progress.report(DownloadState.DOWNLOADING, self.done, self.total, force=True)
+        async with PartWriter(self.part, self.hasher, batch_bytes=self.policy.chunk_bytes) as writer:
             async for chunk in response.content.iter_chunked(self.policy.chunk_bytes):
-                self._write(part, chunk)
-
-    def _write(self, part: IO[bytes], chunk: bytes) -> None:
-        if self.total is not None and self.done + len(chunk) > self.total:
-            raise DownloadError(self.name, f"the server sent more than the {self.total} bytes it announced")
-        part.write(chunk)
-        self.hasher.update(chunk)
-        self.done += len(chunk)
-        self.progress.report(DownloadState.DOWNLOADING, self.done, self.total)
+                if self.total is not None and self.done + len(chunk) > self.total:
+                    raise DownloadError(self.name, f"the server sent more than the {self.total} bytes it announced")
+                await writer.write(chunk)
+                self.done += len(chunk)
+                self.progress.report(DownloadState.DOWNLOADING, self.done, self.total)
 
     def _restart(self) -> None:
         """Drop the part's bytes: the next bytes are the file's first."""
@@ -305,7 +242,7 @@ class _Transfer:
         if not self.part.exists():
             return
         self.progress.report(DownloadState.DOWNLOADING, 0, self.total, force=True)
-        self.hasher, self.done = await asyncio.to_thread(_hash_file, self.part, self.policy.chunk_bytes)
+        self.hasher, self.done = await asyncio.to_thread(hash_file, self.part, self.policy.chunk_bytes)
 
     def _check_disk(self, total: int | None) -> None:
         if total is None:
@@ -326,7 +263,7 @@ class _Transfer:
         if self.model.file_size is not None and self.done != self.model.file_size:
             self.part.unlink(missing_ok=True)
             raise DownloadError(self.name, f"size mismatch: expected {self.model.file_size} bytes got {self.done}")
-        await asyncio.to_thread(_fsync_and_rename, self.part, self.target)
+        await asyncio.to_thread(commit, self.part, self.target)
 
 
 def _auth_required(name: str, token_env: str, status: int, *, token_was_sent: bool) -> DownloadAuthRequired:
@@ -335,26 +272,6 @@ def _auth_required(name: str, token_env: str, status: int, *, token_was_sent: bo
         error.reason = f"HTTP {status}: the token in {token_env} was refused; set it to a token with access to it"
         error.args = (f"download of {name}: {error.reason}",)
     return error
-
-
-def _hash_file(path: Path, chunk_bytes: int) -> tuple[Any, int]:
-    hasher, size = hashlib.sha256(), 0
-    with path.open("rb") as file:
-        while block := file.read(chunk_bytes):
-            hasher.update(block)
-            size += len(block)
-    return hasher, size
-
-
-def _fsync_and_rename(part: Path, target: Path) -> None:
-    with part.open("rb+") as file:
-        os.fsync(file.fileno())
-    os.replace(part, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _content_range_start(response: aiohttp.ClientResponse) -> int | None:

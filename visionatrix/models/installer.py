@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from visionatrix.errors import ModelError, VisionatrixError
-from visionatrix.models import download, hosts
+from visionatrix.models import download, hosts, part_file
 from visionatrix.models.catalog import CatalogModel, ModelsCatalog
 from visionatrix.models.download import DownloadProgress, DownloadState
 from visionatrix.models.folders import ModelFolders
@@ -104,7 +104,7 @@ class ModelInstaller:
     def _installed(self, model: CatalogModel) -> bool:
         for folder in model.folders:
             found = self.folders.find(folder, model.filename)
-            if found is not None and download.is_installed(found, model.file_size):
+            if found is not None and part_file.is_installed(found, model.file_size):
                 return True
         return False
 

@@ -6,14 +6,15 @@ import hashlib
 import os
 import shutil
 import time
+import urllib.request
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
 
-from tests.model_server import ModelServer, ServedFile
+from tests.model_server import ModelServer, ServedFile, model_server_thread
 from visionatrix.errors import Conflict, DownloadAuthRequired, DownloadError, DownloadRefused
-from visionatrix.models import download, hosts
+from visionatrix.models import download, hosts, part_file
 from visionatrix.models.catalog import CatalogModel
 from visionatrix.models.hosts import DownloadPolicy
 
@@ -69,7 +70,7 @@ async def test_dropped_connection_is_resumed_with_a_range_from_the_bytes_receive
 
 async def test_an_existing_part_is_hashed_and_resumed(server, target):
     target.parent.mkdir(parents=True)
-    download.part_path(target).write_bytes(DATA[:500_000])
+    part_file.part_path(target).write_bytes(DATA[:500_000])
     await fetch(model(server.serve("/m", DATA)), target)
     assert target.read_bytes() == DATA
     assert server.ranges("/m") == ["bytes=500000-"]
@@ -77,7 +78,7 @@ async def test_an_existing_part_is_hashed_and_resumed(server, target):
 
 async def test_server_without_range_support_restarts_the_part_from_zero(server, target):
     target.parent.mkdir(parents=True)
-    download.part_path(target).write_bytes(b"x" * 500_000)  # would fail the hash if it were kept
+    part_file.part_path(target).write_bytes(b"x" * 500_000)  # would fail the hash if it were kept
     await fetch(model(server.serve("/m", ServedFile(DATA, no_range=True, drop_after_bytes=200_000))), target)
     assert target.read_bytes() == DATA
     assert server.ranges("/m") == ["bytes=500000-", "bytes=200000-"]
@@ -86,14 +87,14 @@ async def test_server_without_range_support_restarts_the_part_from_zero(server, 
 
 async def test_a_complete_part_is_verified_without_downloading_again(server, target):
     target.parent.mkdir(parents=True)
-    download.part_path(target).write_bytes(DATA)
+    part_file.part_path(target).write_bytes(DATA)
     await fetch(model(server.serve("/m", DATA)), target)
     assert target.read_bytes() == DATA and server.requests == []
 
 
 async def test_unsatisfiable_range_on_a_complete_part_of_unknown_size_verifies_it(server, target):
     target.parent.mkdir(parents=True)
-    download.part_path(target).write_bytes(DATA)
+    part_file.part_path(target).write_bytes(DATA)
     await fetch(model(server.serve("/m", DATA), size=None), target)
     assert target.read_bytes() == DATA
     assert [r.status for r in server.requests] == [416]
@@ -101,7 +102,7 @@ async def test_unsatisfiable_range_on_a_complete_part_of_unknown_size_verifies_i
 
 async def test_a_part_longer_than_the_file_starts_over(server, target):
     target.parent.mkdir(parents=True)
-    download.part_path(target).write_bytes(DATA + b"junk")
+    part_file.part_path(target).write_bytes(DATA + b"junk")
     await fetch(model(server.serve("/m", DATA)), target)
     assert target.read_bytes() == DATA and server.ranges("/m") == [None]
 
@@ -156,11 +157,11 @@ async def test_an_installed_file_of_the_right_size_is_left_alone(server, target)
 
 async def test_a_download_already_locked_by_another_holder_is_a_conflict(server, target):
     target.parent.mkdir(parents=True)
-    with download.part_lock("other", target):
-        assert download.is_downloading(target)
+    with part_file.part_lock("other", target):
+        assert part_file.is_downloading(target)
         with pytest.raises(Conflict, match="already downloading in another process"):
             await fetch(model(server.serve("/m", DATA)), target)
-    assert not download.is_downloading(target) and server.requests == []
+    assert not part_file.is_downloading(target) and server.requests == []
     assert leftovers(target) == []
 
 
@@ -206,12 +207,13 @@ async def test_endless_redirects_stop(server, target):
 
 def hf_policy(server: ModelServer, token: str | None) -> DownloadPolicy:
     """huggingface.co served by the local server (named, so its loopback address is allowed)."""
-    return DownloadPolicy(allow_hosts=frozenset({"huggingface.co", "127.0.0.1"}), hf_token=token,
-                          host_addresses={"huggingface.co": "127.0.0.1"}, retries=1, backoff_s=0.01)
+    names = frozenset({"huggingface.co", "cdn-lfs.huggingface.co", "127.0.0.1"})
+    return DownloadPolicy(allow_hosts=names, hf_token=token, retries=1, backoff_s=0.01,
+                          host_addresses={"huggingface.co": "127.0.0.1", "cdn-lfs.huggingface.co": "127.0.0.1"})
 
 
-def hf_url(server: ModelServer, path: str) -> str:
-    return server.url(path).replace("127.0.0.1", "huggingface.co")
+def hf_url(server: ModelServer, path: str, host: str = "huggingface.co") -> str:
+    return server.url(path).replace("127.0.0.1", host)
 
 
 async def test_gated_model_without_token_names_hf_token(server, target):
@@ -231,8 +233,9 @@ async def test_refused_token_says_it_was_refused_and_is_never_shown(server, targ
     assert "hf_wrong" not in str(caught.value)
 
 
-async def test_token_is_sent_to_its_host_but_not_across_a_redirect(server, target):
-    server.serve("/gated", ServedFile(DATA, bearer_token="hf_good", redirect_to=server.url("/cdn/blob")))
+async def test_token_is_sent_to_its_host_but_not_across_a_redirect_even_to_a_subdomain(server, target):
+    server.serve("/gated", ServedFile(DATA, bearer_token="hf_good",
+                                      redirect_to=hf_url(server, "/cdn/blob", "cdn-lfs.huggingface.co")))
     server.serve("/cdn/blob", DATA)
     await fetch(model(hf_url(server, "/gated")), target, hf_policy(server, "hf_good"))
     assert target.read_bytes() == DATA
@@ -266,6 +269,17 @@ async def test_progress_reports_speed_and_eta_at_most_ten_times_a_second(server,
 
 async def test_a_stale_lock_file_without_a_holder_does_not_block(server, target):
     target.parent.mkdir(parents=True)
-    download.lock_path(target).write_bytes(b"")  # left by a process that was killed
+    part_file.lock_path(target).write_bytes(b"")  # left by a process that was killed
     await fetch(model(server.serve("/m", DATA)), target)
-    assert target.read_bytes() == DATA and not os.path.exists(download.lock_path(target))
+    assert target.read_bytes() == DATA and not os.path.exists(part_file.lock_path(target))
+
+
+def test_model_server_in_a_thread_serves_whole_files_and_ranges_to_blocking_clients():
+    with model_server_thread({"/m": DATA}) as running:
+        with urllib.request.urlopen(running.url("/m")) as whole:
+            assert whole.read() == DATA
+        ranged = urllib.request.Request(running.url("/m"), headers={"Range": "bytes=1000-"})
+        with urllib.request.urlopen(ranged) as part:
+            assert part.status == 206 and part.read() == DATA[1000:]
+            assert part.headers["Content-Range"] == f"bytes 1000-{len(DATA) - 1}/{len(DATA)}"
+    assert running.ranges("/m") == [None, "bytes=1000-"]

@@ -9,13 +9,14 @@ import pytest
 
 from tests.model_server import ModelServer, ServedFile
 from visionatrix.errors import ModelError, NotFound
-from visionatrix.models import download
+from visionatrix.models import part_file
 from visionatrix.models.catalog import ModelsCatalog
 from visionatrix.models.folders import ModelFolders
 from visionatrix.models.hosts import DownloadPolicy
 from visionatrix.models.installer import ModelInstaller
 
-POLICY = DownloadPolicy(allow_hosts=frozenset({"127.0.0.1"}), retries=1, backoff_s=0.01, timeout_s=5)
+POLICY = DownloadPolicy(allow_hosts=frozenset({"127.0.0.1"}), retries=1, backoff_s=0.01, timeout_s=5,
+                        chunk_bytes=32 * 1024)
 
 
 def blob(name: str, size: int = 400_000) -> bytes:
@@ -140,11 +141,11 @@ async def test_cancel_keeps_the_part_and_the_next_install_resumes_it(server, fol
     installer = make(ModelsCatalog({"a": entry(server, "a", data, delay_s=0.01, chunk_bytes=16_384)}))
     target = installed_path(folders, "a")
     installer.start(["a"])
-    await wait_for_bytes(download.part_path(target), 100_000)
+    await wait_for_bytes(part_file.part_path(target), 100_000)
     assert installer.cancel("a") is True
     ended = await installer.wait(["a"])
     assert ended["a"].state == "cancelled" and not installer.is_busy("a")
-    kept = download.part_path(target).stat().st_size
+    kept = part_file.part_path(target).stat().st_size
     assert 100_000 <= kept < len(data) and not target.exists()
     assert installer.cancel("a") is False
 
@@ -178,7 +179,7 @@ async def test_aclose_cancels_running_downloads_and_keeps_their_parts(server, fo
     installer = make(ModelsCatalog({"a": entry(server, "a", blob("a", 1_000_000), delay_s=0.01,
                                                chunk_bytes=16_384)}))
     installer.start(["a"])
-    part = download.part_path(installed_path(folders, "a"))
+    part = part_file.part_path(installed_path(folders, "a"))
     await wait_for_bytes(part, 50_000)
     await installer.aclose()
     assert installer.progress()["a"].state == "cancelled"
