@@ -50,19 +50,24 @@ def upscale_batch(model: Any, image: torch.Tensor, *, tile: int, overlap: int = 
         done += 1
         ctx.progress(done, total)
 
-    results = []
+    out: torch.Tensor | None = None
     with torch.inference_mode():  # the executor's device thread is in it already; direct callers may not be
         for index in range(image.shape[0]):
             ctx.check_interrupt()
-            pixels = image[index:index + 1].permute(0, 3, 1, 2).to(device=model.device, dtype=model.dtype)
-            upscaled = tiling.upscale_tiled(run, pixels.contiguous(), scale=model.scale, tile=tile, overlap=overlap,
+            pixels = image[index:index + 1].permute(0, 3, 1, 2)
+            pixels = pixels.to(device=model.device, dtype=model.dtype, memory_format=torch.contiguous_format)
+            upscaled = tiling.upscale_tiled(run, pixels, scale=model.scale, tile=tile, overlap=overlap,
                                             on_tile=on_tile)
-            results.append(upscaled.clamp_(0, 1).permute(0, 2, 3, 1).to(ctx.device))
-        return torch.cat(results).contiguous()
+            if out is None:  # one BHWC result, each image copied into it once
+                out = torch.empty(image.shape[0], upscaled.shape[2], upscaled.shape[3], upscaled.shape[1],
+                                  dtype=torch.float32, device=ctx.device)
+            out[index].copy_(upscaled[0].permute(1, 2, 0))
+        assert out is not None
+        return out.clamp_(0, 1)
 
 
 def _check(model: Any, image: Any) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] == 0:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise InvalidInput("image", f"expected an IMAGE shaped [B, H, W, C], got {shape}")
     for name in ("scale", "size_requirements", "input_channels"):
