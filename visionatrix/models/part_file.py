@@ -130,6 +130,8 @@ class PartWriter:
         self._batched += len(chunk)
         if self._batched >= self._batch_bytes:
             self._submit()
+            while self._pending and self._pending[0].done():  # finished batches need no wake-up of the loop
+                self._pending.popleft().result()
             while len(self._pending) > self._max_pending:
                 await asyncio.wrap_future(self._pending.popleft())
 
