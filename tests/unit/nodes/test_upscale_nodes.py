@@ -344,3 +344,14 @@ def test_the_bundled_upscale_flow_matches_the_catalog_models_and_runs(registry, 
         assert executor.models.loads == 2  # only the chosen branch's model is loaded
     finally:
         executor.close()
+
+
+@pytest.mark.slow
+def test_an_inpainting_model_is_the_wrong_kind_for_the_upscale_loader():
+    from spandrel.architectures.LaMa import LaMa
+
+    from comfy_nodes.upscale_models.loader import build_descriptor
+
+    state_dict = LaMa(in_nc=4, out_nc=3).state_dict()  # spandrel's MIT registry loads it as a masked-image model
+    with pytest.raises(ValueError, match="a LaMa model takes an image and a mask"):
+        build_descriptor(state_dict)
