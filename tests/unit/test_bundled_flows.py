@@ -1,4 +1,5 @@
-"""Every bundled flow imports with the shipped nodes and runs on the sample image."""
+"""Every bundled flow imports with the shipped nodes and runs on the sample image (flows that load models with
+tiny random-weight models of the real architectures under the catalog's file names)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import model_fixtures
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows import FlowStore, bind_params
+from visionatrix.models.folders import ModelFolders
 from visionatrix.nodes.registry import NodeRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +34,18 @@ def store(registry) -> FlowStore:
     return FlowStore([ROOT / "flows"], registry.object_info())
 
 
-def run_flow(registry, store, tmp_path, name, params, files):
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory) -> ModelFolders:
+    """The bundled flows' model files: ``upscale_4x``'s two upscalers as tiny models in their real layouts."""
+    root = tmp_path_factory.mktemp("models")
+    fixtures = model_fixtures.write_good_models(root / "fixtures")
+    (root / "upscale_models").mkdir()
+    shutil.copyfile(fixtures["esrgan_x4.pth"], root / "upscale_models" / "4x-UltraSharp.pth")
+    shutil.copyfile(fixtures["realesrgan_x2.pth"], root / "upscale_models" / "RealESRGAN_x2plus.pth")
+    return ModelFolders(root)
+
+
+def run_flow(registry, store, tmp_path, name, params, files, model_folders=None):
     input_dir, out_dir = tmp_path / "in", tmp_path / "out"
     input_dir.mkdir(exist_ok=True)
     staged = {}
@@ -40,7 +54,7 @@ def run_flow(registry, store, tmp_path, name, params, files):
         staged[param] = f"{param}{path.suffix}"
     prompt = bind_params(store.get(name), params, staged)
     executor = Executor(registry, ExecutorSettings(device="cpu", input_dir=input_dir, output_dir=out_dir,
-                                                   temp_dir=tmp_path / "temp"))
+                                                   temp_dir=tmp_path / "temp", model_folders=model_folders))
     try:
         result = asyncio.run(executor.execute(prompt))
     finally:
@@ -59,11 +73,11 @@ def test_at_least_six_flows_are_bundled():
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_bundled_flow_imports_with_shipped_nodes_and_runs(registry, store, tmp_path, name):
+def test_bundled_flow_imports_with_shipped_nodes_and_runs(registry, store, model_folders, tmp_path, name):
     flow = store.get(name)
     assert flow.missing_node_types == []
     assert flow.manifest.outputs
-    images = run_flow(registry, store, tmp_path, name, {}, {"image": SAMPLE})
+    images = run_flow(registry, store, tmp_path, name, {}, {"image": SAMPLE}, model_folders)
     assert images and all(img.size[0] > 0 for img in images)
 
 
