@@ -11,11 +11,8 @@ survives restarts and the bundled folders stay read-only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from visionatrix.flows.importers.source import MAX_FLOW_BYTES, parse_json_text
 from visionatrix.flows.manifest import FLOW_NAME_RE
 from visionatrix.flows.node_specs import ObjectInfo
 from visionatrix.flows.store import FlowStore
+from visionatrix.storage import streams
 
 log = logging.getLogger(__name__)
 UNINSTALLED_FILE = ".uninstalled_bundled"
@@ -202,12 +200,4 @@ def _parse(source: Mapping[str, Any] | bytes | str) -> Any:
 
 
 def _write_atomically(target: Path, data: Any) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    streams.write_json_atomically(target, data)

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +21,7 @@ from typing import Any
 from visionatrix.errors import Conflict, ModelError
 from visionatrix.models.catalog import CatalogModel, ModelsCatalog
 from visionatrix.models.folders import PART_SUFFIX, ModelFolders
+from visionatrix.storage import streams
 
 VERIFIED_FILE = ".vix_verified.json"
 HASH_CHUNK_BYTES = 1 << 20
@@ -177,15 +177,7 @@ class ModelInventory:
         """Write the sidecar atomically (a temporary file in the same folder, then ``os.replace``)."""
         target = self.verified_file
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".vix_verified.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(records, handle, indent=1, sort_keys=True)
-            os.replace(temp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        streams.write_json_atomically(target, records, sort_keys=True)
         self._records_key = None
 
     # --- removal and orphans ---------------------------------------------------------------------------------

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from visionatrix.errors import TooLarge
 from visionatrix.storage.info import FileInfo
@@ -21,6 +22,24 @@ def temp_beside(dest: Path) -> tuple[int, Path]:
     """A new hidden temporary file in ``dest``'s folder (same file system, so the final rename is atomic)."""
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     return fd, Path(name)
+
+
+def write_json_atomically(dest: Path, data: Any, *, indent: int = 1, sort_keys: bool = False,
+                          fsync: bool = False) -> None:
+    """Replace ``dest`` with ``data`` as JSON at once: a temporary file beside it, then a rename (``fsync`` first when
+    asked), so a reader sees the old file or the new one, never half of one; the temporary file never stays."""
+    fd, tmp = temp_beside(dest)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=indent, sort_keys=sort_keys, ensure_ascii=False)
+            out.flush()
+            os.fchmod(out.fileno(), FILE_MODE)
+            if fsync:
+                os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 async def write_stream(dest: Path, chunks: AsyncIterator[bytes], *, max_bytes: int) -> FileInfo:

@@ -152,17 +152,7 @@ def read_settings(root: Path) -> dict[str, Any]:
 def write_settings(root: Path, settings: dict[str, Any]) -> None:
     """Replaces the settings file at once (temporary file, fsync, rename)."""
     root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = streams.temp_beside(root / SETTINGS_FILE)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(settings, out, indent=4, ensure_ascii=False)
-            out.flush()
-            os.fchmod(out.fileno(), streams.FILE_MODE)
-            os.fsync(out.fileno())
-        os.replace(tmp, root / SETTINGS_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    streams.write_json_atomically(root / SETTINGS_FILE, settings, indent=4, fsync=True)
 
 
 @_with_user_root
