@@ -122,8 +122,8 @@ async def test_cancel_keeps_the_partial_file_and_remove_deletes_it(vix: VixClien
                                                                    tmp_path: Path) -> None:
     assert (await vix.install_models(["Slow"]))["started"] == ["Slow"]
     part = tmp_path / "models" / "upscale_models" / "slow.pth.part"
-    async with asyncio.timeout(10):
-        while not (part.exists() and part.stat().st_size > 0):
+    async with asyncio.timeout(10):  # bytes arrived (the part may hold them only once the writer's batch is full)
+        while not ({m["name"]: m for m in await vix.list_models()}["Slow"]["progress"] or {}).get("bytes_done"):
             await asyncio.sleep(0.02)
     async with vix.session.delete(vix.url("/vapi/models/Slow")) as response:
         assert response.status == 409, "a model that downloads is not removed"
