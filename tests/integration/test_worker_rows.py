@@ -90,3 +90,21 @@ async def test_a_report_stores_the_workers_models(queue: TaskQueue) -> None:
     await queue.upsert_worker(record)
     (listed,) = await queue.list_workers()
     assert listed.models == models
+
+
+async def test_a_workers_install_is_announced_when_it_moves_and_its_end_once(queue: TaskQueue,
+                                                                            events: TaskEvents) -> None:
+    announced = events.subscribe()
+
+    def report(state: str, done: int) -> WorkerRecord:
+        record = _report()
+        record.models = {"present": [], "loaded": [], "ram_bytes": 0, "vram_bytes": 0, "installing": {
+            "m": {"state": state, "bytes_done": done, "bytes_total": 10, "speed_bps": 1.0, "eta_s": None,
+                  "error": None}}}
+        return record
+
+    for state, done in (("downloading", 3), ("downloading", 3), ("downloading", 7), ("installed", 10),
+                        ("installed", 10), ("installed", 10)):
+        await queue.upsert_worker(report(state, done))
+    progress = [(e["state"], e["bytes_done"]) for e in announced.drain() if e["type"] == "model_progress"]
+    assert progress == [("downloading", 3), ("downloading", 7), ("installed", 10)]

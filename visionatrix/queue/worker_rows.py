@@ -39,19 +39,26 @@ class WorkerRows:
     async def upsert_worker(self, record: WorkerRecord) -> list[str] | None:
         """Store a worker's report (insert or replace its row, never its ``allowed_flows``); the flows an admin
         lets it take (None: all it has installed)."""
+        async with self.engine.connect() as conn:
+            before = (await conn.execute(select(W.allowed_flows, W.models)
+                                         .where(W.worker_id == record.worker_id))).first()
         async with self.writes.single() as conn:
             await conn.execute(self.writes.upsert(WORKERS, records.worker_row(record), "worker_id"))
         self._worker_updated(record.worker_id)
-        self._models_progressed(record)
-        return await self.allowed_flows(record.worker_id)
+        self._models_progressed(record, before.models if before is not None else None)
+        allowed = before.allowed_flows if before is not None else None
+        return None if allowed is None else [str(flow) for flow in allowed]
 
-    def _models_progressed(self, record: WorkerRecord) -> None:
-        """A ``model_progress`` event for each install the worker reports (its models folder, not the server's)."""
+    def _models_progressed(self, record: WorkerRecord, before: dict[str, Any] | None) -> None:
+        """A ``model_progress`` event for each install the worker reports (its models folder, not the server's)
+        that moved since its last report: an ended install stays in the reports for a while, announced once."""
         installing = (record.models or {}).get("installing") or {}
+        known = (before or {}).get("installing") or {} if isinstance(before, dict) else {}
         if self.events is not None:
             for name, progress in installing.items():
-                self.events.publish({**progress, "type": "model_progress", "name": name,
-                                     "worker_id": record.worker_id})
+                if known.get(name) != progress:
+                    self.events.publish({**progress, "type": "model_progress", "name": name,
+                                         "worker_id": record.worker_id})
 
     async def allowed_flows(self, worker_id: str) -> list[str] | None:
         """The flows an admin lets ``worker_id`` take; None when unrestricted (or the worker is unknown)."""
