@@ -149,7 +149,10 @@ class DownloadRefused(DownloadError):
 class DownloadAuthRequired(DownloadError):
     """The server asked for credentials: the named token is missing or not accepted."""
 
-    def __init__(self, name: str, token_env: str, status: int) -> None:
+    def __init__(self, name: str, token_env: str, status: int, *, token_sent: bool = False) -> None:
         self.token_env = token_env
         self.status = status
-        super().__init__(name, f"HTTP {status}: the model is gated; set {token_env} to a token with access to it")
+        self.token_sent = token_sent
+        why = (f"the token in {token_env} was refused; set it to a token with access to it" if token_sent
+               else f"the model is gated; set {token_env} to a token with access to it")
+        super().__init__(name, f"HTTP {status}: {why}")

@@ -203,7 +203,7 @@ class _Transfer:
             if token is None:
                 raise DownloadError(self.name, f"HTTP {status}: {shown} refused access (no token is sent to "
                                                f"{origin}; only huggingface.co and civitai.com get tokens)")
-            raise _auth_required(self.name, token[0], status, token_was_sent=bool(token[1]))
+            raise DownloadAuthRequired(self.name, token[0], status, token_sent=bool(token[1]))
         if status in _TRANSIENT:
             raise _Transient(f"HTTP {status} from {shown}", _retry_after_s(response.headers.get("Retry-After")))
         if status in _REDIRECTS:
@@ -264,14 +264,6 @@ class _Transfer:
             self.part.unlink(missing_ok=True)
             raise DownloadError(self.name, f"size mismatch: expected {self.model.file_size} bytes got {self.done}")
         await asyncio.to_thread(commit, self.part, self.target)
-
-
-def _auth_required(name: str, token_env: str, status: int, *, token_was_sent: bool) -> DownloadAuthRequired:
-    error = DownloadAuthRequired(name, token_env, status)
-    if token_was_sent:  # the class's text assumes no token was set; say that the one we sent was refused
-        error.reason = f"HTTP {status}: the token in {token_env} was refused; set it to a token with access to it"
-        error.args = (f"download of {name}: {error.reason}",)
-    return error
 
 
 def _content_range_start(response: aiohttp.ClientResponse) -> int | None:
