@@ -45,4 +45,5 @@ def clip_tokenizer(kind: str = "clip_l") -> Any:
     from transformers.models.clip.tokenization_clip import CLIPTokenizer
 
     vocab, merges = vocabulary()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token=PAD_TOKENS[kind])
+    pairs: Any = list(merges)  # the BPE model takes (first, second) pairs; the signature only says strings
+    return CLIPTokenizer(vocab=dict(vocab), merges=pairs, pad_token=PAD_TOKENS[kind])
