@@ -1,0 +1,1 @@
+"""Single-file Stable Diffusion checkpoints: family detection from key shapes, conversion to diffusers modules."""
