@@ -26,9 +26,10 @@ def check_batch(images: Any) -> torch.Tensor:
 
 
 def to_pil(frame: torch.Tensor) -> Image.Image:
-    """One ``[H, W, C]`` frame (floats 0..1) as an 8-bit PIL image."""
-    pixels = frame.detach().to(device="cpu", dtype=torch.float32).numpy()
-    data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+    """One ``[H, W, C]`` frame (floats 0..1) as an 8-bit PIL image: ``255·x`` truncated, as ComfyUI saves images
+    (so the same latent gives the same PNG bytes); NaN becomes 0."""
+    pixels = np.nan_to_num(frame.detach().to(device="cpu", dtype=torch.float32).numpy(), nan=0.0)
+    data = np.clip(pixels * 255.0, 0, 255).astype(np.uint8)
     mode = _MODES[data.shape[2]]
     return Image.fromarray(data[..., 0] if mode == "L" else data, mode=mode)
 

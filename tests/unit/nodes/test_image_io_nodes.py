@@ -237,12 +237,15 @@ def test_save_image_starts_at_counter_1_and_reports_files_for_the_ui(ctx):
     assert SaveImage.INPUT_TYPES()["hidden"] == {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
 
 
-def test_save_image_writes_the_pixels_it_was_given(ctx):
+def test_save_image_writes_the_pixels_it_was_given_truncated_as_comfyui_does(ctx):
     images = _batch(1, height=5, width=7)
+    images[0, 0, 0] = torch.tensor([0.999, 0.5, 1.5])  # 254.7 -> 254 (not 255), 127.5 -> 127, over 1 -> 255
     SaveImage().run(images=images, filename_prefix="px")
-    saved = np.asarray(_read_png(ctx.output_dir / "px_00001_.png"), dtype=np.float32) / 255
+    saved = np.asarray(_read_png(ctx.output_dir / "px_00001_.png"), dtype=np.uint8)
     assert saved.shape == (5, 7, 3)
-    assert np.abs(saved - images[0].numpy()).max() <= 0.5 / 255 + 1e-6
+    expected = np.clip(images[0].numpy() * np.float32(255), 0, 255).astype(np.uint8)  # float32, as ComfyUI
+    assert np.array_equal(saved, expected)
+    assert saved[0, 0].tolist() == [254, 127, 255]
 
 
 def test_save_image_writes_greyscale_and_alpha_batches(ctx):
