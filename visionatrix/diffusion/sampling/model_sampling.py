@@ -103,7 +103,8 @@ class EDMSchedule:
 class FlowSchedule:
     """Rectified flow with a shifted time: ``sigma(t) = shift * t / (1 + (shift - 1) * t)``, t in 0..1.
 
-    The network is given ``t * multiplier`` (SD3: 1000).
+    ``sigma(timestep)`` shifts ``timestep / multiplier``; the network is given ``sigma * multiplier`` (SD3: 1000),
+    so ``timestep`` is not the inverse of ``sigma`` unless shift is 1 (as ComfyUI's and diffusers' SD3).
     """
 
     sigma_data = 1.0
@@ -122,9 +123,7 @@ class FlowSchedule:
         return self.sigmas[-1]
 
     def timestep(self, sigma: Tensor) -> Tensor:
-        sigma = torch.as_tensor(sigma)
-        t = sigma / (self.shift - (self.shift - 1) * sigma)
-        return t * self.multiplier
+        return torch.as_tensor(sigma) * self.multiplier
 
     def sigma(self, timestep: Tensor) -> Tensor:
         t = torch.as_tensor(timestep) / self.multiplier

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 import torch
@@ -67,6 +68,8 @@ class BrownianNoiseSampler:
     def __call__(self, sigma: Tensor, sigma_next: Tensor) -> Tensor:
         a, b = float(sigma), float(sigma_next)
         lo, hi, sign = (a, b, 1.0) if a <= b else (b, a, -1.0)
-        parts = [tree(lo, hi) for tree in self._trees]
+        with warnings.catch_warnings():  # torchsde rounds its ends and clamps a query just past them, with a warning
+            warnings.filterwarnings("ignore", message="Should have", category=UserWarning)
+            parts = [tree(lo, hi) for tree in self._trees]
         w = torch.stack(parts) if self._batched else parts[0]
         return (sign * w / abs(hi - lo) ** 0.5).to(self._device, self._dtype)
