@@ -22,15 +22,17 @@ from visionatrix.errors import ModelFileError
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
-TEXT_ENCODER_PREFIXES = {
-    # component name -> (key prefix, a key (after the prefix) that shows it is there)
-    "clip_l": ("cond_stage_model.transformer.", "text_model.embeddings.token_embedding.weight"),
-    "open_clip": ("cond_stage_model.model.", "token_embedding.weight"),
-    "clip_l_sdxl": ("conditioner.embedders.0.transformer.", "text_model.embeddings.token_embedding.weight"),
-    "clip_g": ("conditioner.embedders.1.model.", "token_embedding.weight"),
-    "clip_g_refiner": ("conditioner.embedders.0.model.", "token_embedding.weight"),
-}
-"""Where each text encoder lives; the ``_sdxl``/``_refiner`` spellings are reported as ``clip_l``/``clip_g``."""
+UNET_ONLY_PREFIX = ""
+"""A UNet saved alone (ComfyUI's ``diffusion_models`` folder) keeps the LDM names without a prefix."""
+TEXT_ENCODER_LOCATIONS = (
+    # (component, key prefix, a key after the prefix that shows the encoder is there)
+    ("clip_l", "cond_stage_model.transformer.", "text_model.embeddings.token_embedding.weight"),
+    ("clip_l", "cond_stage_model.transformer.", "embeddings.token_embedding.weight"),  # older transformers layout
+    ("open_clip", "cond_stage_model.model.", "token_embedding.weight"),
+    ("clip_l", "conditioner.embedders.0.transformer.", "text_model.embeddings.token_embedding.weight"),
+    ("clip_g", "conditioner.embedders.1.model.", "token_embedding.weight"),
+    ("clip_g", "conditioner.embedders.0.model.", "token_embedding.weight"),  # the refiner's only encoder
+)
 SDXL_TIME_EMBEDDINGS = {"sdxl": 6, "sdxl_refiner": 5}
 """Size/crop (and, for the refiner, aesthetic score) numbers SDXL embeds next to the pooled text embedding."""
 SDXL_POOLED_PER_TIME_DIM = 5
@@ -100,18 +102,20 @@ def shapes_of(state_dict: Mapping[str, object]) -> dict[str, tuple[int, ...]]:
 def detect(shapes: Mapping[str, Sequence[int]], path: object = "<state dict>") -> CheckpointInfo:
     """The family and contents of the checkpoint whose tensors have ``shapes``; :class:`ModelFileError` naming the
     key prefixes found when it is not a single-file SD1/SD2/SDXL checkpoint."""
-    unet_shapes = {key[len(UNET_PREFIX):]: shape for key, shape in shapes.items() if key.startswith(UNET_PREFIX)}
-    if "input_blocks.0.0.weight" not in unet_shapes:
+    unet_prefix = next((prefix for prefix in (UNET_PREFIX, UNET_ONLY_PREFIX)
+                        if f"{prefix}input_blocks.0.0.weight" in shapes), None)
+    if unet_prefix is None:
         raise ModelFileError(path, f"not a Stable Diffusion checkpoint: no UNet ({UNET_PREFIX}*); found "
                                    f"{_prefix_summary(shapes)}")
+    unet_shapes = {key[len(unet_prefix):]: shape for key, shape in shapes.items() if key.startswith(unet_prefix)}
     config = unet_config.unet_config_from_shapes(unet_shapes, path)
     family = _family(config, path)
-    components = {"unet": UNET_PREFIX}
+    components = {"unet": unet_prefix}
     if f"{VAE_PREFIX}encoder.conv_in.weight" in shapes:
         components["vae"] = VAE_PREFIX
-    for name, (prefix, marker) in TEXT_ENCODER_PREFIXES.items():
+    for name, prefix, marker in TEXT_ENCODER_LOCATIONS:
         if prefix + marker in shapes:
-            components[name.removesuffix("_sdxl").removesuffix("_refiner")] = prefix
+            components[name] = prefix
     return CheckpointInfo(family=family, inpaint=config.in_channels == 9, components=components,
                           prediction=_prediction(shapes, family), unet=config)
 

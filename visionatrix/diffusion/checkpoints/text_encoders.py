@@ -25,19 +25,20 @@ HEAD_WIDTH = 64
 NEUTRAL_PREFIX = "open_clip."
 """OpenCLIP weights are re-keyed under this prefix before conversion: diffusers drops layer 23 and the projection
 of keys spelled with SD2's real prefix, which would make a 24-layer file load differently from a tiny one."""
-SKIPPED_KEYS = ("text_model.embeddings.position_ids",)
+SKIPPED_KEYS = ("embeddings.position_ids",)
 """Buffers older files carry that transformers no longer stores (recomputed by the model)."""
 
 
 def build_clip_l(weights: Mapping[str, Tensor], path: object) -> Module:
-    """A ``CLIPTextModel`` from CLIP-L weights keyed ``text_model.*`` (the component prefix removed)."""
+    """A ``CLIPTextModel`` from CLIP-L weights keyed ``text_model.*`` or, from older files, without that prefix
+    (the component prefix removed)."""
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
     from transformers import CLIPTextConfig, CLIPTextModel
 
     prefixed = {"cond_stage_model.transformer." + key: value for key, value in weights.items()}
     converted = convert_ldm_clip_checkpoint(prefixed)
-    converted = {key.removeprefix("text_model."): value for key, value in converted.items()
-                 if key not in SKIPPED_KEYS}
+    converted = {key.removeprefix("text_model."): value for key, value in converted.items()}
+    converted = {key: value for key, value in converted.items() if key not in SKIPPED_KEYS}
     token = _get(converted, "embeddings.token_embedding.weight", path)
     config = CLIPTextConfig(**_sizes(token, converted["embeddings.position_embedding.weight"].shape[0],
                                      r"encoder\.layers\.(\d+)\.", "encoder.layers.0.mlp.fc1.weight", converted, path),

@@ -143,3 +143,39 @@ def test_a_file_written_and_read_back_converts_to_the_same_unet(tmp_path):
     info = detect.detect(detect.shapes_of_file(path), path)
     converted = convert.build_unet(read_state_dict(path), info, path)
     _assert_same_tensors(converted.state_dict(), checkpoint.unet.state_dict())
+
+
+def test_a_unet_saved_alone_without_prefix_is_detected_and_converted():
+    checkpoint = diffusion_fixtures.cached_checkpoint("sdxl")
+    prefix = "model.diffusion_model."
+    alone = {k[len(prefix):]: v for k, v in checkpoint.state_dict.items() if k.startswith(prefix)}
+    info = detect.detect(detect.shapes_of(alone), "sdxl_unet.safetensors")
+    assert (info.family, info.components) == (detect.Family.SDXL, {"unet": ""})
+    converted = convert.convert(alone, info, "sdxl_unet.safetensors")
+    assert converted.vae is None and converted.text_encoders == {}
+    _assert_same_tensors(converted.unet.state_dict(), checkpoint.unet.state_dict())
+
+
+def test_extras_real_files_carry_are_ignored():
+    checkpoint = diffusion_fixtures.cached_checkpoint("sdxl")
+    state = dict(checkpoint.state_dict) | {
+        "conditioner.embedders.0.transformer.text_model.embeddings.position_ids":
+            torch.arange(diffusion_fixtures.POSITIONS)[None],
+        "conditioner.embedders.1.model.logit_scale": torch.tensor(4.6),
+        "alphas_cumprod": torch.linspace(1.0, 0.01, 1000),
+        "model_ema.decay": torch.tensor(0.9999),
+    }
+    converted = convert.convert(state, detect.detect(detect.shapes_of(state)))
+    for name, encoder in checkpoint.text_encoders.items():
+        _assert_same_tensors(converted.text_encoders[name].state_dict(), encoder.state_dict())
+
+
+def test_clip_l_in_the_older_layout_without_text_model_converts_the_same():
+    checkpoint = diffusion_fixtures.cached_checkpoint("sd15")
+    old, new = "cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."
+    state = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in checkpoint.state_dict.items()}
+    info = detect.detect(detect.shapes_of(state))
+    assert info.components["clip_l"] == new
+    converted = convert.convert(state, info)
+    expected = checkpoint.text_encoders["clip_l"].state_dict()
+    _assert_same_tensors(converted.text_encoders["clip_l"].state_dict(), expected)
