@@ -172,3 +172,18 @@ def test_prediction_hint_from_filename(name, hint):
 def test_a_v_pred_key_marks_v_prediction():
     shapes = detect.shapes_of(diffusion_fixtures.cached_checkpoint("sd2").state_dict) | {"v_pred": ()}
     assert detect.detect(shapes).prediction is Prediction.V
+
+
+def test_real_size_vae_shapes_give_a_config_building_the_same_vae():
+    from diffusers import AutoencoderKL
+
+    published = {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "latent_channels": 4,
+                 "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4}
+    with torch.device("meta"):
+        real = AutoencoderKL(**published)
+    ldm = {"first_stage_model." + k: v for k, v in diffusion_fixtures.vae_to_ldm(real.state_dict()).items()}
+    assert ldm["first_stage_model.decoder.mid.attn_1.q.weight"].shape == (512, 512, 1, 1)  # LDM: 1x1 convolutions
+    config = convert.vae_diffusers_config(detect.shapes_of(ldm), "vae")
+    with torch.device("meta"):
+        rebuilt = AutoencoderKL(**config)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in real.state_dict().items()}
