@@ -40,6 +40,7 @@ class DiscreteSchedule:
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         sigmas = ((1.0 - alphas_cumprod) / alphas_cumprod) ** 0.5
         table_t = torch.arange(timesteps, dtype=torch.float64)
+        self.distilled = original_steps is not None
         if original_steps is not None:
             stride = timesteps // original_steps
             index = torch.arange(1, original_steps + 1) * stride - 1
@@ -58,8 +59,12 @@ class DiscreteSchedule:
         return self.sigmas[-1]
 
     def timestep(self, sigma: Tensor) -> Tensor:
-        """The network timestep for ``sigma``: log-sigma interpolated in the table (fractional index)."""
+        """The network timestep for ``sigma``: log-sigma interpolated in the table (fractional index); a distilled
+        table (LCM) gives the timestep of the nearest entry in log-sigma, one it was trained on."""
         log_sigma = torch.as_tensor(sigma, dtype=torch.float32).log()
+        if self.distilled:
+            nearest = (log_sigma.unsqueeze(-1) - self.log_sigmas.to(log_sigma.device)).abs().argmin(dim=-1)
+            return self.table_t.to(log_sigma.device)[nearest]
         log_sigmas = self.log_sigmas.to(log_sigma.device)
         high = torch.searchsorted(log_sigmas, log_sigma.contiguous()).clamp(1, len(log_sigmas) - 1)
         low = high - 1

@@ -86,6 +86,18 @@ def test_lcm_denoised_applies_the_boundary_condition_scalings_of_diffusers_lcm()
     torch.testing.assert_close(ms.denoised(x, sigma, out), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_lcm_timestep_is_the_nearest_distilled_timestep_in_log_sigma():
+    schedule = msm.discrete("lcm").schedule
+    assert len(schedule.sigmas) == 50
+    full = msm.DiscreteSchedule()
+    torch.testing.assert_close(schedule.sigmas, full.sigmas[19::20])
+    near_low = torch.exp(full.log_sigmas[419] * 0.8 + full.log_sigmas[439] * 0.2)
+    near_high = torch.exp(full.log_sigmas[419] * 0.3 + full.log_sigmas[439] * 0.7)
+    torch.testing.assert_close(schedule.timestep(torch.stack([near_low, near_high])), torch.tensor([419.0, 439.0]))
+    assert float(schedule.sigma(torch.tensor(429.0))) == pytest.approx(
+        math.exp((float(full.log_sigmas[419]) + float(full.log_sigmas[439])) / 2), rel=1e-5)
+
+
 def test_flow_sigma_is_the_shifted_time_and_the_network_gets_sigma_times_1000():
     ms = msm.flow(shift=3.0)
     t = torch.tensor([0.1, 0.5, 0.9, 1.0])
