@@ -35,8 +35,10 @@ import torch
 from safetensors.torch import save_file
 
 SEED = 2026
-VOCAB = 1000
-POSITIONS = 16
+VOCAB = 49408
+"""CLIP's real vocabulary size, so prompts tokenized by the real tokenizer fit the tiny encoders."""
+POSITIONS = 77
+"""CLIP's real context length (77 tokens)."""
 CLIP_L = {"hidden_size": 64, "layers": 2, "act": "quick_gelu"}
 OPEN_CLIP_H = {"hidden_size": 128, "layers": 2, "act": "gelu"}
 OPEN_CLIP_G = {"hidden_size": 320, "layers": 2, "act": "gelu"}
