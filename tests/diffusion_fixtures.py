@@ -65,8 +65,9 @@ REFINER_UNET: dict[str, Any] = {
     "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), "transformer_layers_per_block": 2,
     "cross_attention_dim": 320, "projection_class_embeddings_input_dim": 320 + 5 * SDXL_TIME_DIM,
 }
-VAE = {"block_out_channels": (32, 64), "layers_per_block": 1, "latent_channels": 4,
-       "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2}
+VAE = {"block_out_channels": (32, 32, 32, 32), "layers_per_block": 1, "latent_channels": 4,
+       "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4}
+"""Four levels like the real VAEs: images are 8 times the latent's size."""
 
 KINDS: dict[str, dict[str, Any]] = {
     "sd15": {"unet": SD1_UNET, "text": {"cond_stage_model.transformer.": ("clip_l", CLIP_L)}},

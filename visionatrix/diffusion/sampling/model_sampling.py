@@ -137,6 +137,8 @@ class FlowSchedule:
 
 Schedule = DiscreteSchedule | EDMSchedule | FlowSchedule
 
+PERCENT_START_SIGMA = 999999999.9
+"""``percent_to_sigma(0)``: above every model's sigma_max, so a range starting at 0 % covers the first step."""
 LCM_SIGMA_DATA = 0.5
 LCM_TIMESTEP_SCALING = 10.0
 
@@ -206,6 +208,19 @@ class ModelSampling:
         if self.prediction is Prediction.FLOW:
             return latent / (1.0 - _view(sigma, latent))
         return latent
+
+    def percent_to_sigma(self, percent: float) -> float:
+        """The sigma at ``percent`` of the way through sampling (0: the start, above sigma_max; 1: the end, 0),
+        as ComfyUI's timestep ranges and ControlNet start/end percents use it."""
+        if percent <= 0.0:
+            return PERCENT_START_SIGMA
+        if percent >= 1.0:
+            return 0.0
+        if isinstance(self.schedule, EDMSchedule):
+            low, high = math.log(float(self.sigma_min)), math.log(float(self.sigma_max))
+            return math.exp(low + (high - low) * (1.0 - percent))
+        last = (len(self.sigmas) - 1) if isinstance(self.schedule, DiscreteSchedule) else self.schedule.multiplier
+        return float(self.sigma(torch.tensor((1.0 - percent) * last, dtype=torch.float64)))
 
     def is_max_denoise(self, sigmas: Tensor) -> bool:
         """True when the sigmas start at (or above) the model's sigma_max: sampling from pure noise."""
