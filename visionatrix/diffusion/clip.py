@@ -1,0 +1,112 @@
+"""CLIP: a checkpoint's text encoders and how a prompt becomes conditioning for its family.
+
+SD1: CLIP-L's last layer after the final norm. SD2: OpenCLIP ViT-H's penultimate layer with the norm. SDXL: CLIP-L
+and OpenCLIP bigG, each the penultimate layer without the norm, side by side (768 + 1280 = 2048 wide), and bigG's
+pooled output; the refiner: bigG alone. ``CLIPSetLastLayer`` moves the layer of every encoder. The encoders are held
+by the model manager and shared; LoRA patches are applied per encode and undone after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from visionatrix.diffusion.checkpoints.detect import Family
+from visionatrix.diffusion.patches import Patch, applied
+from visionatrix.diffusion.text.chunks import tokenize_prompt
+from visionatrix.diffusion.text.encode import LAYERS, EncoderLayer, encode_chunks
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.nn import Module
+
+ORDER = ("clip_l", "open_clip", "clip_g")
+"""Encoders side by side in this order (SDXL: CLIP-L then bigG)."""
+TOKENIZER_KIND = {"clip_l": "clip_l", "open_clip": "clip_g", "clip_g": "clip_g"}
+FAMILY_LAYER = {Family.SD1: "sd1", Family.SD2: "sd2", Family.SDXL: "sdxl", Family.SDXL_REFINER: "sdxl"}
+
+EmbeddingLookup = Callable[[str, int], "Tensor | None"]
+"""``lookup(name, width)``: the textual-inversion vectors ``[n, width]`` of embedding ``name``, or None."""
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """ComfyUI's CLIP: the encoders of one checkpoint (or text-encoder files) with their layer and patches."""
+
+    encoders: Mapping[str, Module]
+    family: Family
+    last_layer: int = -1
+    patches: Mapping[str, tuple[Patch, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    embeddings: EmbeddingLookup | None = None
+    use: Callable[[Any], Any] | None = None
+    """The model manager's ``use`` (keeps an encoder on the device while it runs); None: use as is."""
+
+    def with_patches(self, encoder: str, patches: Sequence[Patch]) -> TextEncoder:
+        merged = {**self.patches, encoder: self.patches.get(encoder, ()) + tuple(patches)}
+        return dataclasses.replace(self, patches=MappingProxyType(merged))
+
+    def with_last_layer(self, last_layer: int) -> TextEncoder:
+        if last_layer >= 0:
+            raise ValueError(f"a CLIP layer is counted from the end (-1, -2, ...), got {last_layer}")
+        return dataclasses.replace(self, last_layer=last_layer)
+
+    def layer(self) -> EncoderLayer:
+        base = LAYERS[FAMILY_LAYER[self.family]]
+        return base if self.last_layer == -1 else base.at(self.last_layer)
+
+    def encode(self, text: str) -> tuple[Tensor, Tensor | None]:
+        """``text`` (ComfyUI's prompt syntax) as conditioning ``[1, 77n, width]`` and the pooled output (the last
+        encoder's, ``[1, P]``; None for SD1, whose UNet takes none)."""
+        conds: list[Tensor] = []
+        pooled: Tensor | None = None
+        names = [name for name in ORDER if name in self.encoders]
+        chunk_counts: list[int] = []
+        for name in names:
+            encoded = self._encode_one(name, text)
+            conds.append(encoded[0].float())
+            pooled = encoded[1]
+            chunk_counts.append(encoded[0].shape[1])
+        if len(set(chunk_counts)) > 1:  # both encoders use one BPE, so this is only a safety net
+            rows = min(chunk_counts)
+            conds = [cond[:, :rows] for cond in conds]
+        cond = torch.cat(conds, dim=-1) if len(conds) > 1 else conds[0]
+        if self.family is Family.SD1 or pooled is None:
+            return cond, None
+        return cond, pooled.float()
+
+    def _encode_one(self, name: str, text: str) -> tuple[Tensor, Tensor | None]:
+        module = self.encoders[name]
+        kind = TOKENIZER_KIND[name]
+        width = int(getattr(module, "text_model", module).config.hidden_size)
+        vectors: dict[str, Tensor] = {}
+
+        def size(embedding: str) -> int | None:
+            if self.embeddings is None:
+                return None
+            found = self.embeddings(embedding, width)
+            if found is None:
+                return None
+            vectors[embedding] = found
+            return int(found.shape[0])
+
+        chunks = tokenize_prompt(text, kind, embedding_size=size if self.embeddings is not None else None)
+        holder = self.use(module) if self.use is not None else _nothing(module)
+        with holder, applied(module, self.patches.get(name, ())), torch.inference_mode():
+            encoded = encode_chunks(module, chunks, self.layer(), kind=kind, embeddings=vectors or None)
+        return encoded.cond, encoded.pooled
+
+
+class _nothing:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __enter__(self) -> Any:
+        return self.value
+
+    def __exit__(self, *_: object) -> None:
+        return None
