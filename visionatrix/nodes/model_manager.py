@@ -63,9 +63,12 @@ class ModelManager:
         self._lock = threading.RLock()
         self._cuda = device.startswith("cuda")
 
-    def load(self, path: Path, build: Callable[[dict[str, Any]], T], *, kind: str, dtype: Any = None) -> T:
+    def load(self, path: Path, build: Callable[[dict[str, Any]], T], *, kind: str, dtype: Any = None,
+             prefixes: tuple[str, ...] | None = None) -> T:
         """The model built by ``build`` from the tensors of ``path``, placed on this manager's device; loaded once
-        per (file version, kind, dtype). Bad files and builds that fail raise :class:`ModelFileError`."""
+        per (file version, kind, dtype). ``prefixes``: ``build`` gets only the tensors under them (one component
+        of an all-in-one file; ``kind`` must then name the component). Bad files and builds that fail raise
+        :class:`ModelFileError`."""
         try:
             stat = os.stat(path)
         except OSError as exc:
@@ -82,10 +85,11 @@ class ModelManager:
                 model: T = record.model
                 return model
             self.loads += 1
-            return self._load_new(key, Path(path), build, kind, dtype)
+            return self._load_new(key, Path(path), build, kind, dtype, prefixes)
 
-    def _load_new(self, key: Key, path: Path, build: Callable[[dict[str, Any]], T], kind: str, dtype: Any) -> T:
-        state_dict = read_state_dict(path)
+    def _load_new(self, key: Key, path: Path, build: Callable[[dict[str, Any]], T], kind: str, dtype: Any,
+                  prefixes: tuple[str, ...] | None = None) -> T:
+        state_dict = read_state_dict(path, prefixes)
         try:
             model = build(state_dict)
         except ModelFileError:

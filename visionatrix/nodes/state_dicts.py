@@ -24,28 +24,40 @@ SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PREFIXES = ("module.", "netG.")
 """Prefixes that wrapping training code (DataParallel, GAN trainers) puts before every key."""
-WRAPPER_KEYS = ("params_ema", "params-ema", "state_dict", "model_state_dict", "params", "model", "net")
-"""Keys under which training code stores the weights (tried in this order)."""
+WRAPPER_KEYS = ("string_to_param", "params_ema", "params-ema", "state_dict", "model_state_dict", "params", "model",
+                "net")
+"""Keys under which training code stores the weights (tried in this order; ``string_to_param``: A1111's textual
+inversion files)."""
 
 
-def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """The tensors of the model file ``path`` on the CPU; :class:`ModelFileError` for anything else."""
+def read_state_dict(path: Path, prefixes: tuple[str, ...] | None = None) -> dict[str, Tensor]:
+    """The tensors of the model file ``path`` on the CPU; :class:`ModelFileError` for anything else.
+
+    ``prefixes``: only the tensors whose keys start with one of them (a safetensors file reads no others: one
+    component of an all-in-one checkpoint costs only its own bytes)."""
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        loaded: Any = _read_safetensors(path)
+        loaded: Any = _read_safetensors(path, prefixes)
     elif suffix in PICKLE_SUFFIXES:
         loaded = _read_pickle(path)
     else:
         known = ", ".join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)
         raise ModelFileError(path, f"unsupported model format {suffix or '(no extension)'!r}; expected one of {known}")
-    return _tensors_of(path, loaded)
+    tensors = _tensors_of(path, loaded)
+    if prefixes is not None:
+        tensors = {key: value for key, value in tensors.items() if key.startswith(prefixes)}
+    return tensors
 
 
-def _read_safetensors(path: Path) -> dict[str, Any]:
+def _read_safetensors(path: Path, prefixes: tuple[str, ...] | None = None) -> dict[str, Any]:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
-        return load_file(path, device="cpu")
+        if prefixes is None:
+            return load_file(path, device="cpu")
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefixes)}  # noqa: SIM118
     except OSError as exc:
         raise ModelFileError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except Exception as exc:  # SafetensorError and friends: a truncated or non-safetensors file
