@@ -8,6 +8,7 @@ by the model manager and shared; LoRA patches are applied per encode and undone 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,21 +60,22 @@ class TextEncoder:
         base = LAYERS[FAMILY_LAYER[self.family]]
         return base if self.last_layer == -1 else base.at(self.last_layer)
 
-    def encode(self, text: str) -> tuple[Tensor, Tensor | None]:
+    def encode(self, text: str, texts: Mapping[str, str] | None = None) -> tuple[Tensor, Tensor | None]:
         """``text`` (ComfyUI's prompt syntax) as conditioning ``[1, 77n, width]`` and the pooled output (the last
-        encoder's, ``[1, P]``; None for SD1, whose UNet takes none)."""
+        encoder's, ``[1, P]``; None for SD1, whose UNet takes none). ``texts`` gives an encoder its own text
+        (``CLIPTextEncodeSDXL``'s ``text_l`` / ``text_g``); a shorter result is padded with empty-prompt chunks."""
+        names = [name for name in ORDER if name in self.encoders]
         conds: list[Tensor] = []
         pooled: Tensor | None = None
-        names = [name for name in ORDER if name in self.encoders]
-        chunk_counts: list[int] = []
         for name in names:
-            encoded = self._encode_one(name, text)
-            conds.append(encoded[0].float())
-            pooled = encoded[1]
-            chunk_counts.append(encoded[0].shape[1])
-        if len(set(chunk_counts)) > 1:  # both encoders use one BPE, so this is only a safety net
-            rows = min(chunk_counts)
-            conds = [cond[:, :rows] for cond in conds]
+            cond, pooled = self._encode_one(name, (texts or {}).get(name, text))
+            conds.append(cond.float())
+        rows = max(cond.shape[1] for cond in conds)
+        for index, name in enumerate(names):
+            if conds[index].shape[1] < rows:
+                empty = self._encode_one(name, "")[0].float()
+                repeats = -(-(rows - conds[index].shape[1]) // empty.shape[1])
+                conds[index] = torch.cat([conds[index], empty.repeat(1, repeats, 1)], dim=1)[:, :rows]
         cond = torch.cat(conds, dim=-1) if len(conds) > 1 else conds[0]
         if self.family is Family.SD1 or pooled is None:
             return cond, None
@@ -95,18 +97,8 @@ class TextEncoder:
             return int(found.shape[0])
 
         chunks = tokenize_prompt(text, kind, embedding_size=size if self.embeddings is not None else None)
-        holder = self.use(module) if self.use is not None else _nothing(module)
+        holder = self.use(module) if self.use is not None else contextlib.nullcontext(module)
         with holder, applied(module, self.patches.get(name, ())), torch.inference_mode():
             encoded = encode_chunks(module, chunks, self.layer(), kind=kind, embeddings=vectors or None)
         return encoded.cond, encoded.pooled
 
-
-class _nothing:
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __enter__(self) -> Any:
-        return self.value
-
-    def __exit__(self, *_: object) -> None:
-        return None

@@ -10,6 +10,7 @@ load of the same file is a ``stat()`` and lookups. The family and contents are r
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,8 @@ TEXT_BUILDERS: dict[str, Callable[..., Module]] = {
 
 
 def manager_of(ctx: NodeContext) -> Any:
+    # diffusers warns on every cast of a module that has no fp32-only parts ("should be kept in float32: []")
+    logging.getLogger("diffusers.models.modeling_utils").setLevel(logging.ERROR)
     if ctx.models is None:
         raise ModelError("no model manager in this node context: model loaders run inside an executor")
     return ctx.models
@@ -151,3 +154,67 @@ def load_vae(ctx: NodeContext, path: Path, info: CheckpointInfo) -> Any:
     module = manager_of(ctx).load(path, build, kind=f"{info.family}_vae", dtype=vae_dtype,
                                   prefixes=(prefix, *EDM_KEYS))
     return Vae(module, name=Path(path).name)
+
+
+TEXT_FILE_PREFIXES = ("cond_stage_model.transformer.", "cond_stage_model.model.",
+                      "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.",
+                      "conditioner.embedders.0.model.")
+OPEN_CLIP_WIDTHS = {1024: Family.SD2, 1280: Family.SDXL_REFINER}
+"""A lone OpenCLIP file: ViT-H conditions SD2, bigG alone the SDXL refiner (tiny test widths count as SD2)."""
+
+
+def load_text_encoder_file(ctx: NodeContext, path: Path) -> TextEncoder:
+    """A text encoder file of its own (CLIP-L in transformers' layout, OpenCLIP in open_clip's or transformers'
+    layout with a projection) as CLIP; anything else is a :class:`ModelFileError` naming what it holds."""
+    from visionatrix.diffusion.text.embeddings import embedding_lookup
+
+    shapes = shapes_of_file(path) if path.suffix.lower() in SAFETENSORS_SUFFIXES else shapes_of(read_state_dict(path))
+    prefix = next((p for p in TEXT_FILE_PREFIXES if any(key.startswith(p) for key in shapes)), "")
+    keys = {key[len(prefix):]: shape for key, shape in shapes.items() if key.startswith(prefix)}
+    if "token_embedding.weight" in keys:
+        name, family, build_one = "open_clip", OPEN_CLIP_WIDTHS.get(keys["token_embedding.weight"][1], Family.SD2), \
+            text_encoders.build_open_clip
+        if family is Family.SDXL_REFINER:
+            name = "clip_g"
+    elif "text_projection.weight" in keys:
+        width = keys.get("text_model.embeddings.token_embedding.weight", (0, 0))[1]
+        name, family, build_one = ("clip_g", Family.SDXL_REFINER, _build_projected_clip) if width == 1280 else \
+            ("open_clip", Family.SD2, _build_projected_clip)
+    elif "text_model.embeddings.token_embedding.weight" in keys or "embeddings.token_embedding.weight" in keys:
+        name, family, build_one = "clip_l", Family.SD1, text_encoders.build_clip_l
+    else:
+        sample = ", ".join(sorted(shapes)[:3])
+        raise ModelFileError(path, f"not a CLIP text encoder: no token embedding found (keys {sample}, ...)")
+    net_dtype, _ = dtypes(ctx)
+
+    def build(state_dict: dict[str, Any]) -> Module:
+        return build_one({key[len(prefix):]: value for key, value in state_dict.items()}, path)
+
+    manager = manager_of(ctx)
+    module = manager.load(path, build, kind=f"text_encoder_{name}", dtype=net_dtype)
+    return TextEncoder(encoders={name: module}, family=family, embeddings=embedding_lookup(ctx), use=manager.use)
+
+
+def _build_projected_clip(weights: dict[str, Any], path: object) -> Module:
+    """A ``CLIPTextModelWithProjection`` from its own (transformers) layout, the config from shapes."""
+    import re
+
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from visionatrix.diffusion.checkpoints import weights_fit
+
+    token = weights["text_model.embeddings.token_embedding.weight"]
+    layer_key = re.compile(r"text_model\.encoder\.layers\.(\d+)\.")
+    layers = 1 + max(int(m.group(1)) for key in weights if (m := layer_key.match(key)))
+    hidden = int(token.shape[1])
+    config = CLIPTextConfig(vocab_size=int(token.shape[0]), hidden_size=hidden, num_hidden_layers=layers,
+                            intermediate_size=int(weights["text_model.encoder.layers.0.mlp.fc1.weight"].shape[0]),
+                            num_attention_heads=max(1, hidden // text_encoders.HEAD_WIDTH),
+                            max_position_embeddings=int(weights["text_model.embeddings.position_embedding.weight"]
+                                                        .shape[0]),
+                            projection_dim=int(weights["text_projection.weight"].shape[0]), hidden_act="gelu",
+                            bos_token_id=int(token.shape[0]) - 2, eos_token_id=int(token.shape[0]) - 1)
+    model = CLIPTextModelWithProjection(config)
+    weights = {key: value for key, value in weights.items() if not key.endswith("position_ids")}
+    weights_fit.load_strictly(model, weights, path, "text encoder")
+    return model.eval()

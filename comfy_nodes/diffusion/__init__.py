@@ -1,0 +1,16 @@
+"""Diffusion nodes (SD1.x, SD2.x, SDXL): ComfyUI's loaders, conditioning, latents, sampling, LoRA and ControlNet.
+
+Each module exports ``NODE_CLASS_MAPPINGS`` / ``NODE_DISPLAY_NAME_MAPPINGS``; this pack merges them.
+"""
+
+from . import loaders, sampling_nodes, text_nodes
+
+MODULES = (loaders, text_nodes, sampling_nodes)
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+for _module in MODULES:
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

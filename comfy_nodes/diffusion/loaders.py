@@ -1,0 +1,96 @@
+"""CheckpointLoaderSimple, CLIPLoader and CLIPSetLastLayer: single-file SD1.x/SD2.x/SDXL checkpoints and text
+encoders, through the worker's model manager (see :mod:`visionatrix.diffusion.loading`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from visionatrix.diffusion import loading
+from visionatrix.diffusion.clip import TextEncoder
+from visionatrix.errors import InvalidInput
+from visionatrix.nodes import context
+
+from .files import files_of, path_of, version_of
+
+CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
+              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image"]
+"""ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion``."""
+
+
+class CheckpointLoaderSimple:
+    DESCRIPTION = ("Loads a single-file Stable Diffusion checkpoint (SD1.x, SD2.x incl. v-prediction, SDXL base and "
+                   "refiner, inpainting, Playground 2.5): the diffusion model, its text encoders and its VAE.")
+    CATEGORY = "loaders"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    OUTPUT_TOOLTIPS = ("The model used for denoising latents.", "The CLIP model used for encoding text prompts.",
+                       "The VAE model used for encoding and decoding images to and from latent space.")
+    FUNCTION = "load_checkpoint"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"ckpt_name": (files_of("checkpoints"), {"tooltip": "The checkpoint to load."})}}
+
+    @classmethod
+    def IS_CHANGED(cls, ckpt_name: Any) -> str | float:
+        return version_of("checkpoints", ckpt_name, "ckpt_name")
+
+    def load_checkpoint(self, ckpt_name: str) -> tuple[Any, Any, Any]:
+        ctx = context.current()
+        path = path_of("checkpoints", ckpt_name, "ckpt_name")
+        info = loading.checkpoint_info(path)
+        model = loading.load_unet(ctx, path, info)
+        return model, loading.load_text_encoder(ctx, path, info), loading.load_vae(ctx, path, info)
+
+
+class CLIPLoader:
+    DESCRIPTION = "Loads a text encoder file from the text_encoders folder (stable_diffusion: CLIP-L or OpenCLIP)."
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"clip_name": (files_of("text_encoders"),), "type": (CLIP_TYPES,)},
+                "optional": {"device": (["default", "cpu"], {"advanced": True})}}
+
+    @classmethod
+    def IS_CHANGED(cls, clip_name: Any, type: Any = None, device: Any = None) -> str | float:
+        return version_of("text_encoders", clip_name, "clip_name")
+
+    def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
+        if type != "stable_diffusion":
+            raise InvalidInput("type", f"text encoders of type {type!r} are not supported yet; this release loads "
+                                       "'stable_diffusion' (CLIP-L or OpenCLIP files)")
+        ctx = context.current()
+        return (loading.load_text_encoder_file(ctx, path_of("text_encoders", clip_name, "clip_name")),)
+
+
+class CLIPSetLastLayer:
+    DESCRIPTION = "Which CLIP layer conditions the model: -1 the last, -2 the penultimate, ..."
+    CATEGORY = "conditioning"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "set_last_layer"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"clip": ("CLIP",), "stop_at_clip_layer": ("INT", {"default": -1, "min": -24, "max": -1,
+                                                                               "step": 1})}}
+
+    def set_last_layer(self, clip: Any, stop_at_clip_layer: int) -> tuple[Any]:
+        if not isinstance(clip, TextEncoder):
+            raise InvalidInput("clip", f"expected a CLIP, got {type(clip).__name__}")
+        layers = min(_layers(module) for module in clip.encoders.values())
+        if -stop_at_clip_layer > layers:
+            raise InvalidInput("stop_at_clip_layer", f"{stop_at_clip_layer} is beyond the text encoder's "
+                                                     f"{layers} layers")
+        return (clip.with_last_layer(stop_at_clip_layer),)
+
+
+def _layers(module: Any) -> int:
+    return int(getattr(module, "text_model", module).config.num_hidden_layers)
+
+
+NODE_CLASS_MAPPINGS = {"CheckpointLoaderSimple": CheckpointLoaderSimple, "CLIPLoader": CLIPLoader,
+                       "CLIPSetLastLayer": CLIPSetLastLayer}
+NODE_DISPLAY_NAME_MAPPINGS = {"CheckpointLoaderSimple": "Load Checkpoint", "CLIPLoader": "Load CLIP",
+                              "CLIPSetLastLayer": "CLIP Set Last Layer"}
