@@ -56,6 +56,10 @@ class TextEncoder:
             raise ValueError(f"a CLIP layer is counted from the end (-1, -2, ...), got {last_layer}")
         return dataclasses.replace(self, last_layer=last_layer)
 
+    def held_models(self) -> tuple[Any, ...]:
+        """The managed encoders this value holds (the executor drops cached outputs when the manager drops them)."""
+        return tuple(self.encoders.values())
+
     def layer(self) -> EncoderLayer:
         base = LAYERS[FAMILY_LAYER[self.family]]
         return base if self.last_layer == -1 else base.at(self.last_layer)

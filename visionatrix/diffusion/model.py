@@ -46,6 +46,10 @@ class DiffusionModel:
     def with_option(self, key: str, value: Any) -> DiffusionModel:
         return dataclasses.replace(self, options=MappingProxyType({**self.options, key: value}))
 
+    def held_models(self) -> tuple[Any, ...]:
+        """The managed modules this value holds (the executor drops cached outputs when the manager drops them)."""
+        return (self.unet,)
+
     @property
     def is_sdxl(self) -> bool:
         return self.family in (Family.SDXL, Family.SDXL_REFINER)

@@ -89,7 +89,7 @@ class OutputCache:
         """Drop every entry with ``value`` among its outputs (a model the manager let go); returns how many."""
         with self._lock:
             holding = [sig for sig, entry in self._entries.items()
-                       if any(item is value for slot in entry.outputs for item in slot)]
+                       if any(_holds(item, value) for slot in entry.outputs for item in slot)]
             for signature in holding:
                 self._pop(signature)
             return len(holding)
@@ -109,6 +109,17 @@ class OutputCache:
 
     def __contains__(self, signature: object) -> bool:
         return signature in self._entries
+
+
+def _holds(item: object, model: object) -> bool:
+    """Whether the output ``item`` is ``model`` or a value wrapping it: ``held_models()`` (a MODEL or CLIP) or a
+    ``module`` attribute (a VAE, a ControlNet)."""
+    if item is model:
+        return True
+    held = getattr(item, "held_models", None)
+    if callable(held):
+        return any(m is model for m in held())
+    return getattr(item, "module", None) is model
 
 
 def estimate_bytes(value: Any, owned: Owned = _never_owned) -> int:

@@ -71,6 +71,27 @@ def test_entries_holding_a_value_can_be_discarded():
     assert "loader" not in cache and "other" in cache
 
 
+def test_entries_holding_a_wrapped_model_are_discarded_too():
+    class Wrapper:  # a MODEL/CLIP value around managed modules, and a VAE value with a module
+        def __init__(self, *held: object) -> None:
+            self.held = held
+
+        def held_models(self) -> tuple[object, ...]:
+            return self.held
+
+    class WithModule:
+        def __init__(self, module: object) -> None:
+            self.module = module
+
+    cache = OutputCache(max_entries=10, max_bytes=MiB)
+    unet, vae, other = object(), object(), object()
+    cache.put("checkpoint", entry(Wrapper(unet), None, WithModule(vae)))
+    cache.put("other", entry(Wrapper(other)))
+    assert cache.discard_holding(vae) == 1
+    assert "checkpoint" not in cache and "other" in cache
+    assert cache.discard_holding(unet) == 0
+
+
 # --- through the executor ------------------------------------------------------------------------------------
 
 
