@@ -102,18 +102,19 @@ class AppliedControl:
         return end <= value <= start
 
     def residuals(self, x_in: Tensor, timestep: Tensor, sigma: Tensor | float, context: Tensor,
-                  added_cond: Mapping[str, Tensor] | None, model_sampling: ModelSampling,
-                  ) -> tuple[list[Tensor] | None, Tensor | None]:
+                  added_cond: Mapping[str, Tensor] | None, model_sampling: ModelSampling, *,
+                  cond_count: int = 1) -> tuple[list[Tensor] | None, Tensor | None]:
         """The summed down-block residuals and mid-block residual of every link of the chain active at ``sigma``;
         ``(None, None)`` when none is. ``x_in`` is the UNet's (scaled) input, ``timestep`` its timestep, ``context``
         its ``encoder_hidden_states`` and ``added_cond`` SDXL's ``{"text_embeds", "time_ids"}`` (None otherwise).
-        Results come in ``x_in``'s dtype and device."""
+        ``cond_count``: how many conditionings are batched in ``x_in`` (each a latent batch; the hint's images are
+        dealt per latent batch, as ComfyUI). Results come in ``x_in``'s dtype and device."""
         down: list[Tensor] | None = None
         mid: Tensor | None = None
         for link in self.chain():
             if not link.active(sigma, model_sampling):
                 continue
-            own_down, own_mid = link.own_residuals(x_in, timestep, context, added_cond)
+            own_down, own_mid = link.own_residuals(x_in, timestep, context, added_cond, cond_count=cond_count)
             if down is None:
                 down, mid = own_down, own_mid
                 continue
@@ -122,7 +123,8 @@ class AppliedControl:
         return down, mid
 
     def own_residuals(self, x_in: Tensor, timestep: Tensor, context: Tensor,
-                      added_cond: Mapping[str, Tensor] | None) -> tuple[list[Tensor], Tensor]:
+                      added_cond: Mapping[str, Tensor] | None, *, cond_count: int = 1,
+                      ) -> tuple[list[Tensor], Tensor]:
         """This link's residuals (``strength`` applied), whatever the sigma."""
         from visionatrix.nodes import context as node_context
 
@@ -143,7 +145,7 @@ class AppliedControl:
                 sample=sample.to(device=device, dtype=dtype),
                 timestep=torch.as_tensor(timestep).to(device=device),
                 encoder_hidden_states=_batched(context, batch).to(device=device, dtype=dtype),
-                controlnet_cond=self.prepared_hint(x_in, device, dtype),
+                controlnet_cond=self.prepared_hint(x_in, device, dtype, cond_count),
                 conditioning_scale=float(self.strength),
                 added_cond_kwargs=added,
                 return_dict=False,
@@ -169,21 +171,23 @@ class AppliedControl:
             raise InvalidInput("control_net", f"{net.label} is a ControlNet for {family}; the model is SDXL (it "
                                               "gives pooled text and size conditioning)")
 
-    def prepared_hint(self, x_in: Tensor, device: Any, dtype: Any) -> Tensor:
+    def prepared_hint(self, x_in: Tensor, device: Any, dtype: Any, cond_count: int = 1) -> Tensor:
         """The hint as ``[B, C, H, W]`` at ``x_in``'s size x 8 and batch (cached per size, batch and dtype)."""
         height, width, batch = x_in.shape[-2] * LATENT_SCALE, x_in.shape[-1] * LATENT_SCALE, x_in.shape[0]
-        key = (height, width, batch, str(device), str(dtype))
+        key = (height, width, batch, cond_count, str(device), str(dtype))
         cached = self._hints.get(key)
         if cached is None:
-            cached = prepare_hint(self.hint, height, width, batch, self.net).to(device=device, dtype=dtype)
+            cached = prepare_hint(self.hint, height, width, batch, self.net, cond_count).to(device=device, dtype=dtype)
             self._hints.clear()
             self._hints[key] = cached
         return cached
 
 
-def prepare_hint(image: Tensor, height: int, width: int, batch: int, net: ControlNet | None = None) -> Tensor:
+def prepare_hint(image: Tensor, height: int, width: int, batch: int, net: ControlNet | None = None,
+                 cond_count: int = 1) -> Tensor:
     """IMAGE ``[B, H, W, C]`` -> ``[batch, C, height, width]`` float32: centre-cropped to the target's aspect ratio
-    and resized with nearest-exact when its size differs (ComfyUI's behaviour), the batch repeated in turn."""
+    and resized with nearest-exact when its size differs (ComfyUI's behaviour). ``batch`` holds ``cond_count``
+    latent batches: the images are dealt in turn over one latent batch, and that is repeated for each."""
     if image.ndim == 3:
         image = image.unsqueeze(0)
     if image.ndim != 4:
@@ -199,7 +203,9 @@ def prepare_hint(image: Tensor, height: int, width: int, batch: int, net: Contro
         return pixels
     if count == 1:
         return pixels.expand(batch, -1, -1, -1)
-    return pixels[torch.arange(batch) % count]
+    per_latent_batch = max(1, batch // max(1, cond_count))
+    order = torch.arange(per_latent_batch) % count
+    return pixels[order.repeat(-(-batch // per_latent_batch))[:batch]]
 
 
 def center_crop(pixels: Tensor, height: int, width: int) -> Tensor:
