@@ -58,8 +58,9 @@ def build_unet(state_dict: Mapping[str, Tensor], info: CheckpointInfo, path: obj
     prefix = info.components["unet"]
     unet_weights = {LDM_UNET_KEY + key: value for key, value in _under(state_dict, prefix).items()}
     converted = convert_ldm_unet_checkpoint(unet_weights, config)
-    model: Any = UNet2DConditionModel(**config)
-    weights_fit.load_strictly(model, converted, path, "UNet")
+    with _meta_device():
+        model: Any = UNet2DConditionModel(**config)
+    weights_fit.load_strictly(model, converted, path, "UNet", assign=True)
     return model.eval()
 
 
@@ -84,8 +85,9 @@ def build_vae(state_dict: Mapping[str, Tensor], info: CheckpointInfo, path: obje
                       latents_mean=[float(x) for x in state_dict["edm_mean"].flatten()],
                       latents_std=[float(x) for x in state_dict["edm_std"].flatten()])
     converted = convert_ldm_vae_checkpoint(weights, config)
-    model: Any = AutoencoderKL(**config)
-    weights_fit.load_strictly(model, converted, path, "VAE")
+    with _meta_device():
+        model: Any = AutoencoderKL(**config)
+    weights_fit.load_strictly(model, converted, path, "VAE", assign=True)
     return model.eval()
 
 
@@ -120,6 +122,13 @@ def _count(shapes: Mapping[str, Any], pattern: str) -> int:
     regex = re.compile(pattern)
     found = {int(m.group(1)) for key in shapes if (m := regex.match(key))}
     return max(found) + 1 if found else 0
+
+
+def _meta_device() -> Any:
+    """Build modules without allocating or initialising weights (the file's tensors are assigned after)."""
+    import torch
+
+    return torch.device("meta")
 
 
 def _under(state_dict: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
