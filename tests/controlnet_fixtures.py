@@ -1,8 +1,9 @@
 """Tiny random-weight ControlNets made from the tiny fixture UNets, in both real layouts.
 
-``ControlNetModel.from_unet`` on ``cached_checkpoint(kind).unet`` (``sd15``, ``sd2``, ``sdxl``) with the real hint
-encoder widths (16, 32, 96, 256); every parameter is then perturbed, zero convolutions included, so residuals are
-non-zero and a swapped weight shows. Written as:
+``ControlNetModel.from_unet`` on a UNet of the tiny checkpoint's config (``tests.diffusion_fixtures.KINDS[kind]``:
+``sd15``, ``sd2``, ``sdxl``; only the UNet is built, seeded) with the real hint encoder widths (16, 32, 96, 256);
+every parameter is then perturbed, zero convolutions included, so residuals are non-zero and a swapped weight shows.
+Written as:
 
 - diffusers layout: the module's own keys (``controlnet_cond_embedding.*``, ``controlnet_down_blocks.*``, ...);
 - LDM single file (``cldm.ControlNet``): ``input_hint_block.N`` (convolutions at even indices), ``zero_convs.N.0``,
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tests.diffusion_fixtures import cached_checkpoint, unet_to_ldm
+from tests.diffusion_fixtures import KINDS, unet_to_ldm
 
 SEED = 4242
 HINT_CHANNELS = (16, 32, 96, 256)
@@ -42,9 +43,12 @@ class TinyControlNet:
 
 def build_controlnet(kind: str, *, seed: int = SEED) -> TinyControlNet:
     """A tiny ControlNet for the fixture checkpoint ``kind`` (``sd15``, ``sd2``, ``sdxl``)."""
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, UNet2DConditionModel
 
-    module = ControlNetModel.from_unet(cached_checkpoint(kind).unet, conditioning_embedding_out_channels=HINT_CHANNELS)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**KINDS[kind]["unet"], norm_num_groups=32)
+    module = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=HINT_CHANNELS)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in module.parameters():
