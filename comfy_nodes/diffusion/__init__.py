@@ -3,9 +3,9 @@
 Each module exports ``NODE_CLASS_MAPPINGS`` / ``NODE_DISPLAY_NAME_MAPPINGS``; this pack merges them.
 """
 
-from . import loaders, sampling_nodes, text_nodes
+from . import custom_sampling, loaders, model_nodes, sampling_nodes, text_nodes
 
-MODULES = (loaders, text_nodes, sampling_nodes)
+MODULES = (loaders, text_nodes, sampling_nodes, custom_sampling, model_nodes)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
