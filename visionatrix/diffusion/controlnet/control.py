@@ -204,7 +204,7 @@ def prepare_hint(image: Tensor, height: int, width: int, batch: int, net: Contro
     if count == 1:
         return pixels.expand(batch, -1, -1, -1)
     per_latent_batch = max(1, batch // max(1, cond_count))
-    order = torch.arange(per_latent_batch) % count
+    order = torch.arange(per_latent_batch, device=pixels.device) % count
     return pixels[order.repeat(-(-batch // per_latent_batch))[:batch]]
 
 
