@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from visionatrix.diffusion.lora import keymap
-from visionatrix.diffusion.lora.patches import LoraPatch, numel
+from visionatrix.diffusion.lora.patches import LoraPatch, TensorSource, numel
 from visionatrix.errors import ModelFileError
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class LoraMatch:
     """Names of the modules that matched no weight (or whose factors do not fit it)."""
 
 
-def lora_patches(state_dict: Mapping[str, Any], targets: Mapping[str, Module], strength_model: float,
+def lora_patches(state_dict: TensorSource, targets: Mapping[str, Module], strength_model: float,
                  strength_clip: float, path: object = "<state dict>") -> LoraMatch:
     """The patches a LoRA (``state_dict``: its tensors by key, e.g. a :class:`LoraFile`) makes to ``targets``
     (``unet``, ``clip_l``, ``clip_g``, ``open_clip``). ``strength_model`` scales the UNet's patches,
@@ -107,7 +107,7 @@ def split_key(key: str) -> tuple[str, str]:
     return key, "unknown"
 
 
-def _patch(found: tuple[str, str], roles: Mapping[str, str], state_dict: Mapping[str, Any],
+def _patch(found: tuple[str, str], roles: Mapping[str, str], state_dict: TensorSource,
            shapes: Mapping[str, Mapping[str, tuple[int, ...]]], strength_model: float, strength_clip: float,
            ) -> LoraPatch | None:
     target, key = found

@@ -16,9 +16,9 @@ between devices), not the tensors themselves, and computes its delta on the weig
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -26,13 +26,21 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
-@dataclass(frozen=True, eq=False)
+class TensorSource(Protocol):
+    """Where a LoRA's tensors are read from: a dict of the file's tensors or a :class:`LoraFile`."""
+
+    def __getitem__(self, key: str, /) -> Tensor: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
+@dataclass(eq=False)
 class LoraPatch:
     """One LoRA module's change to the weight ``key``: ``kind`` (``lora``, ``loha``, ``lokr``) and the file keys of
     its tensors by role (``up``, ``down``, ``mid``, ``w1_a``, ..., ``dora_scale``)."""
 
     key: str
-    source: Mapping[str, Any]
+    source: TensorSource
     kind: str
     tensors: Mapping[str, str]
     alpha: float | None
