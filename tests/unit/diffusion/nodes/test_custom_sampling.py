@@ -307,3 +307,82 @@ def test_nodes_are_registered_with_comfyui_interfaces():
     assert list(dual["required"]) == ["model", "cond1", "cond2", "negative", "cfg_conds", "cfg_cond2_negative"]
     assert dual["optional"]["style"][0] == ["regular", "nested"]
     assert cs.SplitSigmas.RETURN_NAMES == ("high_sigmas", "low_sigmas")
+
+
+class TinyLatent:
+    """A zero LATENT for the graph test (the latent nodes are another module's)."""
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "make"
+    CATEGORY = "test"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def make(self):
+        return (latent(),)
+
+
+class CaptureLatent:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    CATEGORY = "test"
+    seen: list = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",)}}
+
+    def capture(self, samples):
+        CaptureLatent.seen.append(samples["samples"])
+        return {}
+
+
+async def test_a_graph_like_the_corpus_flows_runs_through_the_executor(sd15, cs_context, tmp_path):
+    from comfy_nodes import diffusion
+    from visionatrix.executor.run import Executor, ExecutorSettings
+    from visionatrix.nodes.registry import NodeRegistry
+
+    registry = NodeRegistry()
+    registry.register_mappings(diffusion.NODE_CLASS_MAPPINGS, diffusion.NODE_DISPLAY_NAME_MAPPINGS,
+                               python_module="comfy_nodes.diffusion", pack="diffusion", core=True)
+    registry.register_mappings({"TinyLatent": TinyLatent, "CaptureLatent": CaptureLatent}, None,
+                               python_module="tests", pack="tests")
+    text = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1]}}
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "2": {**text, "inputs": {**text["inputs"], "text": "a red cat"}},
+        "3": {**text, "inputs": {**text["inputs"], "text": "blurry"}},
+        "4": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m_sde"}},
+        "5": {"class_type": "AlignYourStepsScheduler", "inputs": {"model_type": "SD1", "steps": 2, "denoise": 1}},
+        "6": {"class_type": "TinyLatent", "inputs": {}},
+        "7": {"class_type": "SamplerCustom", "inputs": {
+            "add_noise": True, "noise_seed": SEED, "cfg": 4.5, "model": ["1", 0], "positive": ["2", 0],
+            "negative": ["3", 0], "sampler": ["4", 0], "sigmas": ["5", 0], "latent_image": ["6", 0]}},
+        "8": {"class_type": "CaptureLatent", "inputs": {"samples": ["7", 0]}},
+        "9": {"class_type": "DualCFGGuider", "inputs": {"model": ["1", 0], "cond1": ["2", 0], "cond2": ["2", 0],
+                                                         "negative": ["3", 0], "cfg_conds": 1.0,
+                                                         "cfg_cond2_negative": 4.5}},
+        "10": {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}},
+        "11": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["10", 0], "guider": ["9", 0],
+                                                                 "sampler": ["4", 0], "sigmas": ["5", 0],
+                                                                 "latent_image": ["6", 0]}},
+        "12": {"class_type": "CaptureLatent", "inputs": {"samples": ["11", 0]}},
+    }
+    executor = Executor(registry, ExecutorSettings(device="cpu", input_dir=tmp_path / "in", output_dir=tmp_path / "out",
+                                                   temp_dir=tmp_path / "tmp", model_folders=cs_context.model_folders))
+    CaptureLatent.seen.clear()
+    try:
+        await executor.execute(graph)
+    finally:
+        executor.close()
+    (sampler,) = cs.KSamplerSelect().get_sampler("dpmpp_2m_sde")
+    (sigmas,) = cs.AlignYourStepsScheduler().get_sigmas("SD1", 2, 1.0)
+    expected, _ = cs.SamplerCustom().sample(sd15.model, True, SEED, 4.5, sd15.positive, sd15.negative, sampler, sigmas,
+                                            latent())
+    assert len(CaptureLatent.seen) == 2
+    for seen in CaptureLatent.seen:  # dual guider with equal conds at cfg_conds 1 is CFG
+        torch.testing.assert_close(seen.cpu(), expected["samples"], rtol=1e-4,
+                                   atol=1e-4 * float(expected["samples"].abs().max()))
