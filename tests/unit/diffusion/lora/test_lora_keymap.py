@@ -1,6 +1,6 @@
 """LoRA module names of every family and format find the weight they name: the UNet's LDM names agree with the
-fixtures' own diffusers->LDM map for every tiny family, old diffusers attention-processor names, SD2's and the
-SDXL refiner's text encoders, A1111 half-precision alphas."""
+fixtures' own diffusers->LDM map (SD1.5, SD2, SDXL, the refiner), old diffusers attention-processor names, SD2's
+and the SDXL refiner's text encoders, A1111 half-precision alphas."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from visionatrix.diffusion.lora import group_modules, lora_patches
 from visionatrix.diffusion.lora.keymap import build_index, ldm_paths, normalize
 
 
-@pytest.mark.parametrize("kind", ["sd15", "sd15_inpaint", "sd2", "sdxl", "sdxl_refiner"])
+@pytest.mark.parametrize("kind", ["sd15", "sd2", "sdxl", "sdxl_refiner"])
 def test_ldm_names_agree_with_the_fixtures_reverse_map(kind):
     unet = diffusion_fixtures.cached_checkpoint(kind).unet
     expected = lora_fixtures.unet_ldm_names(unet)
