@@ -3,7 +3,8 @@
 LoRA files name the layer they change in one of several spellings. For a UNet weight with the diffusers path
 ``down_blocks.1.attentions.0.proj_in`` (LDM path ``input_blocks.4.1.proj_in``) all of these are accepted:
 
-- kohya / A1111, diffusers names (SD1 trainers): ``lora_unet_down_blocks_1_attentions_0_proj_in``;
+- kohya / A1111, diffusers names (SD1 trainers): ``lora_unet_down_blocks_1_attentions_0_proj_in`` (LyCORIS:
+  ``lycoris_down_blocks_1_attentions_0_proj_in``);
 - kohya, LDM names (SDXL trainers): ``lora_unet_input_blocks_4_1_proj_in``;
 - diffusers / peft: ``unet.down_blocks.1.attentions.0.proj_in`` (and the bare path of old attention-processor files);
 - ComfyUI: ``diffusion_model.input_blocks.4.1.proj_in`` (also under ``model.``).
@@ -65,7 +66,7 @@ def build_index(targets: Mapping[str, Module]) -> Index:
 
 def _names(target: str, path: str, module: Module, targets: Mapping[str, Module]) -> Iterator[str]:
     if target == "unet":
-        yield from (f"lora_unet_{_flat(path)}", f"unet.{path}", path)
+        yield from (f"lora_unet_{_flat(path)}", f"lycoris_{_flat(path)}", f"unet.{path}", path)
         ldm = ldm_paths(module).get(path)
         if ldm is not None:
             yield from (f"lora_unet_{_flat(ldm)}", f"diffusion_model.{ldm}", f"model.diffusion_model.{ldm}")

@@ -31,6 +31,7 @@ def test_sdxl_kohya_names_are_ldm_paths():
         "unet", "up_blocks.0.resnets.1.conv_shortcut.weight")
     assert index["diffusion_model.middle_block.1.proj_out"] == ("unet", "mid_block.attentions.0.proj_out.weight")
     assert index["lora_unet_mid_block_attentions_0_proj_out"] == ("unet", "mid_block.attentions.0.proj_out.weight")
+    assert index["lycoris_mid_block_attentions_0_proj_out"] == ("unet", "mid_block.attentions.0.proj_out.weight")
 
 
 @pytest.mark.parametrize(("kind", "name", "target", "key"), [
