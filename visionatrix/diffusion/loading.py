@@ -91,12 +91,12 @@ def load_unet(ctx: NodeContext, path: Path, info: CheckpointInfo) -> DiffusionMo
         unet = convert.build_unet(state_dict, info, path)
         stats = tuple(state_dict.get(key) for key in EDM_KEYS)
         unet.vix_edm_stats = None if None in stats else tuple(tuple(float(v) for v in t.flatten()) for t in stats)
-        unet.vix_prediction = _prediction(info, state_dict, path)
+        unet.vix_prediction = _prediction_from_weights(info, state_dict)
         return unet
 
     unet = manager_of(ctx).load(path, build, kind=f"{info.family}_unet", dtype=net_dtype,
                                 prefixes=(prefix, *EDM_KEYS) if prefix else None)
-    prediction = unet.vix_prediction
+    prediction = unet.vix_prediction or prediction_from_filename(Path(path).name) or Prediction.EPS
     if prediction is Prediction.EDM:
         stats = unet.vix_edm_stats
         latent = latent_formats.playground_edm(*stats) if stats else latent_formats.SDXL
@@ -108,13 +108,15 @@ def load_unet(ctx: NodeContext, path: Path, info: CheckpointInfo) -> DiffusionMo
                           latent_format=latent, name=Path(path).name)
 
 
-def _prediction(info: CheckpointInfo, state_dict: dict[str, Any], path: Path) -> Prediction:
+def _prediction_from_weights(info: CheckpointInfo, state_dict: dict[str, Any]) -> Prediction | None:
+    """What the file's tensors tell of the prediction (None: nothing; then the file's name, then eps). The name is
+    read per load, not kept with the shared module: a link under another name may tell otherwise."""
     if info.prediction is not None:
         return info.prediction
     weight = state_dict.get(info.components["unet"] + SD2_V_PREDICTION_KEY)
     if weight is not None and float(weight.float().std()) > SD2_V_PREDICTION_STD:
         return Prediction.V
-    return prediction_from_filename(Path(path).name) or Prediction.EPS
+    return None
 
 
 def load_text_encoder(ctx: NodeContext, path: Path, info: CheckpointInfo) -> TextEncoder | None:
