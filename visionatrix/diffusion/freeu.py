@@ -31,7 +31,7 @@ THRESHOLD = 1
 
 
 @contextlib.contextmanager
-def freeu_v2(unet: Module, b1: float, b2: float, s1: float, s2: float) -> Iterator[Module]:
+def freeu_v2(unet: Any, b1: float, b2: float, s1: float, s2: float) -> Iterator[Any]:
     """``unet`` with FreeU v2 applied to its decoder for the block (hooks removed on exit, even on errors)."""
     base = int(unet.config.block_out_channels[0])
     scales = {base * 4: (float(b1), float(s1)), base * 2: (float(b2), float(s2))}
@@ -48,9 +48,9 @@ def freeu_v2(unet: Module, b1: float, b2: float, s1: float, s2: float) -> Iterat
             handle.remove()
 
 
-def decoder_resnets(unet: Module) -> list[tuple[Module, int]]:
+def decoder_resnets(unet: Any) -> list[tuple[Any, int]]:
     """Each resnet of the decoder with the channel count of the backbone part of its input (the rest is skip)."""
-    found: list[tuple[Module, int]] = []
+    found: list[tuple[Any, int]] = []
     previous = int(unet.config.block_out_channels[-1])  # the middle block's output
     for block in unet.up_blocks:
         resnets = list(block.resnets)

@@ -54,12 +54,17 @@ class Vae:
     name: str = ""
 
     @property
+    def _net(self) -> Any:
+        """The module untyped (diffusers' configs and outputs are dynamic)."""
+        return self.module
+
+    @property
     def downscale_ratio(self) -> int:
-        return 2 ** (len(self.module.config.block_out_channels) - 1)
+        return 2 ** (len(self._net.config.block_out_channels) - 1)
 
     @property
     def latent_channels(self) -> int:
-        return int(self.module.config.latent_channels)
+        return int(self._net.config.latent_channels)
 
     def encode(self, pixels: Tensor, *, name: str = "pixels") -> Tensor:
         """IMAGE ``[B, H, W, C]`` (0..1, C >= 3) -> raw latent ``[B, 4, H/8, W/8]`` float32 on the CPU."""
@@ -120,10 +125,10 @@ class Vae:
     # -- the network ------------------------------------------------------------------------------------------------
 
     def _encode_fn(self, x: Tensor) -> Tensor:
-        return self.module.encode(x * 2.0 - 1.0).latent_dist.mode()
+        return self._net.encode(x * 2.0 - 1.0).latent_dist.mode()
 
     def _decode_fn(self, z: Tensor) -> Tensor:
-        return self.module.decode(z).sample
+        return self._net.decode(z).sample
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[Callable[[Run, Tensor], Tensor]]:

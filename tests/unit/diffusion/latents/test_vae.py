@@ -268,3 +268,17 @@ def test_tile_starts_cover_the_axis_and_end_at_the_edge():
     assert vae_module.tile_starts(100, 64, 8) == [0, 36]
     assert vae_module.tile_starts(130, 64, 16) == [0, 48, 66]
     assert vae_module.tile_starts(64, 64, 16) == [0]
+
+
+def test_out_of_memory_retries_tiled_as_comfyui(ctx, monkeypatch):
+    local = Vae(LocalAutoencoder(reach=True))
+    image = pixels(1, 560, 600, seed=10)  # beyond one 512 px tile
+    latent = local.encode(image)
+    expected_image, expected_latent = local.decode_tiled(latent, 512, 128), local.encode_tiled(image, 512, 64)
+
+    def out_of_memory(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(Vae, "_sliced", out_of_memory)
+    torch.testing.assert_close(local.decode(latent), expected_image)
+    torch.testing.assert_close(local.encode(image), expected_latent)
