@@ -3,9 +3,22 @@
 Each module exports ``NODE_CLASS_MAPPINGS`` / ``NODE_DISPLAY_NAME_MAPPINGS``; this pack merges them.
 """
 
-from . import custom_sampling, loaders, model_nodes, sampling_nodes, text_nodes
+from . import (
+    conditioning_nodes,
+    controlnet_nodes,
+    custom_sampling,
+    freeu_node,
+    latent_nodes,
+    loaders,
+    lora_nodes,
+    model_nodes,
+    sampling_nodes,
+    text_nodes,
+    vae_nodes,
+)
 
-MODULES = (loaders, text_nodes, sampling_nodes, custom_sampling, model_nodes)
+MODULES = (loaders, lora_nodes, text_nodes, conditioning_nodes, controlnet_nodes, latent_nodes, vae_nodes,
+           sampling_nodes, custom_sampling, model_nodes, freeu_node)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

@@ -57,6 +57,7 @@ def sample(guider: Guider, *, sampler_name: str, sigmas: Tensor, latent: dict[st
     mask = _denoise_mask(latent.get("noise_mask"), latent_image)
     sets = {name: cond_prep.prepare(guider.conds[name], model, latent_image, name=name, denoise_mask=mask,
                                     device=device) for name in guider.needed()}
+    _control_to_uncond(guider, sets)
     last: dict[str, Tensor] = {}
     with _running(ctx, model) as evaluator:
         denoise = _denoiser(guider, evaluator, sets, mask, latent_image, noise, sigmas)
@@ -72,6 +73,21 @@ def sample(guider: Guider, *, sampler_name: str, sigmas: Tensor, latent: dict[st
                 from exc
     denoised = last.get("denoised", out)
     return model.latent_format.process_out(out), model.latent_format.process_out(denoised)
+
+
+def _control_to_uncond(guider: Guider, sets: dict[str, list[cond_prep.PreparedCond]]) -> None:
+    """``ControlNetApply`` (``control_apply_to_uncond``): negative entries without a ControlNet get the positive's,
+    as ComfyUI does for the older node (``ControlNetApplyAdvanced`` sets both conditionings itself)."""
+    if "negative" not in sets or "positive" not in sets:
+        return
+    sources = [entry[1] for entry in guider.conds["positive"] if isinstance(entry, list | tuple) and len(entry) == 2]
+    control = next((options.get("control") for options in sources
+                    if options.get("control") is not None and options.get("control_apply_to_uncond")), None)
+    if control is None:
+        return
+    for prepared in sets["negative"]:
+        if prepared.control is None:
+            prepared.control = control
 
 
 def _device(name: str) -> torch.device:

@@ -74,7 +74,8 @@ class UnetEvaluator:
                      for key in first.added}
         down = mid = None
         if first.control is not None:
-            down, mid = first.control.residuals(x_in, timestep, sigma_b.repeat(n), context, added, self.ms)
+            down, mid = first.control.residuals(x_in, timestep, sigma_b.repeat(n), context, added, self.ms,
+                                                cond_count=n)
         out = self.call(x_in, timestep, context, added, down, mid)
         return [self.ms.denoised(x_area, sigma_b, part) for part in out.chunk(n)]
 
