@@ -26,7 +26,7 @@ from visionatrix.diffusion.guiders import Guider, cfg_guider
 from visionatrix.diffusion.sampling import align_your_steps, schedules
 from visionatrix.errors import InvalidInput
 
-from .sampling_nodes import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, check_model, noise_for
+from .sampling_nodes import MAX_SEED, SAMPLER_NAMES, SCHEDULER_NAMES, check_model, noise_for, sampler_algorithm
 
 SD_SIGMA_MAX, SD_SIGMA_MIN = 14.614642, 0.0291675
 """KarrasScheduler's and ExponentialScheduler's defaults: SD's sigma extremes."""
@@ -183,9 +183,7 @@ class KSamplerSelect:
         return {"required": {"sampler_name": (SAMPLER_NAMES,)}}
 
     def get_sampler(self, sampler_name: str) -> tuple[Sampler]:
-        if sampler_name not in SAMPLER_NAMES:
-            raise InvalidInput("sampler_name", f"unknown sampler {sampler_name!r}")
-        return (Sampler(sampler_name),)
+        return (Sampler(sampler_algorithm(sampler_name)),)
 
 
 class _Scheduler:

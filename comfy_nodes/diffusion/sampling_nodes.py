@@ -19,7 +19,18 @@ from visionatrix.diffusion.sampling.noise import prepare_noise
 from visionatrix.diffusion.sampling.samplers import SAMPLERS
 from visionatrix.errors import InvalidInput
 
-SAMPLER_NAMES = sorted(SAMPLERS, key=lambda name: (name == "ddim", name))
+SAMPLER_ALIASES = {"dpmpp_sde_gpu": "dpmpp_sde", "dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "dpmpp_3m_sde_gpu": "dpmpp_3m_sde"}
+"""ComfyUI's ``*_gpu`` SDE samplers draw their Brownian noise on the GPU; ours always draw it on the CPU (the same
+algorithm, another noise stream), so a graph naming them runs with the CPU-noise sampler."""
+SAMPLER_NAMES = sorted([*SAMPLERS, *SAMPLER_ALIASES], key=lambda name: (name == "ddim", name))
+
+
+def sampler_algorithm(name: str, input_name: str = "sampler_name") -> str:
+    """The algorithm of a ComfyUI sampler name; :class:`InvalidInput` for an unknown one."""
+    algorithm = SAMPLER_ALIASES.get(name, name)
+    if algorithm not in SAMPLERS:
+        raise InvalidInput(input_name, f"unknown sampler {name!r}")
+    return algorithm
 SCHEDULER_NAMES = list(schedules.SCHEDULES)
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
@@ -44,8 +55,7 @@ def ksample(model: Any, seed: int, steps: int, cfg: float, sampler_name: str, sc
     """One KSampler(Advanced) run; the output LATENT keeps the input's mask and batch index."""
     model = check_model(model)
     run.check_latent(latent, model)
-    if sampler_name not in SAMPLERS:
-        raise InvalidInput("sampler_name", f"unknown sampler {sampler_name!r}")
+    sampler_name = sampler_algorithm(sampler_name)
     if scheduler not in schedules.SCHEDULES:
         raise InvalidInput("scheduler", f"unknown scheduler {scheduler!r}")
     sigmas = schedules.ksampler_sigmas(scheduler, model.model_sampling, int(steps), sampler_name, float(denoise))
