@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from visionatrix.errors import InvalidInput
+from visionatrix.errors import InvalidInput, ModelError
 from visionatrix.nodes import context
 
 if TYPE_CHECKING:
@@ -169,16 +169,29 @@ class Vae:
     def _encode_tiled(self, x: Tensor, tile_size: int, overlap: int) -> Tensor:
         overlap = _fit_overlap(tile_size, overlap)
         tiles = ((tile_size, tile_size), (tile_size // 2, tile_size * 2), (tile_size * 2, tile_size // 2))
-        return self._tiled(x, self._encode_fn, tiles, overlap, 1 / self.downscale_ratio, self.latent_channels,
-                           torch.device("cpu"))
+        with self._out_of_memory_named("encoding", x.shape[0], x.shape[-1], x.shape[-2]):
+            return self._tiled(x, self._encode_fn, tiles, overlap, 1 / self.downscale_ratio, self.latent_channels,
+                               torch.device("cpu"))
 
     def _decode_tiled(self, z: Tensor, tile_size: int, overlap: int) -> Tensor:
         overlap = _fit_overlap(tile_size, overlap)
         tile, overlap = max(1, tile_size // self.downscale_ratio), overlap // self.downscale_ratio
         tiles = ((tile * 2, tile // 2), (tile // 2, tile * 2), (tile, tile))
-        out = self._tiled(z, self._decode_fn, tiles, overlap, self.downscale_ratio, 3,
-                          torch.device(context.current().device))
+        ratio = self.downscale_ratio
+        with self._out_of_memory_named("decoding", z.shape[0], z.shape[-1] * ratio, z.shape[-2] * ratio):
+            out = self._tiled(z, self._decode_fn, tiles, overlap, ratio, 3, torch.device(context.current().device))
         return _to_image(out)
+
+    @contextlib.contextmanager
+    def _out_of_memory_named(self, what: str, batch: int, width: int, height: int) -> Iterator[None]:
+        """A CUDA out-of-memory error even in tiles: memory freed, a :class:`ModelError` saying what failed."""
+        try:
+            yield
+        except torch.OutOfMemoryError as exc:
+            _empty_cuda_cache()
+            named = f" with {self.name}" if self.name else ""
+            raise ModelError(f"out of GPU memory while {what} {batch} image(s) of {width}x{height}{named}, even in "
+                             "tiles; the memory was freed: try a smaller size or tile size") from exc
 
     def _tiled(self, x: Tensor, fn: Run, tiles: tuple[tuple[int, int], ...], overlap: int, scale: float,
                out_channels: int, out_device: torch.device) -> Tensor:

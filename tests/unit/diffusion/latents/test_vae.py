@@ -282,3 +282,19 @@ def test_out_of_memory_retries_tiled_as_comfyui(ctx, monkeypatch):
     monkeypatch.setattr(Vae, "_sliced", out_of_memory)
     torch.testing.assert_close(local.decode(latent), expected_image)
     torch.testing.assert_close(local.encode(image), expected_latent)
+
+
+def test_out_of_memory_even_in_tiles_is_a_clear_model_error(ctx, monkeypatch):
+    from visionatrix.errors import ModelError
+
+    def out_of_memory(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(Vae, "_sliced", out_of_memory)
+    monkeypatch.setattr(vae_module, "tiled_pass", out_of_memory)
+    local = Vae(LocalAutoencoder(reach=False), name="sdxl_vae.safetensors")
+    with pytest.raises(ModelError, match=r"out of GPU memory while decoding 2 image\(s\) of 96x64 with "
+                                         r"sdxl_vae\.safetensors, even in tiles"):
+        local.decode(torch.zeros(2, 4, 8, 12))
+    with pytest.raises(ModelError, match="while encoding 1 image"):
+        local.encode_tiled(pixels(1, 16, 16), 64, 16)
