@@ -13,7 +13,11 @@ Cases:
   prompts through their CLIPs, latents of ``--tiny-size`` px;
 - ``sdxl`` (``--sdxl``, meant for a GPU): a random-weight UNet with SDXL's published shape (2.6 B parameters),
   written as a UNet-only LDM file in fp16 and loaded through the model manager (cold: build + move to the device;
-  warm: a cache hit), 1024 x 1024 px, conditioning tensors of SDXL's widths; peak VRAM of the sampling runs.
+  warm: a cache hit), 1024 x 1024 px, conditioning tensors of SDXL's widths; peak VRAM of the sampling runs;
+- ``sdxl checkpoint`` (``--sdxl-checkpoint``, a GPU case): a whole SDXL-shaped single-file checkpoint (UNet, VAE,
+  CLIP-L, OpenCLIP bigG; random weights, fp16, LDM keys) through ``CheckpointLoaderSimple`` (cold, warm), then text
+  to image at 1024 x 1024 (two prompts, EmptyLatentImage, KSampler, VAEDecode in the VAE's bf16): seconds and peak
+  VRAM, and whether the decoded image is finite.
 
 Prints a table and writes JSON (default ``bench-results/bench_diffusion.json``). Run:
 ``.venv/bin/python scripts/bench_diffusion.py [--device cpu|cuda] [--steps N] [--repeat N] [--sdxl] [--skip-tiny]``.
@@ -191,6 +195,85 @@ def sdxl_case(device: str, steps: int, repeat: int) -> list[dict[str, Any]]:
     return results
 
 
+SDXL_VAE: dict[str, Any] = {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "latent_channels": 4,
+                            "down_block_types": ("DownEncoderBlock2D",) * 4,
+                            "up_block_types": ("UpDecoderBlock2D",) * 4, "sample_size": 1024}
+CLIP_SIZES = {"clip_l": (768, 12, "quick_gelu"), "clip_g": (1280, 32, "gelu")}
+
+
+def _sdxl_checkpoint_file(path: Path, device: str) -> float:
+    """Write an SDXL-shaped all-in-one checkpoint with random fp16 weights; returns the seconds it took."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    start = time.perf_counter()
+    state: dict[str, torch.Tensor] = {}
+
+    def add(prefix: str, weights: dict[str, torch.Tensor]) -> None:
+        state.update({prefix + key: value.detach().to("cpu", torch.float16).contiguous()
+                      for key, value in weights.items()})
+
+    with torch.device(device):
+        add("model.diffusion_model.", diffusion_fixtures.unet_to_ldm(UNet2DConditionModel(**SDXL_UNET).state_dict()))
+        add("first_stage_model.", diffusion_fixtures.vae_to_ldm(AutoencoderKL(**SDXL_VAE).state_dict()))
+        for name, (hidden, layers, act) in CLIP_SIZES.items():
+            config = CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=4 * hidden,
+                                    num_hidden_layers=layers, num_attention_heads=hidden // 64,
+                                    max_position_embeddings=77, hidden_act=act, projection_dim=hidden,
+                                    bos_token_id=49406, eos_token_id=49407)
+            if name == "clip_l":
+                weights = CLIPTextModel(config).state_dict()
+                add("conditioner.embedders.0.transformer.", {"text_model." + k: v for k, v in weights.items()})
+            else:
+                weights = CLIPTextModelWithProjection(config).state_dict()
+                add("conditioner.embedders.1.model.", diffusion_fixtures.open_clip_to_ldm(weights))
+    save_file(state, str(path))
+    return time.perf_counter() - start
+
+
+def sdxl_checkpoint_case(device: str, steps: int) -> list[dict[str, Any]]:
+    """A whole SDXL-shaped checkpoint: load times and one text-to-image run at 1024 x 1024."""
+    from comfy_nodes.diffusion.latent_nodes import EmptyLatentImage
+    from comfy_nodes.diffusion.vae_nodes import VAEDecode
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "checkpoints").mkdir()
+        path = root / "checkpoints" / "sdxl_random.safetensors"
+        made = _sdxl_checkpoint_file(path, device)
+        torch.cuda.empty_cache() if device.startswith("cuda") else None
+        manager = ModelManager(device=device, ram_budget_bytes=32 << 30, vram_reserve_bytes=0)
+        ctx = NodeContext(device=device, model_folders=ModelFolders(root), models=manager)
+        with use(ctx):
+            loader = CheckpointLoaderSimple()
+            cold = timed(lambda: loader.load_checkpoint(path.name), device)
+            warm = timed(lambda: loader.load_checkpoint(path.name), device)
+            model, clip, vae = loader.load_checkpoint(path.name)
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            image: list[torch.Tensor] = []
+
+            def text_to_image() -> None:
+                (positive,) = CLIPTextEncode().encode(clip, "a lighthouse on a cliff at dawn, (detailed:1.2)")
+                (negative,) = CLIPTextEncode().encode(clip, "blurry")
+                (latent,) = EmptyLatentImage().generate(1024, 1024, 1)
+                (out,) = KSampler().sample(model, 1, steps, CFG, "euler", "normal", positive, negative, latent)
+                image[:] = [VAEDecode().decode(vae, out)[0]]
+
+            text_to_image()
+            seconds = timed(text_to_image, device)
+            peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
+            return [{"case": "sdxl checkpoint load", "device": device, "file_bytes": path.stat().st_size,
+                     "make_file_s": made, "cold_load_s": cold, "warm_load_s": warm,
+                     "parameters": sum(p.numel() for module in (model.unet, vae.module, *clip.encoders.values())
+                                       for p in module.parameters())},
+                    {"case": f"sdxl checkpoint txt2img 1024px {steps} steps", "device": device,
+                     "seconds": seconds, "peak_vram_bytes": peak, "image_shape": list(image[0].shape),
+                     "image_finite": bool(torch.isfinite(image[0]).all()),
+                     "vae_dtype": str(next(vae.module.parameters()).dtype)}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -198,6 +281,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tiny-size", type=int, default=256, help="image side of the tiny cases (px)")
     parser.add_argument("--sdxl", action="store_true", help="the SDXL-size random UNet (a GPU case)")
+    parser.add_argument("--sdxl-checkpoint", action="store_true",
+                        help="a whole SDXL-shaped checkpoint: load times and text to image (a GPU case)")
     parser.add_argument("--skip-tiny", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench_diffusion.json"))
     args = parser.parse_args()
@@ -205,15 +290,21 @@ def main() -> None:
     results = [] if args.skip_tiny else tiny_cases(device, args.steps, args.repeat, args.tiny_size)
     if args.sdxl:
         results += sdxl_case(device, args.steps, args.repeat)
+    if args.sdxl_checkpoint:
+        results += sdxl_checkpoint_case(device, args.steps)
     print(f"{'case':34} {'device':7} {'ours s/step':>12} {'direct s/step':>14} {'speed':>7} {'peak VRAM':>10}")
     for row in results:
         if "ours_s_per_step" in row:
             print(f"{row['case']:34} {row['device']:7} {row['ours_s_per_step']:12.4f} "
                   f"{row['direct_s_per_step']:14.4f} {row['speed_vs_direct']:7.3f} "
                   f"{row['peak_vram_bytes'] / 2**30:9.2f}G")
-        else:
+        elif "cold_load_s" in row:
             print(f"{row['case']:34} {row['device']:7} cold load {row['cold_load_s']:.2f} s, warm "
-                  f"{row['warm_load_s'] * 1e6:.0f} us, {row['parameters'] / 1e9:.2f} B parameters")
+                  f"{row['warm_load_s'] * 1e6:.0f} us, file {row['file_bytes'] / 2**30:.2f} GiB")
+        else:
+            print(f"{row['case']:34} {row['device']:7} {row['seconds']:.2f} s, peak VRAM "
+                  f"{row['peak_vram_bytes'] / 2**30:.2f}G, image {row['image_shape']} finite "
+                  f"{row['image_finite']}, VAE {row['vae_dtype']}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"python": platform.python_version(), "torch": torch.__version__,
