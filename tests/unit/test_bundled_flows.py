@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests import model_fixtures
+from tests.flow_models import fixture_file
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows import FlowStore, bind_params
 from visionatrix.models.folders import ModelFolders
@@ -20,6 +21,10 @@ from visionatrix.nodes.registry import NodeRegistry
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "flows" / "examples" / "sample.jpg"
 BUNDLED = sorted(p.stem for p in (ROOT / "flows").glob("*.json"))
+SDXL_CHECKPOINT = "RealVisXL_V5.0_fp16.safetensors"
+SMALL = {"sdxl_text_to_image": {"prompt": "a red fox", "width": 256, "height": 256, "steps": 3},
+         "sdxl_image_to_image": {"prompt": "a red fox", "steps": 3}}
+"""Parameters that keep the diffusion flows to seconds on a CPU (their defaults are sized for a GPU)."""
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +41,15 @@ def store(registry) -> FlowStore:
 
 @pytest.fixture(scope="module")
 def model_folders(tmp_path_factory) -> ModelFolders:
-    """The bundled flows' model files: ``upscale_4x``'s two upscalers as tiny models in their real layouts."""
+    """The bundled flows' model files: ``upscale_4x``'s two upscalers and the SDXL flows' checkpoint as tiny models
+    in their real layouts."""
     root = tmp_path_factory.mktemp("models")
     fixtures = model_fixtures.write_good_models(root / "fixtures")
     (root / "upscale_models").mkdir()
     shutil.copyfile(fixtures["esrgan_x4.pth"], root / "upscale_models" / "4x-UltraSharp.pth")
     shutil.copyfile(fixtures["realesrgan_x2.pth"], root / "upscale_models" / "RealESRGAN_x2plus.pth")
+    (root / "checkpoints").mkdir()
+    shutil.copyfile(fixture_file(root / "diffusion", "sdxl"), root / "checkpoints" / SDXL_CHECKPOINT)
     return ModelFolders(root)
 
 
@@ -77,7 +85,8 @@ def test_bundled_flow_imports_with_shipped_nodes_and_runs(registry, store, model
     flow = store.get(name)
     assert flow.missing_node_types == []
     assert flow.manifest.outputs
-    images = run_flow(registry, store, tmp_path, name, {}, {"image": SAMPLE}, model_folders)
+    files = {"image": SAMPLE} if flow.manifest.input("image") is not None else {}
+    images = run_flow(registry, store, tmp_path, name, SMALL.get(name, {}), files, model_folders)
     assert images and all(img.size[0] > 0 for img in images)
 
 

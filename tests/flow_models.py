@@ -1,0 +1,165 @@
+"""Tiny random-weight model files for a flow, under the file names and folders its models catalog gives.
+
+For each model a flow loads (``Flow.info()["models"]``: the input that names it, the catalog entry's ``types`` and
+``filename``), a tiny file in the real layout is placed in ``<models_dir>/<types[0]>/``:
+
+- ``ckpt_name`` (``checkpoints``): the tiny SDXL checkpoint of :mod:`tests.diffusion_fixtures` (``sdxl``), or the
+  Playground 2.5 one (``playground25``: SDXL plus ``edm_mean``/``edm_std``) for models whose catalog entry or file
+  names Playground or Prometheus (a Playground 2.5 fine-tune);
+- ``lora_name`` (``loras``): a kohya-format SDXL LoRA (``lora_unet_<LDM name>``, ``lora_te1_``/``lora_te2_<text
+  model name>``, ``lora_down``/``lora_up``/``alpha``) for that checkpoint's modules, rank 4;
+- ``vae_name`` (``vae``): the checkpoint's VAE alone, LDM keys without prefix (as ``sdxl_vae.safetensors``);
+- ``model_name`` of ``UpscaleModelLoader`` (``upscale_models``): ESRGAN x4 (or Real-ESRGAN x2 for an ``x2`` name)
+  of :mod:`tests.model_fixtures`, as ``.pth``.
+
+Each file is written under the catalog's ``filename`` (where an install from the catalog puts it) and, when the
+graph asks for another name (``value``; e.g. ``animagine_xl`` loads ``animagineXL40_v4Opt.safetensors`` while the
+catalog installs ``animagine-xl-4.0-opt.safetensors``), under that name too: nothing maps one name to the other
+when a task runs yet. Files are built once per cache folder and hard-linked (copied across file systems).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from tests import diffusion_fixtures, model_fixtures
+
+LORA_RANK = 4
+LORA_SEED = 77
+_UNET_LORA_TARGETS = re.compile(
+    r"model\.diffusion_model\.(.*\.(?:proj_in|proj_out|attn[12]\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj"
+    r"|ff\.net\.2))\.weight$")
+_TEXT_LORA_TARGETS = re.compile(r"(text_model\.encoder\.layers\.\d+\.(?:self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12]))"
+                                r"\.weight$")
+_PLAYGROUND = re.compile(r"(?i)playground|prometheus")
+
+
+def kohya_sdxl_lora(checkpoint: diffusion_fixtures.TinyCheckpoint, *, rank: int = LORA_RANK,
+                    seed: int = LORA_SEED) -> dict[str, torch.Tensor]:
+    """A kohya-format LoRA for every attention/feed-forward linear of the tiny SDXL ``checkpoint`` and both of its
+    text encoders (non-zero ``lora_up``, so it changes outputs)."""
+    generator = torch.Generator().manual_seed(seed)
+    lora: dict[str, torch.Tensor] = {}
+
+    def add(name: str, weight: torch.Tensor) -> None:
+        out_features, in_features = weight.shape[0], weight.shape[1]
+        lora[f"{name}.lora_down.weight"] = 0.1 * torch.randn(rank, in_features, generator=generator)
+        lora[f"{name}.lora_up.weight"] = 0.1 * torch.randn(out_features, rank, generator=generator)
+        lora[f"{name}.alpha"] = torch.tensor(float(rank))
+
+    for key, weight in checkpoint.state_dict.items():
+        if (match := _UNET_LORA_TARGETS.match(key)) and weight.ndim == 2:
+            add("lora_unet_" + match.group(1).replace(".", "_"), weight)
+    for encoder, prefix in (("clip_l", "lora_te1_"), ("clip_g", "lora_te2_")):
+        for key, weight in checkpoint.text_encoders[encoder].state_dict().items():
+            if match := _TEXT_LORA_TARGETS.match(key):
+                add(prefix + match.group(1).replace(".", "_"), weight)
+    return {key: value.contiguous() for key, value in lora.items()}
+
+
+def vae_only(checkpoint: diffusion_fixtures.TinyCheckpoint) -> dict[str, torch.Tensor]:
+    """The checkpoint's VAE as a standalone single file (LDM keys, no ``first_stage_model.`` prefix)."""
+    prefix = "first_stage_model."
+    return {key[len(prefix):]: value for key, value in checkpoint.state_dict.items() if key.startswith(prefix)}
+
+
+FIXTURE_NAMES = {"sdxl": "sdxl.safetensors", "playground25": "playground25.safetensors",
+                 "lora": "sdxl_lora_kohya.safetensors", "vae": "sdxl_vae.safetensors",
+                 "upscale_x4": "esrgan_x4.pth", "upscale_x2": "realesrgan_x2.pth"}
+
+
+def fixture_file(cache_dir: Path, kind: str) -> Path:
+    """The tiny model file of ``kind`` (a key of :data:`FIXTURE_NAMES`), written into ``cache_dir`` once."""
+    path = cache_dir / FIXTURE_NAMES[kind]
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if kind in ("sdxl", "playground25"):
+        _atomic_save(diffusion_fixtures.cached_checkpoint(kind).state_dict, path)
+    elif kind == "lora":
+        _atomic_save(kohya_sdxl_lora(diffusion_fixtures.cached_checkpoint("sdxl")), path)
+    elif kind == "vae":
+        _atomic_save(vae_only(diffusion_fixtures.cached_checkpoint("sdxl")), path)
+    else:
+        upscalers = model_fixtures.write_good_models(cache_dir / "upscalers")
+        shutil.copyfile(upscalers[FIXTURE_NAMES[kind]], path)
+    return path
+
+
+def fixture_files(cache_dir: Path) -> dict[str, Path]:
+    """Every tiny model file a flow may need, written once into ``cache_dir``: ``{kind: path}``."""
+    return {kind: fixture_file(cache_dir, kind) for kind in FIXTURE_NAMES}
+
+
+def _atomic_save(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    partial = path.with_name(path.name + ".part")
+    save_file(dict(tensors), str(partial))
+    os.replace(partial, path)
+
+
+def model_kind(model: Mapping[str, Any]) -> str:
+    """Which fixture file stands for one of ``Flow.info()["models"]``."""
+    names = " ".join(str(model.get(key) or "") for key in ("name", "value", "filename"))
+    folder = (model.get("types") or [""])[0]
+    input_name = str(model.get("input") or "")
+    if input_name == "ckpt_name" or folder == "checkpoints":
+        return "playground25" if _PLAYGROUND.search(names) else "sdxl"
+    if input_name.startswith("lora_name") or folder == "loras":
+        return "lora"
+    if input_name == "vae_name" or folder == "vae":
+        return "vae"
+    if folder == "upscale_models" or input_name == "model_name":
+        return "upscale_x2" if re.search(r"(?i)x2", names) else "upscale_x4"
+    raise ValueError(f"no tiny model stands for {dict(model)}")
+
+
+def model_targets(model: Mapping[str, Any]) -> list[str]:
+    """The file names (relative to the model folder) one model is placed under: the catalog's, then the graph's."""
+    names = [str(model.get("filename") or ""), str(model.get("value") or "")]
+    return [name for name in dict.fromkeys(names) if name]
+
+
+def write_flow_models(models: Iterable[Mapping[str, Any]], models_dir: Path, cache_dir: Path) -> list[Path]:
+    """Place a tiny file for each of a flow's ``models`` (``Flow.info()["models"]``) in ``models_dir``; the paths."""
+    written: list[Path] = []
+    for model in models:
+        folder = (model.get("types") or [_default_folder(model)])[0]
+        source = fixture_file(cache_dir, model_kind(model))
+        for name in model_targets(model):
+            target = models_dir / folder / name
+            if target.exists():
+                written.append(target)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+            written.append(target)
+    return list(dict.fromkeys(written))
+
+
+def _default_folder(model: Mapping[str, Any]) -> str:
+    return {"sdxl": "checkpoints", "playground25": "checkpoints", "lora": "loras", "vae": "vae"}.get(
+        model_kind(model), "upscale_models")
+
+
+def corpus_flow_models(flow_path: Path) -> list[dict[str, Any]]:
+    """``Flow.info()["models"]`` of a flow file, matched against the bundled models catalog."""
+    from visionatrix.flows import load_flow
+    from visionatrix.models.catalog import load_catalog_sync
+
+    catalog = load_catalog_sync([str(diffusion_fixtures_root() / "visionatrix" / "models" / "models_catalog.json")])
+    return list(load_flow(flow_path, {}, models_catalog=catalog.raw).info()["models"])
+
+
+def diffusion_fixtures_root() -> Path:
+    return Path(__file__).resolve().parents[1]
