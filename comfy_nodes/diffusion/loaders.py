@@ -3,6 +3,7 @@ encoders, through the worker's model manager (see :mod:`visionatrix.diffusion.lo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from visionatrix.diffusion import loading
@@ -12,6 +13,7 @@ from visionatrix.nodes import context
 
 from .files import files_of, path_of, version_of
 
+log = logging.getLogger(__name__)
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
               "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image"]
 """ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion``."""
@@ -81,8 +83,8 @@ class CLIPSetLastLayer:
             raise InvalidInput("clip", f"expected a CLIP, got {type(clip).__name__}")
         layers = min(_layers(module) for module in clip.encoders.values())
         if -stop_at_clip_layer > layers:
-            raise InvalidInput("stop_at_clip_layer", f"{stop_at_clip_layer} is beyond the text encoder's "
-                                                     f"{layers} layers")
+            log.warning("CLIPSetLastLayer: layer %d is beyond the text encoder's %d layers; its last layer is used "
+                        "(as ComfyUI does)", stop_at_clip_layer, layers)
         return (clip.with_last_layer(stop_at_clip_layer),)
 
 

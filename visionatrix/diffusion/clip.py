@@ -41,7 +41,8 @@ class TextEncoder:
 
     encoders: Mapping[str, Module]
     family: Family
-    last_layer: int = -1
+    last_layer: int | None = None
+    """``CLIPSetLastLayer``'s layer (-1 the last, ...); None: the family's own (SD2/SDXL: the penultimate)."""
     patches: Mapping[str, tuple[Patch, ...]] = field(default_factory=lambda: MappingProxyType({}))
     embeddings: EmbeddingLookup | None = None
     use: Callable[[Any], Any] | None = None
@@ -60,9 +61,16 @@ class TextEncoder:
         """The managed encoders this value holds (the executor drops cached outputs when the manager drops them)."""
         return tuple(self.encoders.values())
 
-    def layer(self) -> EncoderLayer:
+    def layer(self, module: Any = None) -> EncoderLayer:
+        """The layer conditioning the model: the family's own unless ``CLIPSetLastLayer`` chose one; a layer beyond
+        ``module``'s depth falls back to its last layer after the final norm, as ComfyUI does."""
         base = LAYERS[FAMILY_LAYER[self.family]]
-        return base if self.last_layer == -1 else base.at(self.last_layer)
+        if self.last_layer is None:
+            return base
+        depth = None if module is None else int(getattr(module, "text_model", module).config.num_hidden_layers)
+        if depth is not None and -self.last_layer > depth:
+            return EncoderLayer(None, True)
+        return base.at(self.last_layer)
 
     def encode(self, text: str, texts: Mapping[str, str] | None = None) -> tuple[Tensor, Tensor | None]:
         """``text`` (ComfyUI's prompt syntax) as conditioning ``[1, 77n, width]`` and the pooled output (the last
@@ -103,6 +111,6 @@ class TextEncoder:
         chunks = tokenize_prompt(text, kind, embedding_size=size if self.embeddings is not None else None)
         holder = self.use(module) if self.use is not None else contextlib.nullcontext(module)
         with holder, applied(module, self.patches.get(name, ())), torch.inference_mode():
-            encoded = encode_chunks(module, chunks, self.layer(), kind=kind, embeddings=vectors or None)
+            encoded = encode_chunks(module, chunks, self.layer(module), kind=kind, embeddings=vectors or None)
         return encoded.cond, encoded.pooled
 

@@ -190,8 +190,18 @@ def test_sdxl_text_nodes_carry_pooled_output_and_size_numbers(node_ctx):
     assert (options["width"], options["height"], options["target_width"]) == (832, 1216, 832)
     layered = CLIPSetLastLayer().set_last_layer(clip, -2)[0]
     assert not torch.allclose(CLIPTextEncode().encode(layered, "a castle")[0][0][0], cond)
-    with pytest.raises(InvalidInput, match="beyond"):
-        CLIPSetLastLayer().set_last_layer(clip, -24)
+    # -1 on SDXL is the last layer without the final norm (the default is the penultimate); beyond the encoders'
+    # depth, ComfyUI's fallback: the last layer after the final norm
+    tiny = diffusion_fixtures.cached_checkpoint("sdxl").text_encoders
+    with torch.no_grad():
+        low, high = (tiny[name](input_ids=torch.tensor([[token for token, _ in tokenize_prompt("a castle", name)[0]]]),
+                                output_hidden_states=True) for name in ("clip_l", "clip_g"))
+    last = CLIPSetLastLayer().set_last_layer(clip, -1)[0]
+    torch.testing.assert_close(CLIPTextEncode().encode(last, "a castle")[0][0][0],
+                               torch.cat([low.hidden_states[-1], high.hidden_states[-1]], -1), rtol=1e-5, atol=1e-5)
+    beyond = CLIPSetLastLayer().set_last_layer(clip, -24)[0]
+    torch.testing.assert_close(CLIPTextEncode().encode(beyond, "a castle")[0][0][0],
+                               torch.cat([low.last_hidden_state, high.last_hidden_state], -1), rtol=1e-5, atol=1e-5)
 
 
 def test_a_text_encoder_file_loads_with_clip_loader(node_ctx, diffusion_models_dir):
