@@ -1,0 +1,1 @@
+"""Diffusion transformers (DiT families): loading their files as diffusers modules."""
