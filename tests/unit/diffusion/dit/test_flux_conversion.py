@@ -55,13 +55,14 @@ def test_diffusers_layout_loads_too():
     _assert_predicts_like_the_original(_load(state_dict), "schnell")
 
 
-def test_weights_keep_their_stored_dtype():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float8_e4m3fn])
+def test_weights_keep_their_stored_dtype(dtype):
     bfl = flux_fixtures.diffusers_to_bfl(flux_fixtures.flux_model("dev").state_dict())
-    state_dict = {key: value.to(torch.bfloat16) for key, value in bfl.items()}
+    state_dict = {key: value.to(dtype) for key, value in bfl.items()}
 
     model = _load(state_dict)
 
-    assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
+    assert {parameter.dtype for parameter in model.parameters()} == {dtype}
 
 
 def _real_bfl(config_changes=None):
