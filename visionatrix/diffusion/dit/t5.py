@@ -123,6 +123,7 @@ def encode_t5(model: Any, tokenizer: Any, text: str, *, min_length: int = MIN_LE
     return encode_t5_tokens(model, tokenize_t5(tokenizer, text, min_length=min_length))
 
 
+@torch.no_grad()
 def encode_t5_tokens(model: Any, tokens: list[tuple[int, float]]) -> torch.Tensor:
     """Tokens from :func:`tokenize_t5` through ``model``: ``[1, len(tokens), d_model]``."""
     device = next(model.parameters()).device
