@@ -117,3 +117,25 @@ def test_weights_interpolate_from_the_empty_prompt_as_comfyui(original, tokenize
     torch.testing.assert_close(got, empty + (plain - empty) * weights)
     assert not torch.allclose(got, plain)
     torch.testing.assert_close(t5.encode_t5(original, tokenizer, "a red cat on the table", min_length=12), plain)
+
+
+def test_real_t5_xxl_config_comes_back_from_its_shapes():
+    from transformers import T5Config, T5EncoderModel
+
+    xxl = {"vocab_size": 32128, "d_model": 4096, "num_heads": 64, "d_kv": 64, "d_ff": 10240, "num_layers": 24}
+    with torch.device("meta"):
+        model = T5EncoderModel(T5Config(feed_forward_proj="gated-gelu", **xxl))
+    config = t5.t5_config({k: v for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"})
+    assert {key: getattr(config, key) for key in xxl} == xxl
+    assert (config.feed_forward_proj, config.dense_act_fn, config.relative_attention_num_buckets) == \
+        ("gated-gelu", "gelu_new", 32)
+
+
+def test_stored_half_precision_is_kept(original, tmp_path):
+    from visionatrix.nodes.state_dicts import read_state_dict
+
+    weights = {k: v.half() for k, v in sd3_fixtures.t5_file_weights(original).items()}
+    path = sd3_fixtures.write(weights, tmp_path / "t5xxl_fp16.safetensors")
+    model = t5.build_t5(read_state_dict(path), path)
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+    torch.testing.assert_close(model.shared.weight, weights["shared.weight"])
