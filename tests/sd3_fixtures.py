@@ -71,7 +71,9 @@ def build_transformer(kind: str, *, seed: int = SEED) -> torch.nn.Module:
     from diffusers import SD3Transformer2DModel
 
     generator = torch.Generator().manual_seed(seed)
-    model = _perturbed(SD3Transformer2DModel(**KINDS[kind]), generator)
+    with torch.random.fork_rng():  # the module's own initialisation too: the same seed, the same weights
+        torch.manual_seed(seed)
+        model = _perturbed(SD3Transformer2DModel(**KINDS[kind]), generator)
     with torch.no_grad():
         model.pos_embed.pos_embed.add_(0.05 * torch.randn(model.pos_embed.pos_embed.shape, generator=generator))
     return model.eval()
@@ -83,7 +85,9 @@ def build_t5(*, seed: int = SEED) -> torch.nn.Module:
 
     config = T5Config(vocab_size=T5_VOCAB, feed_forward_proj="gated-gelu", is_encoder_decoder=False,
                       use_cache=False, **T5_DIMS)
-    return _perturbed(T5EncoderModel(config), torch.Generator().manual_seed(seed)).eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _perturbed(T5EncoderModel(config), torch.Generator().manual_seed(seed)).eval()
 
 
 def t5_file_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -101,12 +105,16 @@ def build_checkpoint(kind: str, *, all_in_one: bool = False, seed: int = SEED) -
     if not all_in_one:
         return TinySD3(kind, _detached(mmdit), transformer)
     generator = torch.Generator().manual_seed(seed + 1)
-    clip_l = _perturbed(_clip_text_model(CLIP_L, projection=False), generator).eval()
-    clip_g = _perturbed(_clip_text_model(OPEN_CLIP_G, projection=True), generator).eval()
-    vae = _perturbed(AutoencoderKL(**VAE16), generator).eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        clip_l = _perturbed(_clip_text_model(CLIP_L, projection=False), generator).eval()
+        clip_g = _perturbed(_clip_text_model(OPEN_CLIP_G, projection=True), generator).eval()
+        vae = _perturbed(AutoencoderKL(**VAE16), generator).eval()
     t5 = build_t5(seed=seed + 2)
     state = {"model.diffusion_model." + key: value for key, value in mmdit.items()}
     state |= {"text_encoders.clip_l.transformer.text_model." + k: v for k, v in clip_l.state_dict().items()}
+    # ComfyUI saves CLIP-L with a text projection (SD3/Flux do not use it): an identity, as ComfyUI fills it
+    state["text_encoders.clip_l.transformer.text_projection.weight"] = torch.eye(CLIP_L["hidden_size"])
     state |= {"text_encoders.clip_g.transformer." + k: v for k, v in clip_g.state_dict().items()}
     state |= {"text_encoders.t5xxl.transformer." + k: v for k, v in t5_file_weights(t5).items()}
     state |= {"first_stage_model." + k: v for k, v in vae_to_ldm(vae.state_dict()).items()}

@@ -2,10 +2,11 @@
 
 SD3 files keep both CLIPs in transformers' layout (``text_encoders.clip_l.transformer.text_model.*``;
 ``text_encoders.clip_g.transformer.text_model.*`` plus ``text_projection.weight``), unlike SDXL's open_clip bigG:
-CLIP-L becomes a ``CLIPTextModel`` (quick-GELU, :func:`~visionatrix.diffusion.checkpoints.text_encoders.
-build_clip_l`), CLIP-G a ``CLIPTextModelWithProjection`` (GELU), heads of width 64. The VAE is the LDM layout
-without ``quant_conv``/``post_quant_conv``; its latents are scaled by 1.5305 after a shift of 0.0609 (SD3's latent
-format, as ComfyUI's). Every module comes back in the stored dtype, on the CPU, in eval mode, strictly loaded.
+CLIP-L becomes a ``CLIPTextModel`` (quick-GELU, through the checkpoints' ``build_clip_l``; a ``text_projection``
+beside it is not used by SD3 or Flux), CLIP-G a ``CLIPTextModelWithProjection`` (GELU), heads of width 64. The VAE
+is the LDM layout without ``quant_conv``/``post_quant_conv``; its latents are scaled by 1.5305 after a shift of
+0.0609 (SD3's latent format, as ComfyUI's). Every module comes back in the stored dtype, on the CPU, in eval mode,
+strictly loaded.
 """
 
 from __future__ import annotations
@@ -32,9 +33,17 @@ def build_components(state_dict: Mapping[str, Tensor], info: SD3Info, path: obje
                      ) -> dict[str, Module]:
     """Every component ``info`` lists besides the transformer: ``clip_l``, ``clip_g``, ``t5xxl``, ``vae``."""
     builders: dict[str, Callable[[dict[str, Tensor], object], Module]] = {
-        "clip_l": text_encoders.build_clip_l, "clip_g": build_clip_g, "t5xxl": t5.build_t5, "vae": build_vae}
+        "clip_l": build_clip_l, "clip_g": build_clip_g, "t5xxl": t5.build_t5, "vae": build_vae}
     return {name: build(_under(state_dict, info.components[name]), path)
             for name, build in builders.items() if name in info.components}
+
+
+def build_clip_l(weights: Mapping[str, Tensor], path: object = "<state dict>") -> Module:
+    """A ``CLIPTextModel`` from CLIP-L weights in transformers' layout (the component prefix removed). Files saved
+    by ComfyUI carry a ``text_projection.weight`` for CLIP-L too: SD3 and Flux take CLIP-L's unprojected pooled
+    output (ComfyUI's ``return_projected_pooled=False``), so it is left out."""
+    kept = {key: value for key, value in weights.items() if key != "text_projection.weight"}
+    return text_encoders.build_clip_l(kept, path)
 
 
 def build_clip_g(weights: Mapping[str, Tensor], path: object = "<state dict>") -> Module:

@@ -156,3 +156,8 @@ def test_missing_unexpected_and_misshapen_weights_are_named():
     shapes = {k: v for k, v in shapes_of(state).items() if k != "y_embedder.mlp.0.weight"}
     with pytest.raises(ModelFileError, match=r"missing: y_embedder\.mlp\.0\.weight"):
         sd3.detect_sd3(shapes, "cut.safetensors")
+
+
+def test_fixtures_are_the_same_for_the_same_seed():
+    first, second = sd3_fixtures.build_transformer("sd3_medium"), sd3_fixtures.build_transformer("sd3_medium")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -139,3 +141,28 @@ def test_stored_half_precision_is_kept(original, tmp_path):
     model = t5.build_t5(read_state_dict(path), path)
     assert {p.dtype for p in model.parameters()} == {torch.float16}
     torch.testing.assert_close(model.shared.weight, weights["shared.weight"])
+
+
+def test_plain_fp8_files_load_in_fp8_and_compute_once_cast(original):
+    weights = {k: v.to(torch.float8_e4m3fn) for k, v in sd3_fixtures.t5_file_weights(original).items()}
+    model = t5.build_t5(weights, "t5xxl_fp8_e4m3fn.safetensors")
+    assert {p.dtype for p in model.parameters()} == {torch.float8_e4m3fn}
+    model = model.to(torch.float32)
+    reference = copy.deepcopy(original)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.copy_(parameter.to(torch.float8_e4m3fn).float())
+    torch.testing.assert_close(_hidden(model, IDS), _hidden(reference, IDS), atol=1e-5, rtol=1e-5)
+
+
+def test_a_sentencepiece_model_without_its_packages_is_refused_naming_the_catalog_entry(tmp_path):
+    pytest.importorskip("tokenizers")
+    try:
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("sentencepiece is installed: the file would be read")
+    (tmp_path / "spiece.model").write_bytes(b"\x00not a model")
+    with pytest.raises(ModelFileError, match=f"install the catalog's {CATALOG_ENTRY}"):
+        t5_tokenizer(tmp_path)
