@@ -25,8 +25,9 @@ HEAD_WIDTH = 64
 NEUTRAL_PREFIX = "open_clip."
 """OpenCLIP weights are re-keyed under this prefix before conversion: diffusers drops layer 23 and the projection
 of keys spelled with SD2's real prefix, which would make a 24-layer file load differently from a tiny one."""
-SKIPPED_KEYS = ("embeddings.position_ids",)
-"""Buffers older files carry that transformers no longer stores (recomputed by the model)."""
+SKIPPED_KEYS = ("embeddings.position_ids", "text_projection.weight", "logit_scale")
+"""Tensors some files carry beside CLIP-L's text model that the UNet never uses: the position-ids buffer of older
+files (recomputed by the model), and the projection and logit scale ComfyUI-saved files keep."""
 
 
 def build_clip_l(weights: Mapping[str, Tensor], path: object) -> Module:

@@ -245,3 +245,15 @@ def test_textual_inversion_vectors_replace_their_token_embeddings(node_ctx, diff
         handle.remove()
     assert slots == [4, 5]
     torch.testing.assert_close(with_embedding, hidden, rtol=1e-4, atol=1e-4)
+
+
+def test_a_clip_l_projection_saved_beside_the_text_model_is_ignored(node_ctx, diffusion_models_dir):
+    """ComfyUI-saved checkpoints keep CLIP-L's ``text_projection`` (and ``logit_scale``), which the UNet never uses."""
+    state = dict(diffusion_fixtures.cached_checkpoint("sdxl").state_dict)
+    state["conditioner.embedders.0.transformer.text_projection.weight"] = torch.eye(64)
+    state["conditioner.embedders.0.transformer.logit_scale"] = torch.tensor(4.6)
+    save_file(state, str(diffusion_models_dir / "checkpoints" / "sdxl_comfy_saved.safetensors"))
+    _m, clip, _v = load("sdxl_comfy_saved")
+    _m, plain, _v = load("sdxl")
+    torch.testing.assert_close(CLIPTextEncode().encode(clip, "a fox")[0][0][0],
+                               CLIPTextEncode().encode(plain, "a fox")[0][0][0])
