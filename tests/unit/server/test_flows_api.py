@@ -128,9 +128,11 @@ async def test_installing_an_unknown_bundled_flow_and_deleting_an_unknown_flow_a
 
 
 async def test_flows_say_which_model_files_the_server_lacks(vix: VixClient, services) -> None:
-    for flow in await vix.list_flows():  # of the bundled flows, only upscale_4x loads model files
-        expected = ["4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"] if flow["name"] == "upscale_4x" else []
-        assert flow["models_missing"] == expected, flow["name"]
+    loading = {"upscale_4x": ["4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"],  # the bundled flows with model files
+               "sdxl_text_to_image": ["RealVisXL_V5.0_fp16.safetensors"],
+               "sdxl_image_to_image": ["RealVisXL_V5.0_fp16.safetensors"]}
+    for flow in await vix.list_flows():
+        assert flow["models_missing"] == loading.get(flow["name"], []), flow["name"]
     with_model = solid_flow("with_model")
     with_model["manifest"]["models"] = [{"name": "tiny", "node_id": "1", "input": "ckpt_name",
                                          "value": "tiny.safetensors", "types": ["checkpoints"]}]
