@@ -32,6 +32,8 @@ from safetensors.torch import save_file
 
 from tests import diffusion_fixtures, model_fixtures
 
+CATALOG = Path(__file__).resolve().parents[1] / "visionatrix" / "models" / "models_catalog.json"
+"""The bundled models catalog (what ``models install --flow`` uses by default)."""
 LORA_RANK = 4
 LORA_SEED = 77
 _UNET_LORA_TARGETS = re.compile(
@@ -157,9 +159,5 @@ def corpus_flow_models(flow_path: Path) -> list[dict[str, Any]]:
     from visionatrix.flows import load_flow
     from visionatrix.models.catalog import load_catalog_sync
 
-    catalog = load_catalog_sync([str(diffusion_fixtures_root() / "visionatrix" / "models" / "models_catalog.json")])
+    catalog = load_catalog_sync([str(CATALOG)])
     return list(load_flow(flow_path, {}, models_catalog=catalog.raw).info()["models"])
-
-
-def diffusion_fixtures_root() -> Path:
-    return Path(__file__).resolve().parents[1]
