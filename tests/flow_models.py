@@ -12,10 +12,11 @@ For each model a flow loads (``Flow.info()["models"]``: the input that names it,
 - ``model_name`` of ``UpscaleModelLoader`` (``upscale_models``): ESRGAN x4 (or Real-ESRGAN x2 for an ``x2`` name)
   of :mod:`tests.model_fixtures`, as ``.pth``.
 
-Each file is written under the catalog's ``filename`` (where an install from the catalog puts it) and, when the
-graph asks for another name (``value``; e.g. ``animagine_xl`` loads ``animagineXL40_v4Opt.safetensors`` while the
-catalog installs ``animagine-xl-4.0-opt.safetensors``), under that name too: nothing maps one name to the other
-when a task runs yet. Files are built once per cache folder and hard-linked (copied across file systems).
+Each file is written under the catalog's ``filename`` only (where an install from the catalog puts it), also when
+the graph asks for another name (``animagine_xl`` loads ``animagineXL40_v4Opt.safetensors`` while the catalog
+installs ``animagine-xl-4.0-opt.safetensors``): the worker and ``run-flow`` point such inputs at the installed file
+(:mod:`visionatrix.models.graph_names`). A model the catalog does not know goes under the graph's name. Files are
+built once per cache folder and hard-linked (copied across file systems).
 """
 
 from __future__ import annotations
@@ -124,9 +125,9 @@ def model_kind(model: Mapping[str, Any]) -> str:
 
 
 def model_targets(model: Mapping[str, Any]) -> list[str]:
-    """The file names (relative to the model folder) one model is placed under: the catalog's, then the graph's."""
-    names = [str(model.get("filename") or ""), str(model.get("value") or "")]
-    return [name for name in dict.fromkeys(names) if name]
+    """The file name (relative to the model folder) one model is placed under: the catalog's, else the graph's."""
+    name = str(model.get("filename") or "") if model.get("in_catalog") else ""
+    return [name or str(model.get("value") or "")]
 
 
 def write_flow_models(models: Iterable[Mapping[str, Any]], models_dir: Path, cache_dir: Path) -> list[Path]:

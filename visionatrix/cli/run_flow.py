@@ -22,6 +22,7 @@ from visionatrix.config import Settings
 from visionatrix.errors import Interrupted, InvalidGraph, InvalidParams, NodeFailed, VisionatrixError
 from visionatrix.executor.run import Executor, ExecutorSettings
 from visionatrix.flows import Flow, FlowStore, bind_params
+from visionatrix.models.graph_names import installed_names
 from visionatrix.nodes.registry import NodeRegistry
 
 
@@ -78,10 +79,14 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             for name, why in exc.problems.items():
                 print(f"  - {name}: {why}", file=sys.stderr)
             return 2
+        folders = model_store.build_folders(settings)
+        prompt, changes = installed_names(prompt, model_store.read_catalog_sync(settings), folders)
+        for node_id, input_name, old, new in changes:
+            print(f"node {node_id}: {input_name} {old!r} is installed as {new!r}", file=sys.stderr)
         executor = Executor(registry, ExecutorSettings(
             device=settings.device, input_dir=input_dir, output_dir=out_dir, temp_dir=Path(scratch) / "temp",
             max_image_pixels=settings.max_image_pixels, cache_max_entries=settings.cache_max_entries,
-            cache_max_bytes=settings.cache_max_bytes, model_folders=model_store.build_folders(settings),
+            cache_max_bytes=settings.cache_max_bytes, model_folders=folders,
             ram_cache_bytes=settings.ram_cache_bytes, vram_reserve_bytes=settings.vram_reserve_bytes))
         try:
             return _execute(executor, flow, prompt, out_dir, as_json=args.json)

@@ -310,8 +310,9 @@ class Worker(WorkerReports):
         self.current, self.last_flow, held.running = held, task.flow, True
         self._report_due.set()
         try:
+            graph = self.models.graph_for_run(task.graph) if self.models is not None else task.graph
             result = await self.executor.execute(
-                task.graph, prompt_id=str(task.id), on_event=held.tracker, input_dir=held.input_dir,
+                graph, prompt_id=str(task.id), on_event=held.tracker, input_dir=held.input_dir,
                 output_dir=held.output_dir,
                 extra_data={"extra_pnginfo": {"visionatrix_task": {"id": task.id, "flow": task.flow}}})
         except Interrupted:

@@ -18,6 +18,7 @@ from typing import Any
 
 from visionatrix.errors import NotFound
 from visionatrix.models.download import DownloadProgress
+from visionatrix.models.graph_names import installed_names
 from visionatrix.models.installer import ModelInstaller
 from visionatrix.models.inventory import ModelInventory
 
@@ -31,6 +32,14 @@ class WorkerModels:
         self.inventory = inventory
         self.installer = installer
         self._refused: dict[str, DownloadProgress] = {}
+
+    def graph_for_run(self, graph: dict[str, Any]) -> dict[str, Any]:
+        """``graph`` with its catalog models' inputs pointed at the files the catalog installed (see
+        :mod:`visionatrix.models.graph_names`)."""
+        resolved, changes = installed_names(graph, self.inventory.catalog, self.inventory.folders)
+        for node_id, input_name, old, new in changes:
+            log.info("node %s: %s %r is installed as %r", node_id, input_name, old, new)
+        return resolved
 
     def installing(self) -> bool:
         """Whether a download is queued or running (the worker then reports more often)."""
