@@ -187,7 +187,7 @@ async def _run_tasks(url: str, setup: Setup, jobs: list[tuple[str, dict[str, Any
         ids = [(await vix.create_task(name, params))[0] for name, params in jobs]
         for task_id, (name, _params) in zip(ids, jobs):
             task = await vix.wait_for_task(task_id, timeout_s=RUN_TIMEOUT_S)
-            assert task["status"] == "finished", (name, task)
+            assert task["status"] == "finished", (name, task.get("error"), task)
             (output,) = task["outputs"]
             async with vix.session.get(vix.url(output["url"])) as response:
                 assert response.status == 200

@@ -310,7 +310,8 @@ class Worker(WorkerReports):
         self.current, self.last_flow, held.running = held, task.flow, True
         self._report_due.set()
         try:
-            graph = self.models.graph_for_run(task.graph) if self.models is not None else task.graph
+            models = self.options.models
+            graph = models.graph_for_run(task.graph) if models is not None else task.graph
             result = await self.executor.execute(
                 graph, prompt_id=str(task.id), on_event=held.tracker, input_dir=held.input_dir,
                 output_dir=held.output_dir,
