@@ -44,7 +44,9 @@ def build_clip_l(weights: Mapping[str, Tensor], path: object) -> Module:
     config = CLIPTextConfig(**_sizes(token, converted["embeddings.position_embedding.weight"].shape[0],
                                      r"encoder\.layers\.(\d+)\.", "encoder.layers.0.mlp.fc1.weight", converted, path),
                             hidden_act="quick_gelu")
-    return _loaded(CLIPTextModel(config), converted, path)
+    with _meta():
+        model = CLIPTextModel(config)
+    return _loaded(model, converted, path)
 
 
 def build_open_clip(weights: Mapping[str, Tensor], path: object) -> Module:
@@ -58,7 +60,8 @@ def build_open_clip(weights: Mapping[str, Tensor], path: object) -> Module:
     sizes = _sizes(token, _get(weights, "positional_embedding", path).shape[0], r"transformer\.resblocks\.(\d+)\.",
                    "transformer.resblocks.0.mlp.c_fc.weight", weights, path)
     config = CLIPTextConfig(**sizes, hidden_act="gelu", projection_dim=int(projection.shape[1]))
-    model = CLIPTextModelWithProjection(config)
+    with _meta():
+        model = CLIPTextModelWithProjection(config)
     prefixed = {NEUTRAL_PREFIX + key: value for key, value in weights.items()}
     converted = convert_open_clip_checkpoint(model, prefixed, prefix=NEUTRAL_PREFIX)
     return _loaded(model, converted, path)
@@ -84,7 +87,20 @@ def _get(weights: Mapping[str, Any], key: str, path: object) -> Any:
     return weights[key]
 
 
+def _meta() -> Any:
+    """Build encoders without allocating or initialising weights (the file's tensors are assigned after)."""
+    import torch
+
+    return torch.device("meta")
+
+
 def _loaded(model: Module, weights: Mapping[str, Tensor], path: object) -> Module:
-    """``model`` with ``weights`` loaded strictly (shapes included); :class:`ModelFileError` naming a few misfits."""
-    weights_fit.load_strictly(model, weights, path, "text encoder")
+    """``model`` (built on the meta device) with ``weights`` assigned strictly (shapes included);
+    :class:`ModelFileError` naming a few misfits. The position ids, a buffer files do not store, are made anew."""
+    import torch
+
+    embeddings = getattr(model, "text_model", model).embeddings
+    positions = embeddings.position_embedding.num_embeddings
+    embeddings.register_buffer("position_ids", torch.arange(positions).expand((1, -1)), persistent=False)
+    weights_fit.load_strictly(model, weights, path, "text encoder", assign=True)
     return model.eval()
