@@ -79,12 +79,13 @@ async def upload_sample(page: Page, url: str) -> str:
     return f"{body['subfolder']}/{body['name']}" if body["subfolder"] else str(body["name"])
 
 
-async def queue_from_editor(page: Page, url: str, traffic: Traffic) -> tuple[str, Response]:
+async def queue_from_editor(page: Page, url: str, traffic: Traffic, run_timeout_ms: int = RUN_TIMEOUT_MS,
+                            ) -> tuple[str, Response]:
     """Queues the loaded graph the way the Run button does; the prompt id and the output image's ``/view`` answer."""
     async with page.expect_response(lambda r: "/api/prompt" in r.url and r.request.method == "POST",
                                     timeout=RUN_TIMEOUT_MS) as posted:
         viewed = asyncio.ensure_future(page.wait_for_event(
-            "response", lambda r: "/view?" in r.url and "type=output" in r.url, timeout=RUN_TIMEOUT_MS))
+            "response", lambda r: "/view?" in r.url and "type=output" in r.url, timeout=run_timeout_ms))
         await page.evaluate("() => window.app.queuePrompt(0, 1)")
     answer = await posted.value
     body: dict[str, Any] = await answer.json()
@@ -94,8 +95,8 @@ async def queue_from_editor(page: Page, url: str, traffic: Traffic) -> tuple[str
         return prompt_id, await viewed
     except PlaywrightTimeoutError as error:
         history = await (await page.request.get(f"{url}/history/{prompt_id}")).text()
-        raise AssertionError(f"no /view of an output within {RUN_TIMEOUT_MS} ms of queueing {prompt_id}\n"
-                             f"history: {history}\nsocket frames: {traffic.socket_frames}\n"
+        raise AssertionError(f"no /view of an output within {run_timeout_ms} ms of queueing {prompt_id}\n"
+                             f"history: {history}\nsocket frames: {traffic.socket_frames[-20:]}\n"
                              f"{traffic.report()}") from error
 
 

@@ -10,19 +10,17 @@ workflow is now a Z-Image graph; the classic SD graph is the one issue 13 asks f
 
 from __future__ import annotations
 
-import asyncio
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
-from playwright.async_api import Page, Response
+from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.browser import chromium, distinct_colours
 from tests.e2e.service import ROOT, running_service
-from tests.e2e.test_comfy_editor import BOOT_TIMEOUT_MS, SHOWN_OUTPUT_JS, Traffic
+from tests.e2e.test_comfy_editor import BOOT_TIMEOUT_MS, SHOWN_OUTPUT_JS, Traffic, queue_from_editor
 from tests.flow_models import fixture_file
 
 pytestmark = pytest.mark.slow
@@ -106,26 +104,6 @@ async def _close_dialogs(page: Page, wait_ms: int = 0) -> None:
     await dialogs.first.wait_for(state="detached", timeout=5_000)
 
 
-async def _queue(page: Page, traffic: Traffic, url: str) -> tuple[str, Response]:
-    """Queues the graph as the Run button does; the prompt id and the output image's ``/view`` answer."""
-    async with page.expect_response(lambda r: "/api/prompt" in r.url and r.request.method == "POST",
-                                    timeout=30_000) as posted:
-        viewed = asyncio.ensure_future(page.wait_for_event(
-            "response", lambda r: "/view?" in r.url and "type=output" in r.url, timeout=RUN_TIMEOUT_MS))
-        await page.evaluate("() => window.app.queuePrompt(0, 1)")
-    answer = await posted.value
-    body: dict[str, Any] = await answer.json()
-    assert answer.status == 200, f"POST /api/prompt: {answer.status} {body}"
-    prompt_id = str(body["prompt_id"])
-    try:
-        return prompt_id, await viewed
-    except PlaywrightTimeoutError as error:
-        history = await (await page.request.get(f"{url}/history/{prompt_id}")).text()
-        raise AssertionError(f"no /view of an output within {RUN_TIMEOUT_MS} ms of queueing {prompt_id}\n"
-                             f"history: {history}\nsocket frames: {traffic.socket_frames[-20:]}\n"
-                             f"{traffic.report()}") from error
-
-
 async def test_the_editor_builds_the_default_text_to_image_graph_and_shows_its_image(tmp_path: Path) -> None:
     models = tmp_path / "models" / "checkpoints"
     models.mkdir(parents=True)
@@ -155,7 +133,7 @@ async def test_the_editor_builds_the_default_text_to_image_graph_and_shows_its_i
             await page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Canvas.FitView')")
             await page.wait_for_timeout(500)
 
-            prompt_id, view = await _queue(page, traffic, service.url)
+            prompt_id, view = await queue_from_editor(page, service.url, traffic, RUN_TIMEOUT_MS)
             assert view.status == 200, f"{view.url}: {view.status}"
             assert view.headers["content-type"].startswith("image/"), view.headers
             history = await (await page.request.get(f"{service.url}/history/{prompt_id}")).json()

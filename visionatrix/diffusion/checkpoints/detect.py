@@ -106,7 +106,7 @@ def detect(shapes: Mapping[str, Sequence[int]], path: object = "<state dict>") -
                         if f"{prefix}input_blocks.0.0.weight" in shapes), None)
     if unet_prefix is None:
         raise ModelFileError(path, f"not a Stable Diffusion checkpoint: no UNet ({UNET_PREFIX}*); found "
-                                   f"{_prefix_summary(shapes)}")
+                                   f"{prefix_summary(shapes)}")
     unet_shapes = {key[len(unet_prefix):]: shape for key, shape in shapes.items() if key.startswith(unet_prefix)}
     config = unet_config.unet_config_from_shapes(unet_shapes, path)
     family = _family(config, path)
@@ -152,8 +152,9 @@ def prediction_from_filename(name: str) -> Prediction | None:
     return None
 
 
-def _prefix_summary(shapes: Mapping[str, Sequence[int]], limit: int = 6) -> str:
-    """The most common top-level key prefixes with their counts (``model: 12, conv_first: 2``)."""
+def prefix_summary(shapes: Mapping[str, Sequence[int]], limit: int = 6) -> str:
+    """The most common top-level key prefixes with their counts (``14 tensors under model: 12, conv_first: 2``), for
+    errors naming what a file holds."""
     if not shapes:
         return "no tensors"
     counts = Counter(key.split(".", 1)[0] for key in shapes)

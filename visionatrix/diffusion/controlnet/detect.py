@@ -16,7 +16,6 @@ family's rule, and the hint encoder's widths from its convolutions. Never the hu
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from visionatrix.diffusion.checkpoints.detect import (
     SDXL_TIME_EMBEDDINGS,
     CheckpointInfo,
     Family,
+    prefix_summary,
 )
 from visionatrix.errors import ModelFileError
 
@@ -82,7 +82,7 @@ def _layout(shapes: Shapes, path: object) -> tuple[str, str]:
     if any(key.startswith(marker) for key in shapes for marker in DIFFUSERS_MARKERS) and "conv_in.weight" in shapes:
         return "diffusers", ""
     raise ModelFileError(path, "not a ControlNet: no input_hint_block/zero_convs (single file) or controlnet_cond_"
-                               f"embedding/controlnet_down_blocks (diffusers); found {_summary(shapes)}")
+                               f"embedding/controlnet_down_blocks (diffusers); found {prefix_summary(shapes)}")
 
 
 def _ldm_unet_config(shapes: Shapes, path: object) -> unet_config.UnetConfig:
@@ -205,13 +205,3 @@ def _shape(shapes: Shapes, key: str, path: object) -> Sequence[int]:
     if key not in shapes:
         raise ModelFileError(path, f"ControlNet weight {key!r} is missing")
     return shapes[key]
-
-
-def _summary(shapes: Shapes, limit: int = 6) -> str:
-    if not shapes:
-        return "no tensors"
-    counts = Counter(key.split(".", 1)[0] for key in shapes)
-    parts = [f"{prefix}: {count}" for prefix, count in counts.most_common(limit)]
-    if len(counts) > limit:
-        parts.append(f"... {len(counts) - limit} more")
-    return f"{len(shapes)} tensors under " + ", ".join(parts)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import enum
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from visionatrix.diffusion.checkpoints import weights_fit
+from visionatrix.diffusion.checkpoints.detect import prefix_summary
 from visionatrix.diffusion.dit import flux_keys
 from visionatrix.errors import ModelFileError
 
@@ -156,7 +156,7 @@ def detect_flux(shapes: Shapes, path: object = "<state dict>") -> FluxInfo:
     if found is None:
         raise ModelFileError(path, "not a Flux.1 transformer: no img_in/double_blocks (Black Forest Labs layout, "
                                    "alone or under model.diffusion_model.) nor x_embedder/transformer_blocks "
-                                   f"(diffusers layout); found {_prefix_summary(shapes)}")
+                                   f"(diffusers layout); found {prefix_summary(shapes)}")
     layout, prefix = found
     keys = LAYOUTS[layout]
     inner = {key[len(prefix):]: tuple(shape) for key, shape in shapes.items() if key.startswith(prefix)}
@@ -262,14 +262,3 @@ def build_flux(state_dict: Mapping[str, Tensor], info: FluxInfo, path: object = 
         model: Any = FluxTransformer2DModel(**flux_diffusers_config(info))
     weights_fit.load_strictly(model, weights, path, "Flux transformer", assign=True)
     return model.eval()
-
-
-def _prefix_summary(shapes: Shapes, limit: int = 6) -> str:
-    """The most common top-level key prefixes with their counts (``model: 12, conv_first: 2``)."""
-    if not shapes:
-        return "no tensors"
-    counts = Counter(key.split(".", 1)[0] for key in shapes)
-    parts = [f"{prefix}: {count}" for prefix, count in counts.most_common(limit)]
-    if len(counts) > limit:
-        parts.append(f"... {len(counts) - limit} more")
-    return f"{len(shapes)} tensors under " + ", ".join(parts)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from visionatrix.diffusion.checkpoints import weights_fit
+from visionatrix.diffusion.checkpoints.detect import prefix_summary
 from visionatrix.errors import ModelFileError
 
 if TYPE_CHECKING:
@@ -180,17 +180,6 @@ def build_sd3(state_dict: Mapping[str, Tensor], info: SD3Info, path: object = "<
         model: Any = SD3Transformer2DModel(**config)
     weights_fit.load_strictly(model, converted, path, "SD3 transformer", assign=True)
     return model.eval()
-
-
-def prefix_summary(shapes: Mapping[str, Any], limit: int = 6) -> str:
-    """The most common top-level key prefixes with their counts (``12 tensors under model: 10, vae: 2``)."""
-    if not shapes:
-        return "no tensors"
-    counts = Counter(key.split(".", 1)[0] for key in shapes)
-    parts = [f"{name}: {count}" for name, count in counts.most_common(limit)]
-    if len(counts) > limit:
-        parts.append(f"... {len(counts) - limit} more")
-    return f"{len(shapes)} tensors under " + ", ".join(parts)
 
 
 def _refuse_scaled_fp8(shapes: Mapping[str, Any], path: object) -> None:
