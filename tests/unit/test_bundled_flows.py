@@ -3,7 +3,6 @@ tiny random-weight models of the real architectures under the catalog's file nam
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from PIL import Image
 
 from tests import model_fixtures
 from tests.flow_models import fixture_file
-from visionatrix.executor.run import Executor, ExecutorSettings
-from visionatrix.flows import FlowStore, bind_params
+from tests.flow_runs import read_image, run_flow
+from visionatrix.flows import FlowStore
 from visionatrix.models.folders import ModelFolders
 from visionatrix.nodes.registry import NodeRegistry
 
@@ -53,29 +52,6 @@ def model_folders(tmp_path_factory) -> ModelFolders:
     return ModelFolders(root)
 
 
-def run_flow(registry, store, tmp_path, name, params, files, model_folders=None):
-    input_dir, out_dir = tmp_path / "in", tmp_path / "out"
-    input_dir.mkdir(exist_ok=True)
-    staged = {}
-    for param, path in files.items():
-        shutil.copyfile(path, input_dir / f"{param}{path.suffix}")
-        staged[param] = f"{param}{path.suffix}"
-    prompt = bind_params(store.get(name), params, staged)
-    executor = Executor(registry, ExecutorSettings(device="cpu", input_dir=input_dir, output_dir=out_dir,
-                                                   temp_dir=tmp_path / "temp", model_folders=model_folders))
-    try:
-        result = asyncio.run(executor.execute(prompt))
-    finally:
-        executor.close()
-    items = [item for ui in result.ui.values() for item in ui.get("images", [])]
-    return [_read(out_dir / item["subfolder"] / item["filename"]) for item in items]
-
-
-def _read(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.copy()
-
-
 def test_at_least_six_flows_are_bundled():
     assert len(BUNDLED) >= 6
 
@@ -92,12 +68,12 @@ def test_bundled_flow_imports_with_shipped_nodes_and_runs(registry, store, model
 
 def test_web_resize_keeps_aspect_ratio_at_the_requested_width(registry, store, tmp_path):
     (image,) = run_flow(registry, store, tmp_path, "web_resize_sharpen", {"width": "320"}, {"image": SAMPLE})
-    source = _read(SAMPLE)
+    source = read_image(SAMPLE)
     assert image.size == (320, round(320 * source.height / source.width))
 
 
 def test_pixelate_region_changes_only_the_masked_area(registry, store, tmp_path):
-    source = _read(SAMPLE).convert("RGB")
+    source = read_image(SAMPLE).convert("RGB")
     mask = Image.new("RGB", source.size, "black")
     mask.paste((255, 255, 255), (0, 0, source.width // 2, source.height))
     mask_path = tmp_path / "mask.png"
@@ -120,7 +96,7 @@ def test_pencil_sketch_in_graphite_is_gray(registry, store, tmp_path):
 def test_contact_sheet_lays_out_six_tiles_in_the_requested_columns(registry, store, tmp_path):
     (image,) = run_flow(registry, store, tmp_path, "effects_contact_sheet", {"tile_width": 64, "columns": 2},
                         {"image": SAMPLE})
-    source = _read(SAMPLE)
+    source = read_image(SAMPLE)
     tile_h = round(64 * source.height / source.width)
     assert image.size[0] >= 2 * 64 and image.size[0] < 3 * 64
     assert image.size[1] >= 3 * tile_h

@@ -3,7 +3,6 @@ checkpoint under the catalog's file name: their forms, sizes, seeds, and the opt
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.flow_models import fixture_file
-from visionatrix.executor.run import Executor, ExecutorSettings
-from visionatrix.flows import FlowStore, bind_params
+from tests.flow_runs import run_flow
+from visionatrix.flows import FlowStore
 from visionatrix.models.folders import ModelFolders
 from visionatrix.nodes.registry import NodeRegistry
 
@@ -45,22 +44,9 @@ def model_folders(tmp_path_factory: pytest.TempPathFactory) -> ModelFolders:
 
 def run(registry: NodeRegistry, store: FlowStore, folders: ModelFolders, tmp_path: Path, name: str,
         params: dict[str, Any], files: dict[str, Path] | None = None) -> np.ndarray:
-    input_dir, out_dir = tmp_path / "in", tmp_path / "out"
-    input_dir.mkdir(parents=True, exist_ok=True)
-    staged = {}
-    for param, path in (files or {}).items():
-        shutil.copyfile(path, input_dir / f"{param}{path.suffix}")
-        staged[param] = f"{param}{path.suffix}"
-    graph = bind_params(store.get(name), params, staged)
-    executor = Executor(registry, ExecutorSettings(device="cpu", input_dir=input_dir, output_dir=out_dir,
-                                                   temp_dir=tmp_path / "temp", model_folders=folders))
-    try:
-        result = asyncio.run(executor.execute(graph))
-    finally:
-        executor.close()
-    (item,) = [item for ui in result.ui.values() for item in ui.get("images", [])]
-    with Image.open(out_dir / item["subfolder"] / item["filename"]) as image:
-        return np.asarray(image.convert("RGB")).astype(np.int16)
+    """The flow's one output image as int16 RGB (so differences may go negative)."""
+    (image,) = run_flow(registry, store, tmp_path, name, params, files, folders)
+    return np.asarray(image.convert("RGB")).astype(np.int16)
 
 
 def test_the_forms_offer_what_the_web_ui_renders(store: FlowStore):
