@@ -13,8 +13,7 @@ from typing import Any
 from visionatrix.diffusion.controlnet import AppliedControl, ControlNet, load_controlnet
 from visionatrix.errors import InvalidInput
 from visionatrix.nodes import context
-
-from .files import files_of, path_of, version_of
+from visionatrix.nodes.model_files import files_of, path_of, version_of
 
 FOLDER = "controlnet"
 CATEGORY = "conditioning/controlnet"

@@ -10,8 +10,7 @@ from visionatrix.diffusion import loading
 from visionatrix.diffusion.clip import TextEncoder
 from visionatrix.errors import InvalidInput
 from visionatrix.nodes import context
-
-from .files import files_of, path_of, version_of
+from visionatrix.nodes.model_files import files_of, path_of, version_of
 
 log = logging.getLogger(__name__)
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",

@@ -15,8 +15,7 @@ from visionatrix.diffusion.lora import LoraFile, LoraMatch, lora_patches
 from visionatrix.diffusion.model import DiffusionModel
 from visionatrix.errors import InvalidInput, ModelError
 from visionatrix.nodes import context
-
-from .files import files_of, path_of, version_of
+from visionatrix.nodes.model_files import files_of, path_of, version_of
 
 FOLDER = "loras"
 KIND = "lora"

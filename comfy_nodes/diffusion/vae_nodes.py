@@ -15,8 +15,7 @@ from visionatrix.diffusion.checkpoints import convert, weights_fit
 from visionatrix.diffusion.vae import Vae, crop_to_multiple, require_latent
 from visionatrix.errors import InvalidInput, ModelFileError
 from visionatrix.nodes import context
-
-from .files import files_of, path_of, version_of
+from visionatrix.nodes.model_files import files_of, path_of, version_of
 
 FOLDER = "vae"
 LDM_PREFIXES = ("first_stage_model.", "vae.", "")

@@ -8,31 +8,19 @@ only when a model is loaded (its import takes seconds).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from visionatrix.errors import InvalidInput, ModelError
-from visionatrix.models.folders import ModelFileList
+from visionatrix.errors import ModelError
 from visionatrix.nodes import context
+from visionatrix.nodes.model_files import files_of, path_of, version_of
 
 FOLDER = "upscale_models"
 KIND = "upscale"
 
 
-def model_files() -> list[str]:
-    """The files of the upscale models folder, as a ``ModelFileList`` (validation knows them for model files)."""
-    folders = context.current().model_folders
-    return folders.list_files(FOLDER) if folders is not None else ModelFileList(folder=FOLDER)
-
-
 def model_path(model_name: Any) -> Any:
     """The file of ``model_name`` in the upscale models folder; :class:`InvalidInput` naming both when missing."""
-    folders = context.current().model_folders
-    found = folders.find(FOLDER, str(model_name)) if folders is not None else None
-    if found is None:
-        where = ", ".join(str(root) for root in folders.roots(FOLDER)) if folders is not None else "no models folder"
-        raise InvalidInput("model_name", f"{model_name!r} is not in the {FOLDER} folder ({where})")
-    return found
+    return path_of(FOLDER, model_name, "model_name")
 
 
 def build_descriptor(state_dict: dict[str, Any]) -> Any:
@@ -59,16 +47,12 @@ class UpscaleModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"model_name": (model_files(),)}}
+        return {"required": {"model_name": (files_of(FOLDER),)}}
 
     @classmethod
     def IS_CHANGED(cls, model_name: Any) -> str | float:
         """The file's size and modification time, so a replaced file is loaded again."""
-        try:
-            stat = os.stat(model_path(model_name))
-        except (InvalidInput, OSError):
-            return float("nan")
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+        return version_of(FOLDER, model_name, "model_name")
 
     def load_model(self, model_name: str) -> tuple[Any]:
         models = context.current().models

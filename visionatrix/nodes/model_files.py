@@ -1,4 +1,5 @@
-"""Model files of a folder for loader nodes: the COMBO list, the path of a chosen name, a version for IS_CHANGED."""
+"""Model files of a folder for loader nodes (every pack): the COMBO list, the path of a chosen name, a version for
+IS_CHANGED. Torch-free."""
 
 from __future__ import annotations
 
