@@ -12,8 +12,10 @@ LoRA files name the layer they change in one of several spellings. For a UNet we
 Text encoders are named by their transformers path with ``text_model.`` (CLIP-L in transformers 5 has no such
 prefix in the module; it is added here): kohya ``lora_te_`` (SD1, SD2), ``lora_te1_`` (SDXL CLIP-L),
 ``lora_te2_`` (SDXL bigG); diffusers ``text_encoder.`` / ``text_encoder_2.``; ComfyUI
-``text_encoders.clip_l.transformer.`` (and without ``text_encoders.``). The index is built forwards, from the
-modules' own parameter names, so a kohya name (underscores for dots) never has to be parsed.
+``text_encoders.clip_l.transformer.`` (and without ``text_encoders.``). SD3's CLIP-G is ``clip_g`` (``lora_te2_``,
+``text_encoder_2.``). Flux and SD3 transformers and T5-XXL (``t5xxl``) take the names of
+:mod:`visionatrix.diffusion.lora.dit_keys`. The index is built forwards, from the modules' own parameter names, so
+a kohya name (underscores for dots) never has to be parsed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import re
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
+
+from visionatrix.diffusion.lora import dit_keys
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -58,6 +62,10 @@ def build_index(targets: Mapping[str, Module]) -> Index:
     """Every accepted LoRA module name of every weight (2-D and up) of ``targets`` (see the module docstring)."""
     index: Index = {}
     for target, module in targets.items():
+        if target == "unet" and dit_keys.family(module) is not None:
+            for name, key in dit_keys.unet_index(module)[0].items():
+                index.setdefault(name, (target, key))
+            continue
         for path, key in _weights(module).items():
             for name in _names(target, path, module, targets):
                 index.setdefault(name, (target, key))
@@ -70,6 +78,9 @@ def _names(target: str, path: str, module: Module, targets: Mapping[str, Module]
         ldm = ldm_paths(module).get(path)
         if ldm is not None:
             yield from (f"lora_unet_{_flat(ldm)}", f"diffusion_model.{ldm}", f"model.diffusion_model.{ldm}")
+        return
+    if target == "t5xxl":
+        yield from dit_keys.t5_names(path, targets)
         return
     if target not in TEXT_TARGETS:
         return

@@ -9,6 +9,7 @@ module matches is a :class:`ModelFileError` saying how many of its modules there
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from visionatrix.diffusion.lora import keymap
+from visionatrix.diffusion.lora import dit_keys, keymap
 from visionatrix.diffusion.lora.patches import LoraPatch, TensorSource, numel
 from visionatrix.errors import ModelFileError
 
@@ -37,12 +38,20 @@ ROLES: tuple[tuple[str, str], ...] = tuple(sorted((
     (".hada_w1_a", "w1_a"), (".hada_w1_b", "w1_b"), (".hada_w2_a", "w2_a"), (".hada_w2_b", "w2_b"),
     (".hada_t1", "t1"), (".hada_t2", "t2"),
     (".lokr_w1", "w1"), (".lokr_w2", "w2"), (".lokr_w1_a", "w1_a"), (".lokr_w1_b", "w1_b"),
-    (".lokr_w2_a", "w2_a"), (".lokr_w2_b", "w2_b"), (".lokr_t2", "t2"),
+    (".lokr_w2_a", "w2_a"), (".lokr_w2_b", "w2_b"), (".lokr_t2", "t2"), (".diff", "diff"),
 ), key=lambda pair: -len(pair[0])))
 """Key suffix -> role, longest first (``.lora.down.weight`` before ``.down.weight`` of old processor files)."""
 OLD_PROCESSOR_ROLES = ((".down.weight", "down"), (".up.weight", "up"))
-"""Old diffusers attention-processor files: ``...processor.to_q_lora.down.weight``."""
+"""Old diffusers attention-processor files: ``...processor.to_q_lora.down.weight``; XLabs' Flux files:
+``...processor.qkv_lora1.down.weight``."""
+PROCESSOR_NAME_ENDS = ("_lora", "_lora1", "_lora2")
 REQUIRED = {"lora": ("up", "down"), "loha": ("w1_a", "w1_b", "w2_a", "w2_b"), "lokr": ()}
+FAMILY_MARKERS = (
+    # (a piece of a LoRA module name, the family it shows)
+    ("double_blocks", "Flux"), ("single_blocks", "Flux"), ("single_transformer_blocks", "Flux"),
+    ("joint_blocks", "SD3"), ("input_blocks", "SD1/SD2/SDXL"), ("output_blocks", "SD1/SD2/SDXL"),
+    ("down_blocks", "SD1/SD2/SDXL"), ("up_blocks", "SD1/SD2/SDXL"), ("mid_block", "SD1/SD2/SDXL"),
+)
 EXAMPLES = 3
 
 
@@ -66,20 +75,29 @@ def lora_patches(state_dict: TensorSource, targets: Mapping[str, Module], streng
     count as matched). :class:`ModelFileError` when no module of the file matches any target."""
     modules = group_modules(state_dict.keys())
     index = keymap.build_index(targets)
+    fused = dit_keys.fused_index(targets)
     shapes = {name: {key: tuple(p.shape) for key, p in module.named_parameters()} for name, module in targets.items()}
     result = LoraMatch(patches={name: [] for name in targets}, total=len(modules))
     for name, roles in modules.items():
-        found = index.get(keymap.normalize(name))
-        patch = _patch(found, roles, state_dict, shapes, strength_model, strength_clip) if found else None
-        if patch is None:
+        normalized = keymap.normalize(name)
+        found = index.get(normalized)
+        patches: list[LoraPatch] | None = None
+        if found is not None:
+            target = found[0]
+            patch = _patch(found, roles, state_dict, shapes, strength_model, strength_clip)
+            patches = None if patch is None else [patch]
+        elif normalized in fused:
+            target = fused[normalized].target
+            patches = _fused_patches(fused[normalized], roles, state_dict, shapes, strength_model)
+        if patches is None:
             result.unmatched.append(name)
             continue
         result.matched += 1
-        if found is not None and patch.strength != 0:
-            result.patches[found[0]].append(patch)
+        result.patches[target].extend(patch for patch in patches if patch.strength != 0)
     if result.matched == 0:
         examples = ", ".join(list(state_dict.keys())[:EXAMPLES])
-        raise ModelFileError(path, f"no LoRA key matches this model (0 of {result.total} matched; e.g. {examples})")
+        raise ModelFileError(path, f"no LoRA key matches this model (0 of {result.total} matched; e.g. {examples})"
+                                   + _families_hint(modules, targets))
     if result.unmatched:
         log.warning("LoRA %s: %d of %d modules matched; not matched: %s", path, result.matched, result.total,
                     ", ".join(result.unmatched[:10]) + (" ..." if len(result.unmatched) > 10 else ""))
@@ -102,7 +120,7 @@ def split_key(key: str) -> tuple[str, str]:
         if key.endswith(suffix):
             return key[: -len(suffix)], role
     for suffix, role in OLD_PROCESSOR_ROLES:
-        if key.endswith(suffix) and key[: -len(suffix)].endswith("_lora"):
+        if key.endswith(suffix) and key[: -len(suffix)].endswith(PROCESSOR_NAME_ENDS):
             return key[: -len(suffix)], role
     return key, "unknown"
 
@@ -127,7 +145,50 @@ def _patch(found: tuple[str, str], roles: Mapping[str, str], state_dict: TensorS
     return patch if fits else None
 
 
+def _fused_patches(fused: dit_keys.Fused, roles: Mapping[str, str], state_dict: TensorSource,
+                   shapes: Mapping[str, Mapping[str, tuple[int, ...]]], strength: float) -> list[LoraPatch] | None:
+    """One patch per slice of a module on a fused (or half-swapped) original tensor; None when its product does
+    not have the fused tensor's shape, or its DoRA magnitudes are not one per fused row (they cannot be split)."""
+    kind = _kind(roles)
+    if kind is None:
+        return None
+    alpha = float(state_dict[roles["alpha"]]) if "alpha" in roles else None
+    tensors = {role: file_key for role, file_key in roles.items() if role not in ("alpha", "unknown")}
+    whole = LoraPatch(key=fused.slices[0].key, source=state_dict, kind=kind, tensors=tensors, alpha=alpha,
+                      strength=float(strength))
+    columns = numel(shapes[fused.target][fused.slices[0].key][1:])
+    try:
+        rows, count = whole.product_shape()
+        fits = rows == fused.rows and count == rows * columns and _inner_fits(whole)
+        if "dora_scale" in tensors:
+            fits = fits and whole.shape_of("dora_scale")[0] == fused.rows
+    except (KeyError, IndexError):
+        fits = False
+    if not fits:
+        return None
+    return [dataclasses.replace(whole, key=piece.key, rows=(piece.start, piece.stop), swap=piece.swap)
+            for piece in fused.slices]
+
+
+def _families_hint(modules: Mapping[str, Any], targets: Mapping[str, Module]) -> str:
+    """``; the file looks like a <family> LoRA, the model is <family>`` when the names tell (else empty)."""
+    counts: dict[str, int] = {}
+    for name in modules:
+        family = next((family for marker, family in FAMILY_MARKERS if marker in name), None)
+        if family is not None:
+            counts[family] = counts.get(family, 0) + 1
+    if not counts:
+        return ""
+    unet = targets.get("unet")
+    model = {dit_keys.FLUX: "Flux", dit_keys.SD3: "SD3"}.get(dit_keys.family(unet) or "", "") if unet is not None \
+        else ""
+    model = model or (type(unet).__name__ if unet is not None else "text encoders only")
+    return f"; the file looks like a {max(counts, key=counts.__getitem__)} LoRA, the model is {model}"
+
+
 def _kind(roles: Mapping[str, str]) -> str | None:
+    if "diff" in roles:
+        return "full"
     if "up" in roles and "down" in roles:
         return "lora"
     if all(role in roles for role in REQUIRED["loha"]) and "w1" not in roles:

@@ -10,8 +10,14 @@ between devices), not the tensors themselves, and computes its delta on the weig
 - LoHa (Hadamard product): ``(w1_a @ w1_b) * (w2_a @ w2_b)``, rank ``w1_b.shape[0]``; Tucker cores ``hada_t1/t2``.
 - LoKr (Kronecker product): ``kron(w1, w2)`` with each side whole or a product of two factors (``w2`` also with a
   Tucker core); scaled by ``alpha / rank`` only when a side is factored, as the trainers write it.
+- Full difference (``diff``, LyCORIS' "full" and ComfyUI's saved diffs): the tensor is the change itself.
 - DoRA (``dora_scale``): the patched weight is renormalised to the stored magnitudes (per output channel when the
   scale has one entry per output), and strength blends between the base and that weight.
+
+A module on a fused tensor of Flux's or SD3's original layout (a ``qkv`` projection; Flux's ``linear1``) patches
+several diffusers weights: each patch then takes ``rows`` ``[start, stop)`` of the product (for a plain LoRA, of
+``up`` before multiplying), so the patches of one module together add exactly the fused change. ``swap`` exchanges
+the halves of those rows (a modulation stored (shift, scale) that diffusers keeps as (scale, shift)).
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ class TensorSource(Protocol):
 
 @dataclass(eq=False)
 class LoraPatch:
-    """One LoRA module's change to the weight ``key``: ``kind`` (``lora``, ``loha``, ``lokr``) and the file keys of
-    its tensors by role (``up``, ``down``, ``mid``, ``w1_a``, ..., ``dora_scale``)."""
+    """One LoRA module's change to the weight ``key``: ``kind`` (``lora``, ``loha``, ``lokr``, ``full``) and the file
+    keys of its tensors by role (``up``, ``down``, ``mid``, ``w1_a``, ..., ``diff``, ``dora_scale``)."""
 
     key: str
     source: TensorSource
@@ -45,13 +51,38 @@ class LoraPatch:
     tensors: Mapping[str, str]
     alpha: float | None
     strength: float
+    rows: tuple[int, int] | None = None
+    """The rows ``[start, stop)`` of the module's product that are this weight's (None: all of them)."""
+    swap: bool = False
+    """The weight holds those rows with their two halves exchanged."""
 
     def delta(self, weight: Tensor) -> Tensor:
         """The float32 change to ``weight`` (its shape and device), strength included."""
-        diff = (self.alpha_scale() * self._product(weight.device)).reshape(weight.shape)
+        diff = (self.alpha_scale() * self._weight_product(weight.device)).reshape(weight.shape)
         if "dora_scale" not in self.tensors:
             return self.strength * diff
-        return self.strength * _dora(weight.detach().float(), diff, self._get("dora_scale", weight.device))
+        scale = self._get("dora_scale", weight.device)
+        if self.rows is not None or self.swap:  # one magnitude per row of the fused tensor: this weight's rows
+            scale = self._rows_of(scale)
+        return self.strength * _dora(weight.detach().float(), diff, scale)
+
+    def _weight_product(self, device: Any) -> Tensor:
+        """This weight's rows of the module's product (a plain LoRA multiplies only its rows of ``up``)."""
+        if self.kind == "lora" and "mid" not in self.tensors and (self.rows is not None or self.swap):
+            return self._rows_of(self._get("up", device).flatten(1)) @ self._get("down", device).flatten(1)
+        return self._rows_of(self._product(device))
+
+    def _rows_of(self, tensor: Tensor) -> Tensor:
+        """``tensor``'s rows that are this weight's, 2-D (``tensor`` itself when the patch is not a slice)."""
+        if self.rows is None and not self.swap:
+            return tensor
+        flat = tensor.reshape(tensor.shape[0], -1)
+        if self.rows is not None:
+            flat = flat[self.rows[0]:self.rows[1]]
+        if self.swap:
+            first, second = flat.chunk(2)
+            flat = torch.cat([second, first])
+        return flat
 
     def alpha_scale(self) -> float:
         rank = self.rank()
@@ -66,6 +97,8 @@ class LoraPatch:
             return shape("down")[0]
         if self.kind == "loha":
             return shape("w1_b")[0]
+        if self.kind == "full":
+            return None
         for role in ("w1_b", "w2_b"):
             if role in self.tensors:
                 return shape(role)[0]
@@ -74,6 +107,8 @@ class LoraPatch:
     def product_shape(self) -> tuple[int, int]:
         """(rows, numel) of the delta before reshaping, to check it fits a weight without computing it."""
         shape = self.shape_of
+        if self.kind == "full":
+            return shape("diff")[0], numel(shape("diff"))
         if self.kind == "lora":
             out, inner = shape("up")[0], numel(shape("down")[1:])
             mid = shape("mid")[2:] if "mid" in self.tensors else ()
@@ -99,6 +134,8 @@ class LoraPatch:
 
     def _product(self, device: Any) -> Tensor:
         get = self._get
+        if self.kind == "full":
+            return get("diff", device)
         if self.kind == "lora":
             up, down = get("up", device).flatten(1), get("down", device).flatten(1)
             if "mid" in self.tensors:
