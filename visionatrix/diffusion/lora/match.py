@@ -180,10 +180,13 @@ def _families_hint(modules: Mapping[str, Any], targets: Mapping[str, Module]) ->
     if not counts:
         return ""
     unet = targets.get("unet")
-    model = {dit_keys.FLUX: "Flux", dit_keys.SD3: "SD3"}.get(dit_keys.family(unet) or "", "") if unet is not None \
-        else ""
-    model = model or (type(unet).__name__ if unet is not None else "text encoders only")
-    return f"; the file looks like a {max(counts, key=counts.__getitem__)} LoRA, the model is {model}"
+    if unet is None:
+        model = "text encoders only"
+    else:
+        model = {dit_keys.FLUX: "Flux", dit_keys.SD3: "SD3"}.get(dit_keys.family(unet) or "", "") or (
+            "SD1/SD2/SDXL" if type(unet).__name__ == "UNet2DConditionModel" else type(unet).__name__)
+    lora = max(counts, key=counts.__getitem__)
+    return "" if lora == model else f"; the file looks like a {lora} LoRA, the model is {model}"
 
 
 def _kind(roles: Mapping[str, str]) -> str | None:
