@@ -14,9 +14,9 @@ width = ``init_x_linear``'s output, heads of width 256 (v0.3: 3072 = 12 heads), 
 Prediction is rectified flow (ComfyUI's ``ModelSamplingAuraFlow``: shift 1.73, multiplier 1.0): the network gets
 ComfyUI's timestep ``sigma · 1.0`` (in 0..1) — diffusers' module scales it by 1000 inside its time embedding, exactly
 as AuraFlow's own ``t_embedder`` does, and diffusers' pipeline passes ``t / 1000`` — and returns the velocity
-(noise − clean), which ComfyUI turns into ``x − sigma · v``. :func:`predict` patchifies, places the position grid
+(noise - clean), which ComfyUI turns into ``x - sigma · v``. :func:`predict` patchifies, places the position grid
 and unpatchifies as ComfyUI's MMDiT does (sizes not a multiple of the patch are padded circularly and cropped back;
-the grid is centred with ``(side − h) // 2``; larger images interpolate the grid bilinearly), which diffusers' own
+the grid is centred with ``(side - h) // 2``; larger images interpolate the grid bilinearly), which diffusers' own
 forward does not for odd or oversized grids.
 
 Text (:func:`encode_auraflow`): ComfyUI's ``AuraT5Tokenizer`` — LLaMA's SentencePiece vocabulary, each word of the
@@ -247,7 +247,7 @@ def tokenize_auraflow(tokenizer: Any, text: str, *, min_length: int = MIN_LENGTH
 
 def encode_auraflow(model: Any, tokenizer: Any, text: str, *, min_length: int = MIN_LENGTH) -> Tensor:
     """The conditioning ``[1, tokens, d_model]`` of ``text`` through the Pile-T5 ``model``: attention up to the end
-    token, padded rows zeroed, weights as ComfyUI (``empty + (row − empty) · weight``, ``empty`` the end token
+    token, padded rows zeroed, weights as ComfyUI (``empty + (row - empty) · weight``, ``empty`` the end token
     alone, padded the same way)."""
     return encode_auraflow_tokens(model, tokenize_auraflow(tokenizer, text, min_length=min_length))
 
