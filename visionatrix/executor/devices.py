@@ -36,3 +36,20 @@ def device_resources(device: str) -> dict[str, Any]:
             name, total, free = device, None, None
     return {"device_name": name, "device_memory_total": total, "device_memory_free": free,
             "ram_total": ram[0], "ram_free": ram[1]}
+
+
+def reset_peak_vram(device: str) -> None:
+    """Start measuring the peak of memory allocated on ``device`` anew (nothing on a CPU device)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+
+
+def peak_vram_bytes(device: str) -> int | None:
+    """The most bytes torch held allocated on ``device`` since :func:`reset_peak_vram`; None on a CPU device."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return int(torch.cuda.max_memory_allocated(torch.device(device)))

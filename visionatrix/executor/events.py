@@ -90,6 +90,8 @@ class ExecutionResult:
     cached: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    peak_vram_bytes: int | None = None
+    """The most GPU memory torch held allocated during the run (models included); None on a CPU device."""
 
     def output_files(self) -> list[tuple[str, str]]:
         """``(node_id, relative path)`` of every file the output nodes reported with ``type: "output"``

@@ -159,10 +159,15 @@ class Executor:
     def _run_in_thread(self, run: Run) -> events.ExecutionResult:
         import torch
 
+        from visionatrix.executor.devices import peak_vram_bytes, reset_peak_vram
+
         if self.device.startswith("cuda"):
             torch.cuda.set_device(torch.device(self.device))
+        reset_peak_vram(self.device)
         with torch.inference_mode():
-            return run.execute()
+            result = run.execute()
+        result.peak_vram_bytes = peak_vram_bytes(self.device)
+        return result
 
 
 

@@ -7,6 +7,13 @@ least-recently-used ones move to RAM when a new model needs room (free VRAM minu
 in RAM (the CPU device's models, or ones moved off the GPU) are dropped least-recently-used first once their bytes
 pass ``ram_budget_bytes``. A model bigger than the whole RAM budget is handed to its caller and not kept.
 
+Big models: a model that does not fit in VRAM even after every idle model moved to RAM (:func:`placement`) is not
+refused: it stays in RAM with diffusers' group offloading (block level, one block per group), which brings each
+block onto the GPU for its forward and takes it back after; it is slower (the weights cross the bus on every call)
+but runs on GPUs smaller than the model. Such a model stays group-offloaded while it is kept (``where`` is
+``"offload"``; its bytes count as RAM). :meth:`ModelManager.offload` moves an idle model to RAM at once (text
+encoders after encoding), so the next big model finds the room.
+
 Precision: float32 on the CPU; on CUDA fp16 when the model says it supports it (spandrel's ``supports_half``),
 else bf16 (``supports_bfloat16``, on GPUs that have it), else float32. A caller may ask for a dtype.
 
@@ -30,7 +37,7 @@ from visionatrix.errors import ModelFileError
 from visionatrix.nodes.state_dicts import read_state_dict
 
 T = TypeVar("T")
-Key = tuple[str, int, int, str, str | None, str]
+Key = tuple[str, int, int, str, str | None, str, bool]
 
 
 @dataclass
@@ -40,7 +47,7 @@ class _Record:
     name: str
     kind: str
     nbytes: int
-    where: str  # "vram" | "ram"
+    where: str  # "vram" | "ram" | "offload" (in RAM, group-offloaded onto the GPU block by block)
     in_use: int = 0
 
 
@@ -58,23 +65,29 @@ class ModelManager:
         self.hits = 0
         self.evictions = 0
         """Each step down a tier: VRAM to RAM, or RAM to dropped."""
+        self.offloads = 0
+        """Models moved from VRAM to RAM on request (:meth:`offload`)."""
+        self.group_offloads = 0
+        """Models too big for the GPU placed with group offloading."""
         self._records: OrderedDict[Key, _Record] = OrderedDict()  # least recently used first
         self._by_id: dict[int, _Record] = {}
         self._lock = threading.RLock()
         self._cuda = device.startswith("cuda")
 
     def load(self, path: Path, build: Callable[[dict[str, Any]], T], *, kind: str, dtype: Any = None,
-             prefixes: tuple[str, ...] | None = None) -> T:
+             prefixes: tuple[str, ...] | None = None, cast: bool = True) -> T:
         """The model built by ``build`` from the tensors of ``path``, placed on this manager's device; loaded once
-        per (file version, kind, dtype). ``prefixes``: ``build`` gets only the tensors under them (one component
-        of an all-in-one file; ``kind`` must then name the component). Bad files and builds that fail raise
-        :class:`ModelFileError`."""
+        per (file version, kind, dtype, cast). ``prefixes``: ``build`` gets only the tensors under them (one
+        component of an all-in-one file; ``kind`` must then name the component). ``cast=False``: the model is moved
+        but keeps the dtypes ``build`` gave it (a model whose weights ``build`` stored in fp8 with
+        :func:`visionatrix.diffusion.checkpoints.fp8.store_in_fp8`; ``dtype`` then only tells the cache entries
+        apart). Bad files and builds that fail raise :class:`ModelFileError`."""
         try:
             stat = os.stat(path)
         except OSError as exc:
             raise ModelFileError(path, f"cannot be read: {exc.strerror or exc}") from exc
         key: Key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, kind,
-                    None if dtype is None else str(dtype), self.device)
+                    None if dtype is None else str(dtype), self.device, cast)
         with self._lock:
             record = self._records.get(key)
             if record is not None:
@@ -85,10 +98,10 @@ class ModelManager:
                 model: T = record.model
                 return model
             self.loads += 1
-            return self._load_new(key, Path(path), build, kind, dtype, prefixes)
+            return self._load_new(key, Path(path), build, kind, dtype, prefixes, cast)
 
     def _load_new(self, key: Key, path: Path, build: Callable[[dict[str, Any]], T], kind: str, dtype: Any,
-                  prefixes: tuple[str, ...] | None = None) -> T:
+                  prefixes: tuple[str, ...] | None = None, cast: bool = True) -> T:
         state_dict = read_state_dict(path, prefixes)
         try:
             model = build(state_dict)
@@ -99,11 +112,11 @@ class ModelManager:
             raise ModelFileError(path, f"not {article} {kind} model: {exc or type(exc).__name__}") from exc
         finally:
             del state_dict
-        _place(model, "cpu", pick_dtype(model, dtype, self._cuda))
+        _place(model, "cpu", pick_dtype(model, dtype, self._cuda) if cast else None)
         record = _Record(key, model, path.name, kind, model_bytes(model), "ram")
         if self._cuda:
             self._to_vram(record)
-        if record.where == "ram" and record.nbytes > self.ram_budget_bytes:
+        if record.where != "vram" and record.nbytes > self.ram_budget_bytes:
             return model  # bigger than the whole RAM budget: the caller gets it, the manager keeps nothing
         self._records[key] = record
         self._by_id[id(model)] = record
@@ -132,6 +145,20 @@ class ModelManager:
                 with self._lock:
                     record.in_use -= 1
 
+    def offload(self, model: object) -> bool:
+        """Move ``model`` from VRAM to RAM now (a text encoder once its prompt is encoded); True when it moved.
+        Nothing happens on a CPU device, for a model the manager does not keep, one in use or one not in VRAM."""
+        with self._lock:
+            record = self._by_id.get(id(model))
+            if not self._cuda or record is None or record.where != "vram" or record.in_use:
+                return False
+            _place(record.model, "cpu", None)
+            record.where = "ram"
+            self.offloads += 1
+            self._trim_ram()
+        _empty_cuda_cache(True)
+        return True
+
     def free(self) -> int:
         """Drop every model not in use right now; returns the bytes released."""
         with self._lock:
@@ -146,29 +173,38 @@ class ModelManager:
         with self._lock:
             loaded = [{"name": r.name, "kind": r.kind, "bytes": r.nbytes, "where": r.where}
                       for r in reversed(self._records.values())]
-            return {"loaded": loaded, "ram_bytes": self._bytes_in("ram"), "vram_bytes": self._bytes_in("vram"),
-                    "loads": self.loads, "hits": self.hits, "evictions": self.evictions}
+            return {"loaded": loaded, "ram_bytes": self._bytes_in("ram", "offload"),
+                    "vram_bytes": self._bytes_in("vram"), "loads": self.loads, "hits": self.hits,
+                    "evictions": self.evictions, "offloads": self.offloads, "group_offloads": self.group_offloads}
 
-    def _bytes_in(self, where: str) -> int:
-        return sum(r.nbytes for r in self._records.values() if r.where == where)
+    def _bytes_in(self, *where: str) -> int:
+        return sum(r.nbytes for r in self._records.values() if r.where in where)
 
     def _to_vram(self, record: _Record) -> None:
-        """Move ``record`` onto the GPU, first moving least-recently-used idle models to RAM until it fits."""
-        for victim in [r for r in self._records.values() if r.where == "vram" and r.in_use == 0]:
-            if _free_vram_bytes(self.device) - self.vram_reserve_bytes >= record.nbytes:
+        """Move ``record`` onto the GPU, first moving least-recently-used idle models to RAM until it fits; one that
+        cannot fit even then is group-offloaded (every idle model moved to RAM to leave it the most room)."""
+        idle = [r for r in self._records.values() if r.where == "vram" and r.in_use == 0 and r is not record]
+        where = placement(record.nbytes, free_vram_bytes=_free_vram_bytes(self.device),
+                          idle_vram_bytes=sum(r.nbytes for r in idle), reserve_bytes=self.vram_reserve_bytes)
+        for victim in idle:
+            if where == "vram" and _free_vram_bytes(self.device) - self.vram_reserve_bytes >= record.nbytes:
                 break
             _place(victim.model, "cpu", None)
             victim.where = "ram"
             self.evictions += 1
             _empty_cuda_cache(True)
-        _place(record.model, self.device, None)
-        record.where = "vram"
+        if where == "vram":
+            _place(record.model, self.device, None)
+        else:
+            _group_offload(record.model, self.device)
+            self.group_offloads += 1
+        record.where = where
         self._trim_ram()
 
     def _trim_ram(self) -> None:
         """Drop least-recently-used idle models in RAM while RAM holds more than the budget."""
-        excess = self._bytes_in("ram") - self.ram_budget_bytes
-        for victim in [r for r in self._records.values() if r.where == "ram" and r.in_use == 0]:
+        excess = self._bytes_in("ram", "offload") - self.ram_budget_bytes
+        for victim in [r for r in self._records.values() if r.where != "vram" and r.in_use == 0]:
             if excess <= 0:
                 break
             excess -= victim.nbytes
@@ -195,6 +231,25 @@ def model_bytes(model: Any) -> int:
         return 0
     tensors = {id(t): t for t in (*module.parameters(), *module.buffers())}
     return sum(t.element_size() * t.nelement() for t in tensors.values())
+
+
+def placement(model_bytes: int, *, free_vram_bytes: int, idle_vram_bytes: int, reserve_bytes: int) -> str:
+    """Where a model of ``model_bytes`` goes on a GPU with ``free_vram_bytes`` free, ``idle_vram_bytes`` held by
+    idle models that may move to RAM, and ``reserve_bytes`` kept for activations: ``"vram"`` when it fits once the
+    idle models are gone, else ``"offload"`` (group offloading: its blocks visit the GPU one at a time)."""
+    return "vram" if model_bytes <= free_vram_bytes + idle_vram_bytes - reserve_bytes else "offload"
+
+
+def _group_offload(model: Any, device: str) -> None:
+    """Keep ``model`` in RAM and run it on ``device`` block by block (diffusers' group offloading)."""
+    from diffusers.hooks import apply_group_offloading
+
+    module = _module_of(model)
+    module.to(device="cpu")
+    apply_group_offloading(module, onload_device=device, offload_device="cpu", offload_type="block_level",
+                           num_blocks_per_group=1)
+    if hasattr(module, "eval"):
+        module.eval()
 
 
 def pick_dtype(model: Any, requested: Any, cuda: bool) -> Any:

@@ -356,6 +356,8 @@ class Worker(WorkerReports):
         task = held.task
         assert held.output_dir is not None
         outputs = await asyncio.to_thread(output_files, held.output_dir, result)
+        if result.peak_vram_bytes is not None:
+            log.info("task %s: peak VRAM %.1f MiB", task.id, result.peak_vram_bytes / 2**20)
         try:
             await self.source.finish(task, result.timings_s, outputs)
         except (LeaseLost, SourceStopped):
