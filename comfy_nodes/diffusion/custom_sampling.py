@@ -117,6 +117,7 @@ def _sample(guider: Guider, sampler: Any, sigmas: Any, latent: Any, seed: int,
             make_noise: Callable[[dict[str, Any]], Tensor]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(output, denoised_output) LATENTs of one run; fewer than two sigmas leave the latent as it is."""
     sampler, sigmas = _sampler(sampler), _sigmas(sigmas)
+    latent = run.fit_empty_latent(latent, guider.model)
     run.check_latent(latent, guider.model)
     out = dict(latent)
     if len(sigmas) < 2:

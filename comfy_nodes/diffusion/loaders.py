@@ -8,6 +8,7 @@ from typing import Any
 
 from visionatrix.diffusion import loading
 from visionatrix.diffusion.clip import TextEncoder
+from visionatrix.diffusion.dit import loading as dit_loading
 from visionatrix.errors import InvalidInput
 from visionatrix.nodes import context
 from visionatrix.nodes.model_files import files_of, path_of, version_of
@@ -15,12 +16,13 @@ from visionatrix.nodes.model_files import files_of, path_of, version_of
 log = logging.getLogger(__name__)
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
               "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image"]
-"""ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion``."""
+"""ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion`` and ``sd3``."""
 
 
 class CheckpointLoaderSimple:
-    DESCRIPTION = ("Loads a single-file Stable Diffusion checkpoint (SD1.x, SD2.x incl. v-prediction, SDXL base and "
-                   "refiner, inpainting, Playground 2.5): the diffusion model, its text encoders and its VAE.")
+    DESCRIPTION = ("Loads a single-file checkpoint (SD1.x, SD2.x incl. v-prediction, SDXL base and refiner, "
+                   "inpainting, Playground 2.5; all-in-one SD3/SD3.5 and Flux.1): the diffusion model, its text "
+                   "encoders and its VAE.")
     CATEGORY = "loaders"
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     OUTPUT_TOOLTIPS = ("The model used for denoising latents.", "The CLIP model used for encoding text prompts.",
@@ -38,6 +40,10 @@ class CheckpointLoaderSimple:
     def load_checkpoint(self, ckpt_name: str) -> tuple[Any, Any, Any]:
         ctx = context.current()
         path = path_of("checkpoints", ckpt_name, "ckpt_name")
+        transformer = dit_loading.detect(dit_loading.file_shapes(path), path)
+        if transformer is not None:  # an all-in-one SD3/SD3.5 or Flux file
+            clip, vae = dit_loading.load_components(ctx, path, transformer)
+            return dit_loading.load_transformer(ctx, path, transformer), clip, vae
         info = loading.checkpoint_info(path)
         model = loading.load_unet(ctx, path, info)
         return model, loading.load_text_encoder(ctx, path, info), loading.load_vae(ctx, path, info)
@@ -59,9 +65,14 @@ class CLIPLoader:
         return version_of("text_encoders", clip_name, "clip_name")
 
     def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
+        if type in dit_loading.CLIP_TYPES and type != "flux":
+            from comfy_nodes.diffusion.dit_loaders import load_clip_files
+
+            return (load_clip_files({"clip_name": clip_name}, type),)
         if type != "stable_diffusion":
             raise InvalidInput("type", f"text encoders of type {type!r} are not supported yet; this release loads "
-                                       "'stable_diffusion' (CLIP-L or OpenCLIP files)")
+                                       "'stable_diffusion' (CLIP-L or OpenCLIP files) and 'sd3' (CLIP-L, CLIP-G or "
+                                       "T5-XXL)")
         ctx = context.current()
         return (loading.load_text_encoder_file(ctx, path_of("text_encoders", clip_name, "clip_name")),)
 

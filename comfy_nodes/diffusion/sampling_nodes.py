@@ -54,6 +54,7 @@ def ksample(model: Any, seed: int, steps: int, cfg: float, sampler_name: str, sc
             last_step: int | None = None, force_full_denoise: bool = True) -> dict[str, Any]:
     """One KSampler(Advanced) run; the output LATENT keeps the input's mask and batch index."""
     model = check_model(model)
+    latent = run.fit_empty_latent(latent, model)
     run.check_latent(latent, model)
     sampler_name = sampler_algorithm(sampler_name)
     if scheduler not in schedules.SCHEDULES:

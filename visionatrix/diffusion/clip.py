@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 ORDER = ("clip_l", "open_clip", "clip_g")
 """Encoders side by side in this order (SDXL: CLIP-L then bigG)."""
 TOKENIZER_KIND = {"clip_l": "clip_l", "open_clip": "clip_g", "clip_g": "clip_g"}
-FAMILY_LAYER = {Family.SD1: "sd1", Family.SD2: "sd2", Family.SDXL: "sdxl", Family.SDXL_REFINER: "sdxl"}
+FAMILY_LAYER = {Family.SD1: "sd1", Family.SD2: "sd2", Family.SDXL: "sdxl", Family.SDXL_REFINER: "sdxl",
+                Family.SD3: "sdxl", Family.FLUX: "sd1"}
+TRANSFORMER_FAMILIES = (Family.SD3, Family.FLUX)
+"""Families whose prompts go through T5 beside CLIP (:mod:`visionatrix.diffusion.dit.text`)."""
 
 EmbeddingLookup = Callable[[str, int], "Tensor | None"]
 """``lookup(name, width)``: the textual-inversion vectors ``[n, width]`` of embedding ``name``, or None."""
@@ -47,6 +50,10 @@ class TextEncoder:
     embeddings: EmbeddingLookup | None = None
     use: Callable[[Any], Any] | None = None
     """The model manager's ``use`` (keeps an encoder on the device while it runs); None: use as is."""
+    tokenizers: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Tokenizers that do not ship with the project (``t5xxl``: T5's, a catalog download)."""
+    offload: Callable[[Any], Any] | None = None
+    """The model manager's ``offload`` (moves an encoder off the GPU once a prompt is encoded); None: keep."""
 
     def with_patches(self, encoder: str, patches: Sequence[Patch]) -> TextEncoder:
         merged = {**self.patches, encoder: self.patches.get(encoder, ()) + tuple(patches)}
@@ -72,10 +79,20 @@ class TextEncoder:
             return EncoderLayer(None, True)
         return base.at(self.last_layer)
 
-    def encode(self, text: str, texts: Mapping[str, str] | None = None) -> tuple[Tensor, Tensor | None]:
+    def encode(self, text: str, texts: Mapping[str, str] | None = None, *, empty_padding: bool = True,
+               ) -> tuple[Tensor, Tensor | None]:
         """``text`` (ComfyUI's prompt syntax) as conditioning ``[1, 77n, width]`` and the pooled output (the last
         encoder's, ``[1, P]``; None for SD1, whose UNet takes none). ``texts`` gives an encoder its own text
-        (``CLIPTextEncodeSDXL``'s ``text_l`` / ``text_g``); a shorter result is padded with empty-prompt chunks."""
+        (``CLIPTextEncodeSDXL``'s ``text_l`` / ``text_g``); a shorter result is padded with empty-prompt chunks.
+        SD3 and Flux: see :mod:`visionatrix.diffusion.dit.text` (``empty_padding=False``: an encoder given an empty
+        text is left out, ``CLIPTextEncodeSD3``'s ``none``)."""
+        if self.family in TRANSFORMER_FAMILIES:
+            from visionatrix.diffusion.dit import text as dit_text
+
+            try:
+                return dit_text.encode(self, text, texts or {}, empty_padding=empty_padding)
+            finally:
+                self._offload()
         names = [name for name in ORDER if name in self.encoders]
         conds: list[Tensor] = []
         pooled: Tensor | None = None
@@ -89,9 +106,24 @@ class TextEncoder:
                 repeats = -(-(rows - conds[index].shape[1]) // empty.shape[1])
                 conds[index] = torch.cat([conds[index], empty.repeat(1, repeats, 1)], dim=1)[:, :rows]
         cond = torch.cat(conds, dim=-1) if len(conds) > 1 else conds[0]
+        self._offload()
         if self.family is Family.SD1 or pooled is None:
             return cond, None
         return cond, pooled.float()
+
+    def _offload(self) -> None:
+        if self.offload is not None:
+            for module in self.encoders.values():
+                self.offload(module)
+
+    def running(self, name: str) -> contextlib.ExitStack:
+        """A context holding encoder ``name`` on the device with its patches applied (and undone after)."""
+        module = self.encoders[name]
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.use(module) if self.use is not None else contextlib.nullcontext(module))
+        stack.enter_context(applied(module, self.patches.get(name, ())))
+        stack.enter_context(torch.inference_mode())
+        return stack
 
     def _encode_one(self, name: str, text: str) -> tuple[Tensor, Tensor | None]:
         module = self.encoders[name]
@@ -109,8 +141,7 @@ class TextEncoder:
             return int(found.shape[0])
 
         chunks = tokenize_prompt(text, kind, embedding_size=size if self.embeddings is not None else None)
-        holder = self.use(module) if self.use is not None else contextlib.nullcontext(module)
-        with holder, applied(module, self.patches.get(name, ())), torch.inference_mode():
+        with self.running(name):
             encoded = encode_chunks(module, chunks, self.layer(module), kind=kind, embeddings=vectors or None)
         return encoded.cond, encoded.pooled
 

@@ -18,11 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from visionatrix.diffusion.checkpoints.detect import Family
 from visionatrix.diffusion.model import DiffusionModel
 from visionatrix.errors import InvalidInput
 
 FEATHER = 8
 """Latent cells over which an area's inner edges fade in (ComfyUI's area blending)."""
+FLUX_DEFAULT_GUIDANCE = 3.5
+"""The guidance a Flux dev model gets when no FluxGuidance set one (ComfyUI's default)."""
 POSITIVE_SCORE, NEGATIVE_SCORE = 6.0, 2.5
 """The refiner's default aesthetic scores."""
 
@@ -43,6 +46,8 @@ class PreparedCond:
     control: Any
     concat: Tensor | None
     """Channels appended to the network input over the whole latent ``[B, extra, H, W]`` (inpainting models)"""
+    refs: tuple[Tensor, ...] = ()
+    """Reference latents in the sampled space (Flux Kontext's ``reference_latents``)"""
 
     def active(self, sigma: float) -> bool:
         return self.end_sigma <= sigma <= self.start_sigma
@@ -96,11 +101,14 @@ def _one(entry: Any, model: DiffusionModel, latent: Tensor, name: str, denoise_m
         area=area, weight=weight, strength=float(options.get("strength", 1.0)),
         start_sigma=ms.percent_to_sigma(float(options.get("start_percent", 0.0))),
         end_sigma=ms.percent_to_sigma(float(options.get("end_percent", 1.0))),
-        control=options.get("control"), concat=_concat(model, options, latent, denoise_mask, device))
+        control=options.get("control"), concat=_concat(model, options, latent, denoise_mask, device),
+        refs=_refs(model, options.get("reference_latents"), name, device))
 
 
 def _added(model: DiffusionModel, cond: Tensor, options: dict[str, Any], height: int, width: int, name: str,
            device: Any) -> dict[str, Tensor] | None:
+    if model.family in (Family.FLUX, Family.SD3):
+        return _pooled_and_guidance(model, options, name, device)
     if not model.is_sdxl:
         return None
     pooled = options.get("pooled_output")
@@ -121,6 +129,41 @@ def _added(model: DiffusionModel, cond: Tensor, options: dict[str, Any], height:
         numbers.append(float(options.get("aesthetic_score", default)))
     return {"text_embeds": pooled.reshape(1, -1).to(device=device, dtype=torch.float32),
             "time_ids": torch.tensor([numbers], dtype=torch.float32, device=device)}
+
+
+def _pooled_and_guidance(model: DiffusionModel, options: dict[str, Any], name: str, device: Any,
+                         ) -> dict[str, Tensor]:
+    """Flux and SD3: the pooled text ``[1, P]``; Flux dev/Kontext/Fill also the guidance (FluxGuidance's, else 3.5,
+    ComfyUI's default)."""
+    pooled = options.get("pooled_output")
+    expected = int(model.unet.config.pooled_projection_dim)
+    if pooled is None:
+        encoders = "CLIP-L" if model.family is Family.FLUX else "CLIP-L and CLIP-G"
+        raise InvalidInput(name, f"this {model.family} model needs a pooled text embedding: encode the prompt with "
+                                 f"a {model.family} CLIP ({encoders} beside T5)")
+    if pooled.shape[-1] != expected:
+        raise InvalidInput(name, f"pooled output of width {pooled.shape[-1]} does not fit this {model.family} model "
+                                 f"({expected})")
+    added = {"pooled": pooled.reshape(1, -1).to(device=device, dtype=torch.float32)}
+    if model.family is Family.FLUX and model.unet.config.guidance_embeds:
+        guidance = float(options.get("guidance", FLUX_DEFAULT_GUIDANCE))
+        added["guidance"] = torch.tensor([guidance], dtype=torch.float32, device=device)
+    return added
+
+
+def _refs(model: DiffusionModel, refs: Any, name: str, device: Any) -> tuple[Tensor, ...]:
+    if not refs:
+        return ()
+    if model.family is not Family.FLUX:
+        raise InvalidInput(name, f"reference latents (ReferenceLatent) condition Flux Kontext models; this is a "
+                                 f"{model.family} model")
+    found = []
+    for ref in refs:
+        if not isinstance(ref, Tensor) or ref.ndim != 4 or ref.shape[1] != model.latent_format.channels:
+            raise InvalidInput(name, f"a reference latent must be a [B, {model.latent_format.channels}, H, W] latent "
+                                     "from this model's VAE")
+        found.append(model.latent_format.process_in(ref.float().to(device)))
+    return tuple(found)
 
 
 def _area(area: Any, height: int, width: int, name: str) -> tuple[int, int, int, int] | None:
@@ -181,6 +224,8 @@ def _concat(model: DiffusionModel, options: dict[str, Any], latent: Tensor, deno
     extra = model.in_channels - latent.shape[1]
     if extra <= 0:
         return None
+    if model.family is Family.FLUX:
+        return _flux_concat(model, options, latent, denoise_mask, device, extra)
     batch, _, height, width = latent.shape
     image = options.get("concat_latent_image")
     mask = options.get("concat_mask", denoise_mask)
@@ -200,6 +245,36 @@ def _concat(model: DiffusionModel, options: dict[str, Any], latent: Tensor, deno
     if concat.shape[1] != extra:
         raise InvalidInput("model", f"this inpainting model takes {extra} extra input channels, the conditioning "
                                     f"gives {concat.shape[1]}")
+    return concat
+
+
+def _flux_concat(model: DiffusionModel, options: dict[str, Any], latent: Tensor, denoise_mask: Tensor | None,
+                 device: Any, extra: int) -> Tensor:
+    """Flux Fill: the masked image's latent (sampled space) then the pixel mask folded 8 x 8 into 64 channels per
+    latent cell (ComfyUI's and Black Forest Labs' order); no image: zeros, no mask: everything repainted."""
+    batch, channels, height, width = latent.shape
+    image = options.get("concat_latent_image")
+    if image is None:
+        image = torch.zeros_like(latent)
+    else:
+        image = image.float().to(device)
+        if image.shape[-2:] != (height, width):
+            image = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False)
+        image = model.latent_format.process_in(image)
+    mask = options.get("concat_mask", denoise_mask)
+    if mask is None:
+        mask = torch.ones(1, 1, height * 8, width * 8, device=device)
+    else:
+        m = mask.float().to(device)
+        m = m.reshape(-1, 1, *m.shape[-2:]) if m.ndim <= 3 else m.mean(dim=1, keepdim=True)
+        mask = F.interpolate(m, size=(height * 8, width * 8), mode="bilinear", align_corners=False) \
+            if m.shape[-2:] != (height * 8, width * 8) else m
+    mask = mask.view(mask.shape[0], height, 8, width, 8).permute(0, 2, 4, 1, 3).reshape(
+        mask.shape[0], 64, height, width)
+    concat = torch.cat([_to_batch(image, batch), _to_batch(mask, batch)], dim=1)
+    if concat.shape[1] != extra:
+        raise InvalidInput("model", f"this Flux Fill model takes {extra} extra input channels, the conditioning "
+                                    f"gives {concat.shape[1]} ({channels}-channel latents)")
     return concat
 
 

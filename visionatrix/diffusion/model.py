@@ -56,8 +56,14 @@ class DiffusionModel:
 
     @property
     def context_width(self) -> int:
-        """The width of the text conditioning the network cross-attends to."""
-        return int(self.unet.config.cross_attention_dim)
+        """The width of the text conditioning the network cross-attends to (UNets' cross-attention width, the
+        transformers' joint attention or caption width)."""
+        config = self.unet.config
+        for key in ("cross_attention_dim", "joint_attention_dim", "caption_channels"):
+            value = getattr(config, key, None)
+            if value:
+                return int(value)
+        raise AttributeError(f"no text conditioning width in the {self.family} network's config")
 
     @property
     def time_ids_count(self) -> int:

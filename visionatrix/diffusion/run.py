@@ -29,6 +29,18 @@ from visionatrix.errors import InvalidInput, ModelError
 from visionatrix.nodes import context
 
 
+def fit_empty_latent(latent: Any, model: DiffusionModel) -> Any:
+    """An all-zero latent of another channel count (EmptyLatentImage's 4 channels given to a 16-channel Flux or SD3
+    model) becomes zeros of the model's channel count, as ComfyUI does; anything else is returned as it is."""
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), Tensor):
+        return latent
+    samples = latent["samples"]
+    channels = model.latent_format.channels
+    if samples.ndim == 4 and samples.shape[1] != channels and not bool(samples.any()):
+        return {**latent, "samples": samples.new_zeros(samples.shape[0], channels, *samples.shape[2:])}
+    return latent
+
+
 def check_latent(latent: Any, model: DiffusionModel, name: str = "latent_image") -> Tensor:
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), Tensor):
         raise InvalidInput(name, f"expected a LATENT (a dict with 'samples'), got {type(latent).__name__}")
@@ -132,6 +144,7 @@ def _denoiser(guider: Guider, evaluator: UnetEvaluator, sets: dict[str, list[con
     names = list(sets)
     ms = guider.model.model_sampling
     differential = guider.model.options.get("differential_diffusion")
+    skip_guidance = guider.model.options.get("skip_layer_guidance")
 
     def denoise(x: Tensor, sigma: Tensor) -> Tensor:
         step_mask = mask
@@ -141,11 +154,29 @@ def _denoiser(guider: Guider, evaluator: UnetEvaluator, sets: dict[str, list[con
             x = x * step_mask + ms.noise_scaling(sigma, noise, latent_image) * (1 - step_mask)
         outs = evaluator.evaluate(x, sigma, [sets[name] for name in names])
         denoised = guider.combine(dict(zip(names, outs, strict=True)))
+        if skip_guidance is not None and "positive" in sets:
+            denoised = _skip_layer_guidance(evaluator, x, sigma, sets["positive"], outs[names.index("positive")],
+                                            denoised, skip_guidance)
         if step_mask is not None:
             denoised = denoised * step_mask + latent_image * (1 - step_mask)
         return denoised
 
     return denoise
+
+
+def _skip_layer_guidance(evaluator: UnetEvaluator, x: Tensor, sigma: Tensor, positive: list[cond_prep.PreparedCond],
+                         positive_out: Tensor, denoised: Tensor, settings: tuple[Any, ...]) -> Tensor:
+    """SD3.5's Skip Layer Guidance: within its sigma range, ``denoised + (positive - positive without the given
+    blocks) x scale`` (one more network call per step there)."""
+    layers, scale, start_sigma, end_sigma = settings
+    if not end_sigma <= float(torch.as_tensor(sigma).reshape(-1)[0]) <= start_sigma:
+        return denoised
+    evaluator.skip_layers = layers
+    try:
+        (skipped,) = evaluator.evaluate(x, sigma, [positive])
+    finally:
+        evaluator.skip_layers = None
+    return denoised + (positive_out - skipped) * scale
 
 
 def _differential(mask: Tensor, sigma: Tensor, sigmas: Tensor, ms: Any, strength: float) -> Tensor:

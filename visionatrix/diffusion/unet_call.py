@@ -1,10 +1,12 @@
-"""One denoising evaluation of a diffusers UNet over several conditioning sets, batched.
+"""One denoising evaluation of a model's network (a diffusers UNet or a transformer) over several conditioning sets,
+batched.
 
 For each conditioning set (positive, negative, ...) the estimate is the weighted mean of the denoised outputs of
 its entries active at this sigma, each over its area, weighted by strength, mask and edge feathering (ComfyUI's
 ``calc_cond_batch`` behaviour). Entries with the same area, token count, ControlNet chain and extra channels are run
 in one network call (the positive and negative prompts of a plain graph are one batch of two), so a step costs one
-UNet call like a direct diffusers loop.
+UNet call like a direct diffusers loop. The network call itself is the family's: a UNet's here, the transformers'
+in :mod:`visionatrix.diffusion.dit.calls`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from visionatrix.diffusion.checkpoints.detect import Family
 from visionatrix.diffusion.conds import PreparedCond
+from visionatrix.diffusion.dit import calls
 from visionatrix.diffusion.model import DiffusionModel
 
 TINY = 1e-37
@@ -29,6 +33,8 @@ class UnetEvaluator:
         self.ms = model.model_sampling
         parameter = next(model.unet.parameters())
         self.dtype, self.device = parameter.dtype, parameter.device
+        self.skip_layers: Sequence[int] | None = None
+        """Joint blocks the next calls leave out (SD3's Skip Layer Guidance sets it for its extra pass)."""
 
     def evaluate(self, x: Tensor, sigma: Tensor, sets: Sequence[Sequence[PreparedCond]]) -> list[Tensor]:
         sigma_value = float(sigma.reshape(-1)[0])
@@ -36,8 +42,8 @@ class UnetEvaluator:
         for index, conds in enumerate(sets):
             for cond in conds:
                 if cond.active(sigma_value):
-                    key = (cond.area, cond.context.shape[1], id(cond.control), cond.added is None,
-                           cond.concat is None)
+                    key = (cond.area, cond.context.shape[1], id(cond.control), _shapes(cond.added),
+                           cond.concat is None, tuple(id(ref) for ref in cond.refs))
                     groups.setdefault(key, []).append((index, cond))
         sums = [torch.zeros_like(x) for _ in sets]
         counts = [torch.full_like(x[:, :1], TINY) for _ in sets]
@@ -70,14 +76,24 @@ class UnetEvaluator:
         context = torch.cat([c.context.expand(batch, -1, -1) for c in conds])
         added = None
         if first.added is not None:
-            added = {key: torch.cat([c.added[key].expand(batch, -1) for c in conds])  # type: ignore[index]
-                     for key in first.added}
+            added = {key: torch.cat([c.added[key].expand(batch, *c.added[key].shape[1:])  # type: ignore[index]
+                                     for c in conds]) for key in first.added}
         down = mid = None
         if first.control is not None:
             down, mid = first.control.residuals(x_in, timestep, sigma_b.repeat(n), context, added, self.ms,
                                                 cond_count=n)
-        out = self.call(x_in, timestep, context, added, down, mid)
+        out = self.network(x_in, timestep, context, added, down, mid, first.refs)
         return [self.ms.denoised(x_area, sigma_b, part) for part in out.chunk(n)]
+
+    def network(self, x_in: Tensor, timestep: Tensor, context: Tensor, added: dict[str, Tensor] | None,
+                down: Sequence[Tensor] | None, mid: Tensor | None, refs: Sequence[Tensor]) -> Tensor:
+        """The family's network call (float32 output in ComfyUI's convention)."""
+        family = self.model.family
+        if family is Family.FLUX:
+            return calls.flux_call(self.model.unet, x_in, timestep, context, added, refs)
+        if family is Family.SD3:
+            return calls.sd3_call(self.model.unet, x_in, timestep, context, added, self.skip_layers)
+        return self.call(x_in, timestep, context, added, down, mid)
 
     def call(self, x_in: Tensor, timestep: Tensor, context: Tensor, added: dict[str, Tensor] | None,
              down: Sequence[Tensor] | None = None, mid: Tensor | None = None) -> Tensor:
@@ -92,3 +108,7 @@ class UnetEvaluator:
             kwargs["mid_block_additional_residual"] = mid.to(**cast)
         out = self.model.unet(x_in.to(**cast), timestep.to(self.device, torch.float32), return_dict=False, **kwargs)
         return out[0].float()
+
+
+def _shapes(added: dict[str, Tensor] | None) -> tuple[Any, ...] | None:
+    return None if added is None else tuple((key, tuple(value.shape)) for key, value in added.items())

@@ -44,6 +44,11 @@ class Family(enum.StrEnum):
     SD2 = "sd2"
     SDXL = "sdxl"
     SDXL_REFINER = "sdxl_refiner"
+    SD3 = "sd3"
+    FLUX = "flux"
+    AURAFLOW = "auraflow"
+    PIXART = "pixart"
+    HUNYUAN_DIT = "hunyuan_dit"
 
 
 class Prediction(enum.StrEnum):

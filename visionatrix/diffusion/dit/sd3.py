@@ -108,7 +108,6 @@ def detect_sd3(shapes: Shapes, path: object = "<state dict>") -> SD3Info:
         raise ModelFileError(path, "not an SD3 transformer: no MMDiT weights (joint_blocks.N.x_block.attn.qkv, "
                                    f"x_embedder.proj, with or without model.diffusion_model.); found "
                                    f"{prefix_summary(shapes)}")
-    _refuse_scaled_fp8(shapes, path)
     missing = [key for key in REQUIRED if prefix + key not in shapes]
     if missing:
         raise ModelFileError(path, f"SD3 transformer weights missing: {', '.join(prefix + k for k in missing)}")
@@ -185,8 +184,9 @@ def build_sd3(state_dict: Mapping[str, Tensor], info: SD3Info, path: object = "<
 def _refuse_scaled_fp8(shapes: Mapping[str, Any], path: object) -> None:
     scaled = [key for key in shapes if key.rsplit(".", 1)[-1] in (SCALED_FP8_KEY, "scale_weight")]
     if scaled:
-        raise ModelFileError(path, f"ComfyUI scaled fp8 weights ({scaled[0]!r}, {len(scaled)} scale tensors) are not "
-                                   "supported yet; use the fp16/bf16 (or plain fp8_e4m3fn) file")
+        raise ModelFileError(path, f"ComfyUI scaled fp8 weights ({scaled[0]!r}, {len(scaled)} scale tensors) must be "
+                                   "dequantized before the module is built (checkpoints.fp8.dequantize_scaled_fp8, as "
+                                   "dit.loading does)")
 
 
 def _is_component_key(key: str) -> bool:

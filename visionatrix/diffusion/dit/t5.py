@@ -7,7 +7,8 @@ Files: ComfyUI's ``t5xxl_fp16.safetensors`` (and ``t5xxl_fp8_e4m3fn``) are trans
 keep it under ``text_encoders.t5xxl.transformer.``; a full T5 (``decoder.*``, ``lm_head``) gives its encoder.
 The config comes from shapes: vocabulary and ``d_model`` from ``shared``, heads from the relative attention bias
 (``[buckets, heads]``), ``d_kv`` = q's output / heads, ``d_ff`` from ``wi``, layers counted; ``wi_0``/``wi_1``
-(gated GELU) mean T5 v1.1, a single ``wi`` the original ReLU T5. ComfyUI's ``scaled_fp8`` files are refused for now.
+(gated GELU) mean T5 v1.1, a single ``wi`` the original ReLU T5. ComfyUI's ``scaled_fp8`` files are dequantized
+before building (:mod:`visionatrix.diffusion.dit.loading`); the builder refuses scale tensors it is handed.
 
 Encoding (``encode_t5``) follows ComfyUI's T5 tokenizer for SD3/Flux: the prompt's weighted pieces are split on
 spaces and each word is tokenized alone (no end token), one end token (``</s>``, 1) closes the sequence, which is
@@ -89,8 +90,8 @@ def build_t5(state_dict: Mapping[str, Tensor], path: object = "<state dict>") ->
     weights = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
     scaled = [key for key in weights if key.rsplit(".", 1)[-1] in (SCALED_FP8_KEY, "scale_weight", "scale_input")]
     if scaled:
-        raise ModelFileError(path, f"ComfyUI scaled fp8 T5 ({scaled[0]!r}) is not supported yet; use "
-                                   "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors")
+        raise ModelFileError(path, f"ComfyUI scaled fp8 T5 ({scaled[0]!r}) must be dequantized before the "
+                                   "module is built (checkpoints.fp8.dequantize_scaled_fp8, as dit.loading does)")
     if not prefix:  # a file of T5 alone: everything else in it must fit (a full T5's decoder is dropped)
         weights = {key: value for key, value in weights.items() if not key.startswith(IGNORED_PREFIXES)}
     embedding = weights.get("shared.weight", weights.get("encoder.embed_tokens.weight"))

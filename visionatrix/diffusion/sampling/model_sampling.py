@@ -243,9 +243,20 @@ def edm(sigma_min: float = 0.002, sigma_max: float = 120.0, sigma_data: float = 
     return ModelSampling(EDMSchedule(sigma_min, sigma_max, sigma_data), Prediction.EDM)
 
 
-def flow(shift: float = 3.0, multiplier: float = 1000.0) -> ModelSampling:
-    """Rectified-flow sampling (SD3: shift 3, timestep = t * 1000)."""
-    return ModelSampling(FlowSchedule(shift, multiplier), Prediction.FLOW)
+def flow(shift: float = 3.0, multiplier: float = 1000.0, timesteps: int = 1000) -> ModelSampling:
+    """Rectified-flow sampling (SD3: shift 3, timestep = t * 1000; AuraFlow: shift 1.73, timestep = t; Flux
+    schnell: shift 1, timestep = t)."""
+    return ModelSampling(FlowSchedule(shift, multiplier, timesteps), Prediction.FLOW)
+
+
+FLUX_TIMESTEPS = 10000
+"""Flux dev's sigma table has 10,000 entries (schedulers that index the table, e.g. simple, step through it)."""
+
+
+def flux(mu: float = 1.15) -> ModelSampling:
+    """Flux dev/Kontext/Fill sampling: time shifted by ``exp(mu)`` (``mu`` from the resolution with
+    ModelSamplingFlux; 1.15 by default), timestep = sigma."""
+    return ModelSampling(FlowSchedule(math.exp(mu), 1.0, FLUX_TIMESTEPS), Prediction.FLOW)
 
 
 def _view(sigma: Tensor | float, like: Tensor) -> Tensor:

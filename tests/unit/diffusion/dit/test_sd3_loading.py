@@ -132,11 +132,15 @@ def test_a_file_that_is_not_sd3_is_refused_naming_what_it_holds():
         sd3.detect_sd3({}, "empty.safetensors")
 
 
-def test_scaled_fp8_files_are_refused_with_a_clear_message():
+def test_scaled_fp8_files_are_detected_and_their_scales_refused_by_the_builder():
     shapes = shapes_of(sd3_fixtures.cached_checkpoint("sd35_large").state_dict)
     shapes |= {"scaled_fp8": (), "joint_blocks.0.x_block.attn.qkv.scale_weight": ()}
-    with pytest.raises(ModelFileError, match=r"scaled fp8 weights .*not supported yet"):
-        sd3.detect_sd3(shapes, "sd3.5_large_fp8_scaled.safetensors")
+    info = sd3.detect_sd3(shapes, "sd3.5_large_fp8_scaled.safetensors")
+    assert info.variant is sd3.Variant.SD35_LARGE
+    state = dict(sd3_fixtures.cached_checkpoint("sd35_large").state_dict)
+    state |= {"scaled_fp8": torch.zeros(0), "joint_blocks.0.x_block.attn.qkv.scale_weight": torch.ones(())}
+    with pytest.raises(ModelFileError, match=r"scaled fp8 weights .*must be dequantized before"):
+        sd3.build_sd3(state, info, "sd3.5_large_fp8_scaled.safetensors")
 
 
 def test_missing_unexpected_and_misshapen_weights_are_named():
