@@ -48,9 +48,10 @@ def adapted(weights: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 
 def original_lora(weights: dict[str, torch.Tensor], fmt: str = "kohya", *, algorithm: str = "lora",
                   rank: int = RANK, alpha: float | None = ALPHA, seed: int = 0, only: tuple[str, ...] = (),
-                  record: Record | None = None) -> dict[str, torch.Tensor]:
+                  biases: bool = False, record: Record | None = None) -> dict[str, torch.Tensor]:
     """A random LoRA on every 2-D weight of the original ``weights`` (``only``: the paths containing one of these
-    pieces), in format ``fmt`` (see the module docstring)."""
+    pieces), in format ``fmt`` (see the module docstring); ``biases``: each module also changes its layer's bias
+    (``diff_b``, a full difference)."""
     record = {} if record is None else record
     generator = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
@@ -61,6 +62,8 @@ def original_lora(weights: dict[str, torch.Tensor], fmt: str = "kohya", *, algor
                 "bfl": path}[fmt]
         state |= module_tensors(name, shape, algorithm, rank, alpha if fmt != "bfl" else None, generator,
                                 peft_names=fmt == "bfl")
+        if biases and f"{path}.bias" in weights:
+            state[f"{name}.diff_b"] = torch.randn(shape[0], generator=generator) * 0.05
         record[name] = f"{path}.weight"
     return state
 
@@ -134,6 +137,9 @@ def patched_original(weights: dict[str, torch.Tensor], state: dict[str, torch.Te
         start, stop = rows.get(name, (0, base.shape[0]))
         base[start:stop] += delta
         out[key] = base.to(weights[key].dtype)
+        if f"{name}.diff_b" in state:
+            bias = key.removesuffix("weight") + "bias"
+            out[bias] = (out[bias].double() + strength * state[f"{name}.diff_b"].double()).to(weights[bias].dtype)
     return out
 
 

@@ -38,7 +38,7 @@ ROLES: tuple[tuple[str, str], ...] = tuple(sorted((
     (".hada_w1_a", "w1_a"), (".hada_w1_b", "w1_b"), (".hada_w2_a", "w2_a"), (".hada_w2_b", "w2_b"),
     (".hada_t1", "t1"), (".hada_t2", "t2"),
     (".lokr_w1", "w1"), (".lokr_w2", "w2"), (".lokr_w1_a", "w1_a"), (".lokr_w1_b", "w1_b"),
-    (".lokr_w2_a", "w2_a"), (".lokr_w2_b", "w2_b"), (".lokr_t2", "t2"), (".diff", "diff"),
+    (".lokr_w2_a", "w2_a"), (".lokr_w2_b", "w2_b"), (".lokr_t2", "t2"), (".diff", "diff"), (".diff_b", "diff_b"),
 ), key=lambda pair: -len(pair[0])))
 """Key suffix -> role, longest first (``.lora.down.weight`` before ``.down.weight`` of old processor files)."""
 OLD_PROCESSOR_ROLES = ((".down.weight", "down"), (".up.weight", "up"))
@@ -81,14 +81,22 @@ def lora_patches(state_dict: TensorSource, targets: Mapping[str, Module], streng
     for name, roles in modules.items():
         normalized = keymap.normalize(name)
         found = index.get(normalized)
+        entry = fused.get(normalized)
+        target = found[0] if found is not None else entry.target if entry is not None else ""
+        strength = strength_model if target == "unet" else strength_clip
         patches: list[LoraPatch] | None = None
+        pieces: list[tuple[str, tuple[int, int] | None, bool]] = []
         if found is not None:
-            target = found[0]
-            patch = _patch(found, roles, state_dict, shapes, strength_model, strength_clip)
-            patches = None if patch is None else [patch]
-        elif normalized in fused:
-            target = fused[normalized].target
-            patches = _fused_patches(fused[normalized], roles, state_dict, shapes, strength_model)
+            patch = None if _bias_only(roles) else _patch(found, roles, state_dict, shapes, strength_model,
+                                                           strength_clip)
+            patches = [] if _bias_only(roles) else None if patch is None else [patch]
+            pieces = [(found[1], None, False)]
+        elif entry is not None:
+            patches = [] if _bias_only(roles) else _fused_patches(entry, roles, state_dict, shapes, strength)
+            pieces = [(piece.key, (piece.start, piece.stop), piece.swap) for piece in entry.slices]
+        if patches is not None and "diff_b" in roles:
+            biases = _bias_patches(target, pieces, roles["diff_b"], state_dict, shapes, strength)
+            patches = None if biases is None else patches + biases
         if patches is None:
             result.unmatched.append(name)
             continue
@@ -133,7 +141,7 @@ def _patch(found: tuple[str, str], roles: Mapping[str, str], state_dict: TensorS
     if kind is None:
         return None
     alpha = float(state_dict[roles["alpha"]]) if "alpha" in roles else None
-    tensors = {role: file_key for role, file_key in roles.items() if role not in ("alpha", "unknown")}
+    tensors = {role: file_key for role, file_key in roles.items() if role not in ("alpha", "unknown", "diff_b")}
     strength = strength_model if target == "unet" else strength_clip
     patch = LoraPatch(key=key, source=state_dict, kind=kind, tensors=tensors, alpha=alpha, strength=float(strength))
     weight_shape = shapes[target][key]
@@ -153,7 +161,7 @@ def _fused_patches(fused: dit_keys.Fused, roles: Mapping[str, str], state_dict: 
     if kind is None:
         return None
     alpha = float(state_dict[roles["alpha"]]) if "alpha" in roles else None
-    tensors = {role: file_key for role, file_key in roles.items() if role not in ("alpha", "unknown")}
+    tensors = {role: file_key for role, file_key in roles.items() if role not in ("alpha", "unknown", "diff_b")}
     whole = LoraPatch(key=fused.slices[0].key, source=state_dict, kind=kind, tensors=tensors, alpha=alpha,
                       strength=float(strength))
     columns = numel(shapes[fused.target][fused.slices[0].key][1:])
@@ -168,6 +176,26 @@ def _fused_patches(fused: dit_keys.Fused, roles: Mapping[str, str], state_dict: 
         return None
     return [dataclasses.replace(whole, key=piece.key, rows=(piece.start, piece.stop), swap=piece.swap)
             for piece in fused.slices]
+
+
+def _bias_only(roles: Mapping[str, str]) -> bool:
+    """A module that changes only its layer's bias (``diff_b``; an alpha beside it is ignored)."""
+    return "diff_b" in roles and set(roles) <= {"diff_b", "alpha"}
+
+
+def _bias_patches(target: str, pieces: list[tuple[str, tuple[int, int] | None, bool]], file_key: str,
+                  state_dict: TensorSource, shapes: Mapping[str, Mapping[str, tuple[int, ...]]], strength: float,
+                  ) -> list[LoraPatch] | None:
+    """Full-difference patches of the biases beside ``pieces`` (weight key, rows of a fused tensor, swap); None when
+    a layer has no bias or the difference does not have the (fused) bias's length."""
+    biases = [(key.removesuffix("weight") + "bias", rows, swap) for key, rows, swap in pieces]
+    if any(key not in shapes[target] for key, _, _ in biases):
+        return None
+    sizes = [shapes[target][key][0] if rows is None else rows[1] for key, rows, _ in biases]
+    if tuple(state_dict[file_key].shape) != (max(sizes),):
+        return None
+    return [LoraPatch(key=key, source=state_dict, kind="full", tensors={"diff": file_key}, alpha=None,
+                      strength=float(strength), rows=rows, swap=swap) for key, rows, swap in biases]
 
 
 def _families_hint(modules: Mapping[str, Any], targets: Mapping[str, Module]) -> str:

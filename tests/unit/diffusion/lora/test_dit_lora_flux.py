@@ -54,7 +54,8 @@ def check_against_reference(state, record, strength=1.0, rows=None, atol=2e-5):
                                                 ("kohya", "loha"), ("kohya", "lokr"), ("comfy", "full")])
 def test_original_names_patch_like_the_change_made_to_the_bfl_file(fmt, algorithm):
     record: fixtures.Record = {}
-    state = fixtures.original_lora(fixtures.flux_original("dev"), fmt, algorithm=algorithm, record=record)
+    state = fixtures.original_lora(fixtures.flux_original("dev"), fmt, algorithm=algorithm, record=record,
+                                   biases=algorithm == "full")
     assert "double_blocks.0.img_attn.qkv.weight" in record.values()
     assert "single_blocks.0.linear1.weight" in record.values()
     assert "final_layer.adaLN_modulation.1.weight" in record.values()
@@ -62,6 +63,8 @@ def test_original_names_patch_like_the_change_made_to_the_bfl_file(fmt, algorith
     keys = {patch.key for patch in match.patches["unet"]}
     assert {"single_transformer_blocks.0.attn.to_q.weight", "single_transformer_blocks.0.proj_mlp.weight",
             "transformer_blocks.0.attn.add_v_proj.weight", "norm_out.linear.weight"} <= keys
+    if algorithm == "full":  # the diff_b of linear1 and of the final modulation: sliced and swapped as the weights
+        assert {"single_transformer_blocks.0.proj_mlp.bias", "norm_out.linear.bias"} <= keys
 
 
 def test_xlabs_names_patch_like_the_change_made_to_the_bfl_file():

@@ -42,7 +42,7 @@ def run(model: torch.nn.Module, patches=()) -> torch.Tensor:
 def test_mmdit_names_patch_like_the_change_made_to_the_mmdit_file(kind, fmt, algorithm):
     record: fixtures.Record = {}
     weights = fixtures.sd3_original(kind)
-    state = fixtures.original_lora(weights, fmt, algorithm=algorithm, record=record)
+    state = fixtures.original_lora(weights, fmt, algorithm=algorithm, record=record, biases=fmt == "comfy")
     assert {"joint_blocks.0.x_block.attn.qkv.weight", "joint_blocks.1.context_block.adaLN_modulation.1.weight",
             "final_layer.adaLN_modulation.1.weight"} <= set(record.values())
     model = base(kind)
@@ -53,6 +53,8 @@ def test_mmdit_names_patch_like_the_change_made_to_the_mmdit_file(kind, fmt, alg
     assert (expected - run(model)).abs().max() > 0.05
     torch.testing.assert_close(run(model, match.patches["unet"]), expected, rtol=1e-5, atol=2e-5)
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+    if fmt == "comfy":  # diff_b beside the factors: the biases change too, split and swapped as the weights
+        assert "transformer_blocks.1.norm1_context.linear.bias" in {patch.key for patch in match.patches["unet"]}
     if kind == "sd35_medium":
         assert "transformer_blocks.0.attn2.to_k.weight" in {patch.key for patch in match.patches["unet"]}
 
