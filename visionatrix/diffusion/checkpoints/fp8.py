@@ -152,6 +152,7 @@ def store_in_fp8(module: Module, *, storage_dtype: dtype, compute_dtype: dtype, 
     for name, sub in module.named_modules():
         if not isinstance(sub, layers) or getattr(sub, "weight", None) is None:
             continue
+        assert isinstance(sub, torch.nn.Module)
         if any(part in keep for part in name.split(".")) or any(re.search(pattern, name) for pattern in skip):
             _release(sub, compute_dtype)
             continue
@@ -162,7 +163,7 @@ def store_in_fp8(module: Module, *, storage_dtype: dtype, compute_dtype: dtype, 
         for tensor in (*module.parameters(), *module.buffers()):
             if id(tensor) not in stored and tensor.is_floating_point() and tensor.dtype != compute_dtype:
                 tensor.data = tensor.data.to(compute_dtype)
-    module.vix_compute_dtype = compute_dtype
+    setattr(module, "vix_compute_dtype", compute_dtype)  # noqa: B010 (a module's setattr types it as a tensor)
     return module
 
 
@@ -203,7 +204,7 @@ def _real_weight(layer: Module) -> Tensor:
     """The layer's weight as real values in float32 (undoing a previous scaled storage)."""
     import torch
 
-    weight = layer.weight.detach()
+    weight: Tensor = layer.get_parameter("weight").detach()
     scale = getattr(layer, SCALE_BUFFER, None)
     if scale is not None and getattr(layer, _STATE, None) is not None:
         return weight.to(torch.float32) * scale
@@ -232,14 +233,14 @@ def _remove_hooks(layer: Module) -> None:
 def _cast_in(layer: Module, args: tuple[Any, ...]) -> None:
     """Forward pre-hook: the fp8 weight is set aside and its compute-dtype copy (on the input's device) used."""
     state = getattr(layer, _STATE)
-    stored = layer._parameters["weight"]
+    stored = layer.get_parameter("weight")
     device = args[0].device if args and hasattr(args[0], "device") else stored.device
     weight = stored.to(device=device, dtype=state["compute"])
     scale = getattr(layer, SCALE_BUFFER, None)
     if scale is not None:
         weight = weight * scale.to(device=device, dtype=state["compute"])
     state["stored"] = stored
-    layer._parameters["weight"] = weight
+    layer._parameters["weight"] = weight  # type: ignore[assignment] # a plain tensor for the forward's length
 
 
 def _put_back(layer: Module, args: tuple[Any, ...], output: Any) -> None:
