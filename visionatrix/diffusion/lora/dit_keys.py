@@ -150,8 +150,9 @@ def _flux_sources(module: Module, shapes: Mapping[str, tuple[int, ...]]) -> dict
     config: Any = module.config
     hidden = int(config.num_attention_heads * config.attention_head_dim)
     singles: Any = getattr(module, "single_transformer_blocks", ())
+    doubles: Any = getattr(module, "transformer_blocks", ())
     mlp_hidden = int(singles[0].proj_mlp.out_features) if len(singles) else 4 * hidden
-    pieces = flux_keys.bfl_key_map(hidden=hidden, mlp_hidden=mlp_hidden, depth=len(module.transformer_blocks),
+    pieces = flux_keys.bfl_key_map(hidden=hidden, mlp_hidden=mlp_hidden, depth=len(doubles),
                                    single_depth=len(singles), guidance=bool(config.guidance_embeds))
     sources: dict[str, list[Slice]] = {}
     for key, piece in pieces.items():

@@ -1,8 +1,10 @@
 """A LoRA file's tensors matched to the weights of a model's networks: :func:`lora_patches`.
 
 The file's keys are grouped into LoRA modules (``<module name>.<role suffix>``), each module name is looked up in
-the index of accepted names (:mod:`visionatrix.diffusion.lora.keymap`), and every module that names a weight whose
-shape its factors fit becomes one :class:`~visionatrix.diffusion.lora.patches.LoraPatch`. A module that names
+the index of accepted names (:mod:`visionatrix.diffusion.lora.keymap`; for the fused tensors of Flux and SD3,
+:mod:`visionatrix.diffusion.lora.dit_keys`), and every module that names a weight whose shape its factors fit
+becomes one :class:`~visionatrix.diffusion.lora.patches.LoraPatch` (one per row slice for a fused tensor; a
+``diff_b`` beside it also patches the layer's bias). A module that names
 nothing, or whose factors do not fit, is reported in :attr:`LoraMatch.unmatched` (and logged); a file of which no
 module matches is a :class:`ModelFileError` saying how many of its modules there were.
 """
@@ -70,9 +72,12 @@ class LoraMatch:
 def lora_patches(state_dict: TensorSource, targets: Mapping[str, Module], strength_model: float,
                  strength_clip: float, path: object = "<state dict>") -> LoraMatch:
     """The patches a LoRA (``state_dict``: its tensors by key, e.g. a :class:`LoraFile`) makes to ``targets``
-    (``unet``, ``clip_l``, ``clip_g``, ``open_clip``). ``strength_model`` scales the UNet's patches,
-    ``strength_clip`` the text encoders'; a strength of 0 gives no patches for those targets (their modules still
-    count as matched). :class:`ModelFileError` when no module of the file matches any target."""
+    (``unet``: a ``UNet2DConditionModel``, ``FluxTransformer2DModel`` or ``SD3Transformer2DModel``; ``clip_l``,
+    ``clip_g``, ``open_clip``, ``t5xxl``). ``strength_model`` scales the UNet's patches, ``strength_clip`` the text
+    encoders'; a strength of 0 gives no patches for those targets (their modules still count as matched). A module
+    on a fused tensor of a DiT's original layout gives one row-slice patch per diffusers weight.
+    :class:`ModelFileError` when no module of the file matches any target (naming the LoRA's family and the
+    model's when they differ)."""
     modules = group_modules(state_dict.keys())
     index = keymap.build_index(targets)
     fused = dit_keys.fused_index(targets)
