@@ -7,8 +7,10 @@
   module's own diffusers->Tencent map: ``v1.2`` (pooled text only) and ``v1.1`` (image meta size and style).
 - All-in-one file: the transformer under ``model.``, a tiny BERT under ``text_encoders.hydit_clip.transformer.bert.``
   (with a pooler, as Tencent's file has), a tiny gated-GELU T5 (mT5's architecture) under ``text_encoders.mt5xl.
-  transformer.`` (``shared`` and the tied ``encoder.embed_tokens`` both, as ``state_dict()`` saves them), a stand-in
-  ``text_encoders.mt5xl.spiece_model`` byte tensor and a tiny 4-channel VAE (LDM layout) under ``vae.``.
+  transformer.`` (``shared`` and the tied ``encoder.embed_tokens`` both, as ``state_dict()`` saves them), the tiny
+  tokenizer's vocabulary as a serialized SentencePiece ``ModelProto`` under ``text_encoders.mt5xl.spiece_model``
+  (uint8, written here field by field from SentencePiece's schema) and a tiny 4-channel VAE (LDM layout) under
+  ``vae.``.
 - Tokenizers: a BERT ``vocab.txt`` (``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]`` 3, ``[MASK]`` 4, words, ``##``
   pieces, CJK characters) and the tiny T5 Unigram ``tokenizer.json`` of :mod:`tests.sd3_fixtures` (mT5's special ids
   are T5's).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.diffusion_fixtures import VAE, _perturbed, vae_to_ldm
-from tests.sd3_fixtures import build_t5, t5_file_weights
+from tests.sd3_fixtures import TOKENIZER_VOCAB, build_t5, t5_file_weights
 
 SEED = 2031
 BERT_DIMS = {"vocab_size": 40, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 1,
@@ -92,8 +95,7 @@ def build_checkpoint(version: str, *, seed: int = SEED) -> TinyHunyuan:
               if not key.endswith(("position_ids", "token_type_ids"))}
     state |= {"text_encoders.mt5xl.transformer." + key: value for key, value in t5_file_weights(mt5).items()}
     state["text_encoders.mt5xl.transformer.encoder.embed_tokens.weight"] = mt5.shared.weight
-    state["text_encoders.mt5xl.spiece_model"] = torch.tensor(list(b"not a real sentencepiece model"),
-                                                             dtype=torch.uint8)
+    state["text_encoders.mt5xl.spiece_model"] = torch.tensor(list(spiece_model_bytes()), dtype=torch.uint8)
     state |= {"vae." + key: value for key, value in vae_to_ldm(vae.state_dict()).items()}
     state = {key: value.detach().contiguous().clone() for key, value in state.items()}
     return TinyHunyuan(version, state, transformer, {"hydit_clip": bert, "mt5xl": mt5, "vae": vae})
@@ -167,3 +169,39 @@ def tencent_from_diffusers(weights: dict[str, torch.Tensor]) -> dict[str, torch.
         else:
             raise KeyError(f"no Tencent name for {key!r}")
     return out
+
+
+SPIECE_CONTROL = ("<pad>", "</s>")
+SPIECE_UNKNOWN = "<unk>"
+
+
+def spiece_model_bytes() -> bytes:
+    """The tiny T5 vocabulary (:data:`tests.sd3_fixtures.TOKENIZER_VOCAB`) as a SentencePiece ``ModelProto``: pieces
+    (piece, score, type: control 3 / unknown 2 / normal 1), a Unigram trainer spec (model_type 1, unk_id 2) and an
+    identity normalizer spec (no character map, dummy prefix and whitespace removal on)."""
+    out = b""
+    for piece, score in TOKENIZER_VOCAB:
+        kind = 3 if piece in SPIECE_CONTROL else 2 if piece == SPIECE_UNKNOWN else 1
+        message = _len_field(1, piece.encode("utf-8")) + _key(2, 5) + struct.pack("<f", score) + _key(3, 0) + \
+            _varint(kind)
+        out += _len_field(1, message)
+    out += _len_field(2, _key(3, 0) + _varint(1) + _key(40, 0) + _varint(2))
+    out += _len_field(3, _len_field(1, b"identity") + _key(3, 0) + _varint(1) + _key(4, 0) + _varint(1))
+    return out
+
+
+def _varint(value: int) -> bytes:
+    out = b""
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def _key(number: int, wire: int) -> bytes:
+    return _varint(number << 3 | wire)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _key(number, 2) + _varint(len(payload)) + payload

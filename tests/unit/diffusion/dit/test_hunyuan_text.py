@@ -90,3 +90,21 @@ def test_long_prompt_is_not_cut(setup) -> None:
     assert conds["encoder_hidden_states"].shape[1] == 102  # [CLS] + 100 + [SEP]
     assert conds["text_embedding_mask"].sum() == 102
     assert conds["encoder_hidden_states_t5"].shape[1] == 256
+
+
+def test_mt5_tokenizer_from_the_checkpoints_spiece_model_equals_the_tokenizer_json(setup) -> None:
+    _, tokenizers, tiny = setup
+    from_file = hunyuan_tokenizers.mt5_tokenizer_from_spiece(tiny.state_dict["text_encoders.mt5xl.spiece_model"])
+
+    for text in ("a photo of the cat", "red  dog on a blue sky", "catdog xyz", "  the   table "):
+        assert from_file(text, add_special_tokens=False)["input_ids"] == \
+            tokenizers["mt5xl"](text, add_special_tokens=False)["input_ids"]
+    assert hunyuan_dit_text.tokenize_mt5(from_file, "a (red:1.2) dog") == \
+        hunyuan_dit_text.tokenize_mt5(tokenizers["mt5xl"], "a (red:1.2) dog")
+
+
+def test_garbage_spiece_model_is_refused() -> None:
+    with pytest.raises(ModelFileError, match="not a SentencePiece model"):
+        hunyuan_tokenizers.mt5_tokenizer_from_spiece(b"\x0a\xff\xff\xff\x0f", "bad.safetensors")
+    with pytest.raises(ModelFileError, match="not a Unigram SentencePiece model"):
+        hunyuan_tokenizers.mt5_tokenizer_from_spiece(b"", "empty.safetensors")
