@@ -8,6 +8,7 @@ from .aspect_ratio import VixUiAspectRatioSelector
 from .dictionary import VixDictionaryGet, VixDictionaryNew
 from .lists import VixUiList, VixUiListLogic
 from .logic import VixCheckboxLogic, VixUiCheckboxLogic
+from .lora_definition import VixDynamicLoraDefinition
 from .metadata import VixUiWorkflowMetadata
 from .values import VixUiCheckbox, VixUiPrompt, VixUiRangeFloat, VixUiRangeInt, VixUiRangeScaleFloat
 
@@ -25,6 +26,7 @@ NODE_CLASS_MAPPINGS = {
     "VixUiAspectRatioSelector": VixUiAspectRatioSelector,
     "VixDictionaryNew": VixDictionaryNew,
     "VixDictionaryGet": VixDictionaryGet,
+    "VixDynamicLoraDefinition": VixDynamicLoraDefinition,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -41,4 +43,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VixUiAspectRatioSelector": "VixUI-AspectRatioSelector",
     "VixDictionaryNew": "Vix-DictionaryNew",
     "VixDictionaryGet": "Vix-DictionaryGet",
+    "VixDynamicLoraDefinition": "Vix-DynamicLoraDefinition",
 }
