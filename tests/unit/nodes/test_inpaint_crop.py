@@ -4,6 +4,8 @@ bislerp, mask preparation against scipy where it is installed, and stitching bac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -271,11 +273,43 @@ def test_stitch_refuses_a_batch_that_does_not_match():
 
 
 def test_the_pack_loads_from_the_core_nodes_folder():
-    from pathlib import Path
-
     from visionatrix.nodes.registry import NodeRegistry
 
     registry = NodeRegistry()
     registry.load_packs([], core_dir=Path(__file__).resolve().parents[3] / "comfy_nodes")
     assert registry.node_class("InpaintCrop") is not None and registry.node_class("InpaintStitch") is not None
     assert not [failure for failure in registry.failures if "inpaint_crop" in failure.name]
+
+
+def test_the_corpus_flow_settings_validate_and_run_in_a_graph(tmp_path):
+    """InpaintCrop and InpaintStitch with the widget values of flux1_dev_inpaint.json, wired through the executor."""
+    import asyncio
+    import json
+
+    from tests.corpus import VIXFLOWS
+    from visionatrix.executor.run import Executor, ExecutorSettings
+    from visionatrix.nodes.registry import NodeRegistry
+
+    flow = json.loads((VIXFLOWS / "flux1_dev_inpaint.json").read_text())
+    crop_inputs = {**flow["32"]["inputs"], "image": ["1", 0], "mask": ["3", 0], "optional_context_mask": ["3", 0]}
+    stitch_inputs = {**flow["31"]["inputs"], "stitch": ["4", 0], "inpainted_image": ["4", 1]}
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0x336699}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 0xFF0000}},
+        "3": {"class_type": "ImageToMask", "inputs": {"image": ["2", 0], "channel": "red"}},
+        "4": {"class_type": "InpaintCrop", "inputs": crop_inputs},
+        "5": {"class_type": "InpaintStitch", "inputs": stitch_inputs},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "stitched"}},
+    }
+    registry = NodeRegistry()
+    registry.load_packs([], core_dir=Path(__file__).resolve().parents[3] / "comfy_nodes")
+    executor = Executor(registry, ExecutorSettings(device="cpu", input_dir=tmp_path, output_dir=tmp_path / "out",
+                                                   temp_dir=tmp_path / "temp"))
+    try:
+        result = asyncio.run(executor.execute(graph))
+    finally:
+        executor.close()
+    (item,) = result.ui["6"]["images"]
+    with Image.open(tmp_path / "out" / item["subfolder"] / item["filename"]) as saved:
+        assert saved.size == (64, 48)
+        assert np.unique(np.asarray(saved.convert("RGB")).reshape(-1, 3), axis=0).tolist() == [[0x33, 0x66, 0x99]]
