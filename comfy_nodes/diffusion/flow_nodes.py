@@ -97,7 +97,7 @@ class ModelSamplingAuraFlow(ModelSamplingSD3):
 
 
 class ModelSamplingFlux:
-    DESCRIPTION = ("Flux's resolution-dependent time shift: base_shift at 512x512 up to max_shift at 1024x1024 "
+    DESCRIPTION = ("Flux's resolution-dependent time shift: base_shift at 256x256 up to max_shift at 1024x1024 "
                    "(linear in the number of image tokens).")
     CATEGORY = "advanced/model"
     RETURN_TYPES = ("MODEL",)

@@ -117,8 +117,8 @@ def _sampling(info: Info) -> sampling.ModelSampling:
 
 
 def flux_mu(width: int, height: int, base_shift: float = 0.5, max_shift: float = 1.15) -> float:
-    """ModelSamplingFlux's shift for an image size: linear in the number of packed tokens, ``base_shift`` at 256
-    tokens (512²) and ``max_shift`` at 4096 (1024²)."""
+    """ModelSamplingFlux's shift for an image size: linear in the number of packed tokens (one per 16 x 16 pixels),
+    ``base_shift`` at 256 tokens (256²) and ``max_shift`` at 4096 (1024²)."""
     tokens = width * height / (8 * 8 * 2 * 2)
     slope = (max_shift - base_shift) / (4096 - 256)
     return tokens * slope + (base_shift - slope * 256)

@@ -178,9 +178,12 @@ def test_conditioning_from_another_family_and_bad_latents_are_named(node_ctx):
     with pytest.raises(InvalidInput, match="does not fit this sd1 model"):
         KSampler().sample(sd15, 1, 1, 5.0, "euler", "normal", positive, negative, LATENT)
     positive, negative = prompts(sd15_clip)
-    with pytest.raises(InvalidInput, match="16 channels"):
+    with pytest.raises(InvalidInput, match="16 channels"):  # an empty (all-zero) one would be refitted, not this
         KSampler().sample(sd15, 1, 1, 5.0, "euler", "normal", positive, negative,
-                          {"samples": torch.zeros(1, 16, 8, 8)})
+                          {"samples": torch.ones(1, 16, 8, 8)})
+    (refitted,) = KSampler().sample(sd15, 1, 1, 5.0, "euler", "normal", positive, negative,
+                                    {"samples": torch.zeros(1, 16, 8, 8)})
+    assert refitted["samples"].shape == (1, 4, 8, 8)
 
 
 def test_sdxl_text_nodes_carry_pooled_output_and_size_numbers(node_ctx):
@@ -215,7 +218,7 @@ def test_a_text_encoder_file_loads_with_clip_loader(node_ctx, diffusion_models_d
     torch.testing.assert_close(CLIPTextEncode().encode(clip, "a fox")[0][0][0],
                                CLIPTextEncode().encode(checkpoint_clip, "a fox")[0][0][0])
     with pytest.raises(InvalidInput, match="not supported yet"):
-        CLIPLoader().load_clip("clip_l.safetensors", "sd3")
+        CLIPLoader().load_clip("clip_l.safetensors", "wan")
 
 
 def test_textual_inversion_vectors_replace_their_token_embeddings(node_ctx, diffusion_models_dir):

@@ -272,7 +272,7 @@ def test_bad_inputs_name_the_input(sd15):
     with pytest.raises(InvalidInput, match=r"^sigmas"):
         cs.SamplerCustom().sample(*args, sampler, torch.ones(2, 2), latent())
     with pytest.raises(InvalidInput, match=r"^latent_image"):
-        cs.SamplerCustom().sample(*args, sampler, sigmas, {"samples": torch.zeros(1, 3, 8, 8)})
+        cs.SamplerCustom().sample(*args, sampler, sigmas, {"samples": torch.ones(1, 3, 8, 8)})
     (noise,) = cs.RandomNoiseNode().get_noise(0)
     with pytest.raises(InvalidInput, match=r"^guider"):
         cs.SamplerCustomAdvanced().sample(noise, sd15.model, sampler, sigmas, latent())
