@@ -102,15 +102,21 @@ class FlowOutput(BaseModel):
 
 
 class ModelRef(BaseModel):
-    """A model file the flow loads, and its models-catalog entry when one matches."""
+    """A model file the flow loads, and its models-catalog entry when one matches; or a catalog entry such a model
+    requires (``implied_by``), which no graph input names."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
     """The catalog entry's name when matched, otherwise the file name the graph asks for."""
     node_id: str
+    """The loader node; ``""`` for an implied entry."""
     input: str
+    """The loader's input; ``""`` for an implied entry."""
     value: str
+    """The file name the graph asks for; for an implied entry the catalog's ``filename``."""
+    implied_by: str | None = None
+    """The catalog entry whose ``requires`` lists this one; None for a model the graph loads."""
     in_catalog: bool = False
     url: str | None = None
     homepage: str | None = None

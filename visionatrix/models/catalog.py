@@ -3,9 +3,11 @@
 A catalog is a JSON object ``{name: entry}``; an entry has ``regexes`` (objects of ``class_name`` /
 ``input_name`` / ``input_value`` patterns that recognise the model in a graph), ``url``, ``hash`` (sha256),
 ``filename`` (default: the URL path's last part), ``types`` (the model folders; the first gives the install
-folder, none: the models folder itself), ``file_size``, ``homepage`` and ``gated``. ``VIX_MODELS_CATALOG`` names
-one or more sources; a later source's entry replaces an earlier one of the same name. An entry without ``url`` is
-kept (flows still recognise it) but cannot be installed. Torch-free.
+folder, none: the models folder itself), ``file_size``, ``homepage``, ``gated`` and ``requires`` (names of other
+entries a model needs beside it, such as a text encoder's tokenizer: a flow that loads the model needs them too).
+``VIX_MODELS_CATALOG`` names one or more sources; a later source's entry replaces an earlier one of the same name;
+``requires`` must name entries of the merged catalog. An entry without ``url`` is kept (flows still recognise it)
+but cannot be installed. Torch-free.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class CatalogModel:
     homepage: str | None
     gated: bool
     types: tuple[str, ...]
+    requires: tuple[str, ...] = ()
+    """Other entries this model needs beside it (never graph inputs: a tokenizer its loader reads)."""
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -60,11 +64,14 @@ class ModelsCatalog:
     def __init__(self, raw: Mapping[str, Mapping[str, Any]] | None = None, *, source: str = "models catalog") -> None:
         self.raw: dict[str, dict[str, Any]] = {}
         self._models: dict[str, CatalogModel] = {}
+        self._sources: dict[str, str] = {}
         if raw:
             self.merge(raw, source)
+            self.check_requires()
 
     def merge(self, entries: Any, source: str) -> None:
-        """Add the entries of one source, replacing entries of the same names; every entry is checked first."""
+        """Add the entries of one source, replacing entries of the same names; every entry is checked first
+        (``requires`` only by :meth:`check_requires`, once every source is merged)."""
         if not isinstance(entries, Mapping):
             raise ModelError(f"models catalog {source}: expected a JSON object of entries, "
                              f"got {type(entries).__name__}")
@@ -73,6 +80,32 @@ class ModelsCatalog:
             self.raw[name] = {**entries[name], "filename": model.filename,
                               **({"hash": model.sha256} if model.sha256 else {})}
             self._models[name] = model
+            self._sources[name] = source
+
+    def check_requires(self) -> None:
+        """:class:`ModelError` naming the entry, its source and the name when a ``requires`` names no entry."""
+        for name, model in self._models.items():
+            for needed in model.requires:
+                if needed not in self._models:
+                    raise ModelError(f"models catalog {self._sources.get(name, 'models catalog')}: entry {name!r}: "
+                                     f"requires {needed!r}, but the catalog has no entry of that name")
+
+    def with_required(self, names: Sequence[str]) -> list[str]:
+        """``names`` with every entry they require (and those require, ...) each once, a required entry right after
+        the first one that needs it; cycles are harmless. ``NotFound`` for a name not in the catalog."""
+        result: dict[str, None] = {}
+
+        def add(name: str) -> None:
+            if name in result:
+                return
+            model = self.get(name)
+            result[name] = None
+            for needed in model.requires:
+                add(needed)
+
+        for name in names:
+            add(name)
+        return list(result)
 
     def get(self, name: str) -> CatalogModel:
         try:
@@ -95,10 +128,12 @@ class ModelsCatalog:
         return {host for model in self._models.values() if (host := urlsplit(model.url).hostname)}
 
     def for_flow(self, flow_info: Mapping[str, Any]) -> list[CatalogModel]:
-        """The catalog models among a flow's ``models`` (``Flow.info()`` shape), each once, in flow order."""
+        """The catalog models among a flow's ``models`` (``Flow.info()`` shape) with the entries they require (a
+        manifest written before an entry gained ``requires`` still gets them), each once, in flow order."""
         names = [str(ref.get("name")) for ref in flow_info.get("models") or ()
                  if isinstance(ref, Mapping) and ref.get("in_catalog")]
-        return [self._models[name] for name in dict.fromkeys(names) if name in self._models]
+        known = [name for name in dict.fromkeys(names) if name in self._models]
+        return [self._models[name] for name in self.with_required(known)]
 
 
 def _model(source: str, name: str, entry: Any) -> CatalogModel:
@@ -135,10 +170,14 @@ def _model(source: str, name: str, entry: Any) -> CatalogModel:
     gated = entry.get("gated", False)
     if not isinstance(gated, bool):
         raise bad(f"gated must be true or false, got {gated!r}")
+    requires = entry.get("requires") or []
+    if not isinstance(requires, list) or not all(isinstance(needed, str) and needed for needed in requires):
+        raise bad(f"requires must be a list of catalog entry names, got {requires!r}")
     folder = FOLDER_ALIASES.get(types[0], types[0]) if types else ""
     assert folder is not None
     return CatalogModel(name=name, url=url, sha256=sha256, filename=filename, folder=folder, file_size=file_size,
-                        homepage=homepage, gated=gated, types=tuple(types))
+                        homepage=homepage, gated=gated, types=tuple(types),
+                        requires=tuple(dict.fromkeys(needed for needed in requires if needed != name)))
 
 
 def _check_regexes(regexes: Any, bad: Any) -> None:
@@ -215,6 +254,7 @@ async def load_catalog(sources: Sequence[str], *, session: aiohttp.ClientSession
     finally:
         if own and client is not None:
             await client.close()
+    catalog.check_requires()
     return catalog
 
 
@@ -225,4 +265,5 @@ def load_catalog_sync(sources: Sequence[str]) -> ModelsCatalog:
     catalog = ModelsCatalog()
     for source in sources:
         catalog.merge(_read_file(source), source)
+    catalog.check_requires()
     return catalog

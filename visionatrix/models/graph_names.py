@@ -4,7 +4,7 @@ A flow names its models as its author had them (``animagineXL40_v4Opt.safetensor
 input by its regexes and installs the model under its own file name (``animagine-xl-4.0-opt.safetensors``). Before a
 graph runs, each input a catalog model matches is pointed at the catalog's file when the name the graph gives is not
 in the model's folders but the catalog's file is (a file the user placed under the graph's name is left alone).
-Torch-free.
+Entries a model only requires (tokenizers) are no graph inputs and are never written into one. Torch-free.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def installed_names(graph: dict[str, Any], catalog: ModelsCatalog, folders: Mode
                     ) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
     """``graph`` (a copy when anything changes) and the changes ``(node_id, input, old, new)``."""
     changes: list[tuple[str, str, str, str]] = []
-    for ref in derive_models(graph, _compile(catalog)):
-        if not ref.in_catalog or ref.name not in catalog:
+    for ref in derive_models(graph, _compile(catalog), implied=False):
+        if not ref.in_catalog or ref.implied_by or not ref.node_id or ref.name not in catalog:
             continue
         model = catalog.get(ref.name)
         old = str(ref.value)

@@ -1,9 +1,10 @@
 """``ModelInstaller``: catalog models downloaded as jobs, a few at a time, each cancellable, with progress.
 
-``start(names)`` checks every name first (``NotFound``: nothing starts), skips installed models and queues the rest;
-at most ``max_concurrent`` download at once (the others report ``queued``). A job ends ``installed``, ``failed``
-(with the error text) or ``cancelled`` (its ``.part`` stays for the next install to resume). The installer owns one
-aiohttp session from :func:`hosts.open_session`, created in the running loop on first use.
+``start(names)`` adds the entries they require (catalog ``requires``), checks every name first (``NotFound``: nothing
+starts), skips installed models and queues the rest; at most ``max_concurrent`` download at once (the others report
+``queued``). A job ends ``installed``, ``failed`` (with the error text) or ``cancelled`` (its ``.part`` stays for the
+next install to resume). The installer owns one aiohttp session from :func:`hosts.open_session`, created in the
+running loop on first use.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ class ModelInstaller:
         self._session: aiohttp.ClientSession | None = None
 
     def start(self, names: Sequence[str]) -> list[str]:
-        """Queue downloads of ``names``; the names started or already running (installed ones are skipped).
-        ``NotFound`` for a name not in the catalog and ``ModelError`` for one without a URL, before any starts."""
-        models = [self.catalog.get(name) for name in dict.fromkeys(names)]
+        """Queue downloads of ``names`` and of the entries they require (catalog ``requires``); the names started
+        or already running (installed ones are skipped). ``NotFound`` for a name not in the catalog and
+        ``ModelError`` for one without a URL, before any starts."""
+        models = [self.catalog.get(name) for name in self.catalog.with_required(names)]
         for model in models:
             if not model.url:
                 raise ModelError(f"model {model.name} has no download URL in the catalog")
