@@ -19,8 +19,13 @@ Cases:
   to image at 1024 x 1024 (two prompts, EmptyLatentImage, KSampler, VAEDecode in the VAE's bf16): seconds and peak
   VRAM, and whether the decoded image is finite.
 
+- ``tiny flux dev`` / ``tiny sd3.5`` (default; ``--skip-dit`` leaves them out) and ``flux-size`` (``--flux-gpu``,
+  CUDA only; ``--flux-layers D,S``, ``--flux-cache DIR``): the transformer families against a direct diffusers loop,
+  see ``scripts/bench_diffusion_dit.py``.
+
 Prints a table and writes JSON (default ``bench-results/bench_diffusion.json``). Run:
-``.venv/bin/python scripts/bench_diffusion.py [--device cpu|cuda] [--steps N] [--repeat N] [--sdxl] [--skip-tiny]``.
+``.venv/bin/python scripts/bench_diffusion.py [--device cpu|cuda] [--steps N] [--repeat N] [--sdxl] [--skip-tiny]
+[--skip-dit] [--flux-gpu [--flux-layers D,S] [--flux-cache DIR]]``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import torch  # noqa: E402
 from comfy_nodes.diffusion.loaders import CheckpointLoaderSimple  # noqa: E402
 from comfy_nodes.diffusion.sampling_nodes import KSampler  # noqa: E402
 from comfy_nodes.diffusion.text_nodes import CLIPTextEncode  # noqa: E402
+from scripts import bench_diffusion_dit  # noqa: E402
 from tests import diffusion_fixtures  # noqa: E402
 from visionatrix.diffusion import loading  # noqa: E402
 from visionatrix.diffusion.model import DiffusionModel  # noqa: E402
@@ -274,37 +280,74 @@ def sdxl_checkpoint_case(device: str, steps: int) -> list[dict[str, Any]]:
                      "vae_dtype": str(next(vae.module.parameters()).dtype)}]
 
 
+def flux_layers(value: str) -> tuple[int, int]:
+    """``--flux-layers``: "double,single" block counts, e.g. ``2,4``."""
+    try:
+        double, single = (int(part) for part in value.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected two block counts as D,S (e.g. 2,4), got {value!r}") from exc
+    if double < 0 or single < 0 or double + single == 0:
+        raise argparse.ArgumentTypeError(f"block counts must be >= 0 and not both 0, got {value!r}")
+    return double, single
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(f"{'case':34} {'device':7} {'ours s/step':>12} {'direct s/step':>14} {'speed':>7} {'peak VRAM':>10} "
+          f"{'max |diff|':>10}")
+    for row in results:
+        if "ours_s_per_step" in row:
+            diff = f"{row['max_abs_diff']:10.2e}" if "max_abs_diff" in row else ""
+            print(f"{row['case']:34} {row['device']:7} {row['ours_s_per_step']:12.4f} "
+                  f"{row['direct_s_per_step']:14.4f} {row['speed_vs_direct']:7.3f} "
+                  f"{row['peak_vram_bytes'] / 2**30:9.2f}G {diff}")
+        elif "cold_load_s" in row:
+            weights = f", weights {row['weights_bytes'] / 2**30:.2f} GiB" if "weights_bytes" in row else ""
+            print(f"{row['case']:34} {row['device']:7} cold load {row['cold_load_s']:.2f} s, warm "
+                  f"{row['warm_load_s'] * 1e6:.0f} us, file {row['file_bytes'] / 2**30:.2f} GiB{weights}")
+        elif "make_file_s" in row:
+            print(f"{row['case']:34} {row['device']:7} {row['parameters'] / 1e9:.2f} B parameters, "
+                  f"{row['file_bytes'] / 2**30:.2f} GiB written in {row['make_file_s']:.1f} s"
+                  f"{' (reused)' if row.get('reused_file') else ''}")
+        else:
+            print(f"{row['case']:34} {row['device']:7} {row['seconds']:.2f} s, peak VRAM "
+                  f"{row['peak_vram_bytes'] / 2**30:.2f}G, image {row['image_shape']} finite "
+                  f"{row['image_finite']}, VAE {row['vae_dtype']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--tiny-size", type=int, default=256, help="image side of the tiny cases (px)")
+    parser.add_argument("--tiny-size", type=int, default=256, help="image side of the tiny SD cases (px)")
     parser.add_argument("--sdxl", action="store_true", help="the SDXL-size random UNet (a GPU case)")
     parser.add_argument("--sdxl-checkpoint", action="store_true",
                         help="a whole SDXL-shaped checkpoint: load times and text to image (a GPU case)")
-    parser.add_argument("--skip-tiny", action="store_true")
+    parser.add_argument("--skip-tiny", action="store_true", help="leave out the tiny SD1.5/SDXL cases")
+    parser.add_argument("--skip-dit", action="store_true", help="leave out the tiny Flux/SD3.5 cases")
+    parser.add_argument("--flux-gpu", action="store_true",
+                        help="a Flux-size random transformer in bf16 and fp8 at 1024 px (CUDA only)")
+    parser.add_argument("--flux-layers", type=flux_layers, default=None, metavar="D,S",
+                        help="double,single blocks of the Flux-size model (default: FLUX.1-dev's 19,38)")
+    parser.add_argument("--flux-cache", type=Path, default=None, metavar="DIR",
+                        help="keep the Flux-size file here and reuse it (default: a temporary directory)")
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "bench_diffusion.json"))
     args = parser.parse_args()
     device = "cuda:0" if args.device == "cuda" else args.device
+    if args.flux_gpu and not (device.startswith("cuda") and torch.cuda.is_available()):
+        parser.error(f"--flux-gpu needs a CUDA GPU (device {device!r}, CUDA available: "
+                     f"{torch.cuda.is_available()}); the Flux-size model is 24 GB in bf16")
     results = [] if args.skip_tiny else tiny_cases(device, args.steps, args.repeat, args.tiny_size)
+    if not args.skip_dit:
+        results += bench_diffusion_dit.tiny_dit_cases(device, args.steps, args.repeat)
     if args.sdxl:
         results += sdxl_case(device, args.steps, args.repeat)
     if args.sdxl_checkpoint:
         results += sdxl_checkpoint_case(device, args.steps)
-    print(f"{'case':34} {'device':7} {'ours s/step':>12} {'direct s/step':>14} {'speed':>7} {'peak VRAM':>10}")
-    for row in results:
-        if "ours_s_per_step" in row:
-            print(f"{row['case']:34} {row['device']:7} {row['ours_s_per_step']:12.4f} "
-                  f"{row['direct_s_per_step']:14.4f} {row['speed_vs_direct']:7.3f} "
-                  f"{row['peak_vram_bytes'] / 2**30:9.2f}G")
-        elif "cold_load_s" in row:
-            print(f"{row['case']:34} {row['device']:7} cold load {row['cold_load_s']:.2f} s, warm "
-                  f"{row['warm_load_s'] * 1e6:.0f} us, file {row['file_bytes'] / 2**30:.2f} GiB")
-        else:
-            print(f"{row['case']:34} {row['device']:7} {row['seconds']:.2f} s, peak VRAM "
-                  f"{row['peak_vram_bytes'] / 2**30:.2f}G, image {row['image_shape']} finite "
-                  f"{row['image_finite']}, VAE {row['vae_dtype']}")
+    if args.flux_gpu:
+        results += bench_diffusion_dit.flux_size_case(device, args.steps, args.repeat, layers=args.flux_layers,
+                                                      cache_dir=args.flux_cache)
+    print_table(results)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"python": platform.python_version(), "torch": torch.__version__,
