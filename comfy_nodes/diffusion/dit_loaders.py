@@ -24,18 +24,20 @@ DEVICE = {"optional": {"device": (["default", "cpu"], {"advanced": True})}}
 
 
 def load_diffusion_model(path: Path, weight_dtype: str = "default") -> Any:
-    """MODEL from a diffusion-model file: a Flux.1 or SD3/SD3.5 transformer (alone or all-in-one)."""
+    """MODEL from a diffusion-model file: a Flux.1, SD3/SD3.5, AuraFlow, HunyuanDiT or PixArt transformer (alone or
+    all-in-one)."""
     ctx = context.current()
-    info = dit_loading.detect(dit_loading.file_shapes(path), path)
-    if info is None:
+    detected = dit_loading.detect(dit_loading.file_shapes(path), path)
+    if detected is None:
         raise ModelFileError(path, "not a diffusion model this release loads from diffusion_models (Flux.1 dev, "
-                                   "schnell, Kontext, Fill; SD3/SD3.5); SD1/SDXL files go in checkpoints and load "
-                                   "with CheckpointLoaderSimple")
-    return dit_loading.load_transformer(ctx, path, info, weight_dtype=weight_dtype)
+                                   "schnell, Kontext, Fill; SD3/SD3.5; AuraFlow; HunyuanDiT; PixArt); SD1/SDXL files "
+                                   "go in checkpoints and load with CheckpointLoaderSimple")
+    return dit_loading.load_transformer(ctx, path, detected, weight_dtype=weight_dtype)
 
 
 class UNETLoader:
-    DESCRIPTION = ("Loads a diffusion model file (Flux.1 dev/schnell/Kontext/Fill, SD3/SD3.5) from diffusion_models; "
+    DESCRIPTION = ("Loads a diffusion model file (Flux.1 dev/schnell/Kontext/Fill, SD3/SD3.5, AuraFlow, HunyuanDiT, "
+                   "PixArt) from diffusion_models; "
                    "weight_dtype fp8 keeps the weights in 8 bits and computes in bf16 (float32 on the CPU).")
     CATEGORY = "advanced/loaders"
     RETURN_TYPES = ("MODEL",)
@@ -63,7 +65,7 @@ def load_clip_files(names: dict[str, Any], clip_type: str) -> Any:
         return _sdxl_pair(encoders)
     if clip_type not in dit_loading.CLIP_TYPES:
         raise InvalidInput("type", f"text encoders of type {clip_type!r} are not supported yet; this release loads "
-                                   "sdxl, sd3 and flux")
+                                   "sdxl, sd3, flux and pixart")
     return dit_loading.load_text_encoders(ctx, paths, clip_type)
 
 

@@ -16,13 +16,14 @@ from visionatrix.nodes.model_files import files_of, path_of, version_of
 log = logging.getLogger(__name__)
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
               "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image"]
-"""ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion`` and ``sd3``."""
+"""ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion``, ``sd3`` and
+``pixart``."""
 
 
 class CheckpointLoaderSimple:
     DESCRIPTION = ("Loads a single-file checkpoint (SD1.x, SD2.x incl. v-prediction, SDXL base and refiner, "
-                   "inpainting, Playground 2.5; all-in-one SD3/SD3.5 and Flux.1): the diffusion model, its text "
-                   "encoders and its VAE.")
+                   "inpainting, Playground 2.5; all-in-one SD3/SD3.5, Flux.1, AuraFlow, HunyuanDiT): the diffusion "
+                   "model, its text encoders and its VAE.")
     CATEGORY = "loaders"
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     OUTPUT_TOOLTIPS = ("The model used for denoising latents.", "The CLIP model used for encoding text prompts.",
@@ -41,7 +42,7 @@ class CheckpointLoaderSimple:
         ctx = context.current()
         path = path_of("checkpoints", ckpt_name, "ckpt_name")
         transformer = dit_loading.detect(dit_loading.file_shapes(path), path)
-        if transformer is not None:  # an all-in-one SD3/SD3.5 or Flux file
+        if transformer is not None:  # an all-in-one SD3/SD3.5, Flux, AuraFlow or HunyuanDiT file
             clip, vae = dit_loading.load_components(ctx, path, transformer)
             return dit_loading.load_transformer(ctx, path, transformer), clip, vae
         info = loading.checkpoint_info(path)
@@ -71,8 +72,8 @@ class CLIPLoader:
             return (load_clip_files({"clip_name": clip_name}, type),)
         if type != "stable_diffusion":
             raise InvalidInput("type", f"text encoders of type {type!r} are not supported yet; this release loads "
-                                       "'stable_diffusion' (CLIP-L or OpenCLIP files) and 'sd3' (CLIP-L, CLIP-G or "
-                                       "T5-XXL)")
+                                       "'stable_diffusion' (CLIP-L or OpenCLIP files), 'sd3' (CLIP-L, CLIP-G or "
+                                       "T5-XXL) and 'pixart' (T5-XXL)")
         ctx = context.current()
         return (loading.load_text_encoder_file(ctx, path_of("text_encoders", clip_name, "clip_name")),)
 

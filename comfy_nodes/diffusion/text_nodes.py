@@ -46,8 +46,8 @@ class CLIPTextEncode:
             "clip": ("CLIP", {"tooltip": "The CLIP model used for encoding the text."})}}
 
     def encode(self, clip: Any, text: str) -> tuple[Any]:
-        cond, pooled = _clip(clip).encode(str(text))
-        return (_conditioning(cond, pooled),)
+        cond, options = _clip(clip).conditioning(str(text))
+        return ([[cond, options]],)
 
 
 class CLIPTextEncodeSDXL:

@@ -31,8 +31,9 @@ ORDER = ("clip_l", "open_clip", "clip_g")
 TOKENIZER_KIND = {"clip_l": "clip_l", "open_clip": "clip_g", "clip_g": "clip_g"}
 FAMILY_LAYER = {Family.SD1: "sd1", Family.SD2: "sd2", Family.SDXL: "sdxl", Family.SDXL_REFINER: "sdxl",
                 Family.SD3: "sdxl", Family.FLUX: "sd1"}
-TRANSFORMER_FAMILIES = (Family.SD3, Family.FLUX)
-"""Families whose prompts go through T5 beside CLIP (:mod:`visionatrix.diffusion.dit.text`)."""
+TRANSFORMER_FAMILIES = (Family.SD3, Family.FLUX, Family.AURAFLOW, Family.PIXART, Family.HUNYUAN_DIT)
+"""Families whose prompts go through :mod:`visionatrix.diffusion.dit.text` (T5 and the like beside or instead of
+CLIP)."""
 
 EmbeddingLookup = Callable[[str, int], "Tensor | None"]
 """``lookup(name, width)``: the textual-inversion vectors ``[n, width]`` of embedding ``name``, or None."""
@@ -79,6 +80,20 @@ class TextEncoder:
             return EncoderLayer(None, True)
         return base.at(self.last_layer)
 
+    def conditioning(self, text: str, texts: Mapping[str, str] | None = None, *, empty_padding: bool = True,
+                     ) -> tuple[Tensor, dict[str, Any]]:
+        """``text`` as a CONDITIONING entry: the tensor and its options (``pooled_output`` where the family has one,
+        HunyuanDiT's masks and mT5 tokens)."""
+        if self.family in TRANSFORMER_FAMILIES:
+            from visionatrix.diffusion.dit import text as dit_text
+
+            try:
+                return dit_text.conditioning(self, text, texts or {}, empty_padding=empty_padding)
+            finally:
+                self._offload()
+        cond, pooled = self.encode(text, texts)
+        return cond, {} if pooled is None else {"pooled_output": pooled}
+
     def encode(self, text: str, texts: Mapping[str, str] | None = None, *, empty_padding: bool = True,
                ) -> tuple[Tensor, Tensor | None]:
         """``text`` (ComfyUI's prompt syntax) as conditioning ``[1, 77n, width]`` and the pooled output (the last
@@ -87,12 +102,8 @@ class TextEncoder:
         SD3 and Flux: see :mod:`visionatrix.diffusion.dit.text` (``empty_padding=False``: an encoder given an empty
         text is left out, ``CLIPTextEncodeSD3``'s ``none``)."""
         if self.family in TRANSFORMER_FAMILIES:
-            from visionatrix.diffusion.dit import text as dit_text
-
-            try:
-                return dit_text.encode(self, text, texts or {}, empty_padding=empty_padding)
-            finally:
-                self._offload()
+            cond, options = self.conditioning(text, texts, empty_padding=empty_padding)
+            return cond, options.get("pooled_output")
         names = [name for name in ORDER if name in self.encoders]
         conds: list[Tensor] = []
         pooled: Tensor | None = None

@@ -109,6 +109,8 @@ def _added(model: DiffusionModel, cond: Tensor, options: dict[str, Any], height:
            device: Any) -> dict[str, Tensor] | None:
     if model.family in (Family.FLUX, Family.SD3):
         return _pooled_and_guidance(model, options, name, device)
+    if model.family is Family.HUNYUAN_DIT:
+        return _hunyuan(options, name, device)
     if not model.is_sdxl:
         return None
     pooled = options.get("pooled_output")
@@ -149,6 +151,19 @@ def _pooled_and_guidance(model: DiffusionModel, options: dict[str, Any], name: s
         guidance = float(options.get("guidance", FLUX_DEFAULT_GUIDANCE))
         added["guidance"] = torch.tensor([guidance], dtype=torch.float32, device=device)
     return added
+
+
+HUNYUAN_OPTIONS = {"attention_mask": "text_embedding_mask", "conditioning_mt5xl": "encoder_hidden_states_t5",
+                   "attention_mask_mt5xl": "text_embedding_mask_t5"}
+"""HunyuanDiT's conditioning options (ComfyUI's names) -> what its network takes."""
+
+
+def _hunyuan(options: dict[str, Any], name: str, device: Any) -> dict[str, Tensor]:
+    missing = [key for key in HUNYUAN_OPTIONS if not isinstance(options.get(key), Tensor)]
+    if missing:
+        raise InvalidInput(name, f"this HunyuanDiT model needs its text encoders' masks and mT5 tokens "
+                                 f"({', '.join(missing)} missing): encode the prompt with the checkpoint's CLIP")
+    return {ours: options[key].to(device) for key, ours in HUNYUAN_OPTIONS.items()}
 
 
 def _refs(model: DiffusionModel, refs: Any, name: str, device: Any) -> tuple[Tensor, ...]:

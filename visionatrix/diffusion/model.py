@@ -59,7 +59,9 @@ class DiffusionModel:
         """The width of the text conditioning the network cross-attends to (UNets' cross-attention width, the
         transformers' joint attention or caption width)."""
         config = self.unet.config
-        for key in ("cross_attention_dim", "joint_attention_dim", "caption_channels"):
+        keys = ("caption_channels",) if self.family is Family.PIXART else (
+            "cross_attention_dim", "joint_attention_dim", "caption_channels")
+        for key in keys:
             value = getattr(config, key, None)
             if value:
                 return int(value)

@@ -93,6 +93,8 @@ class UnetEvaluator:
             return calls.flux_call(self.model.unet, x_in, timestep, context, added, refs)
         if family is Family.SD3:
             return calls.sd3_call(self.model.unet, x_in, timestep, context, added, self.skip_layers)
+        if family in calls.OTHER_FAMILIES:
+            return calls.other_call(family, self.model.unet, x_in, timestep, context, added)
         return self.call(x_in, timestep, context, added, down, mid)
 
     def call(self, x_in: Tensor, timestep: Tensor, context: Tensor, added: dict[str, Tensor] | None,

@@ -282,7 +282,9 @@ def predict(module: Any, x: Tensor, timestep: Tensor, context: Tensor, *, contex
     ComfyUI's ``timestep`` (``sigma · 1.0``, shape ``[B]``) and text tokens ``context`` ``[B, T, width]``.
     ``context_mask`` (``[B, T]``, 1 = keep) zeroes the masked rows, as ComfyUI's encoder already did; AuraFlow's
     attention itself takes no mask."""
-    dtype = next(module.parameters()).dtype
+    from visionatrix.diffusion.checkpoints import fp8
+
+    dtype = fp8.compute_dtype_of(module)  # not the first parameter's: weights may be stored in fp8
     batch, _, height, width = x.shape
     patch = module.config.patch_size
     if context_mask is not None:

@@ -7,7 +7,8 @@ have ids 0; Kontext reference latents are packed the same way and appended after
 ``(1, row + h offset, column + w offset)`` (the offsets place several references side by side, as ComfyUI does);
 only the image tokens of the output are kept and unpacked. The timestep is sigma (the module multiplies it and
 guidance by 1000 itself, as ComfyUI's Flux does). SD3 (``SD3Transformer2DModel``): the latent as is, the timestep
-sigma x 1000, pooled text ``[B, 2048]``; ``skip_layers`` leaves joint blocks out (Skip Layer Guidance).
+sigma x 1000, pooled text ``[B, 2048]``; ``skip_layers`` leaves joint blocks out (Skip Layer Guidance). AuraFlow,
+PixArt and HunyuanDiT: their modules' ``predict`` (:func:`other_call`).
 """
 
 from __future__ import annotations
@@ -117,3 +118,23 @@ def sd3_call(module: Any, x_in: Tensor, timestep: Tensor, context: Tensor, added
                  pooled_projections=(added or {})["pooled"].to(**cast), timestep=timestep.to(**cast),
                  skip_layers=list(skip_layers) if skip_layers else None, return_dict=False)[0]
     return out.float()
+
+
+OTHER_FAMILIES = ("auraflow", "pixart", "hunyuan_dit")
+"""Families whose network call is their module's ``predict`` (ComfyUI's convention already)."""
+
+
+def other_call(family: str, module: Any, x_in: Tensor, timestep: Tensor, context: Tensor,
+               added: Mapping[str, Tensor] | None) -> Tensor:
+    """AuraFlow's velocity, PixArt's eps or HunyuanDiT's v for ``x_in`` at ComfyUI's ``timestep``."""
+    if family == "auraflow":
+        from visionatrix.diffusion.dit import auraflow
+
+        return auraflow.predict(module, x_in, timestep, context)
+    if family == "pixart":
+        from visionatrix.diffusion.dit import pixart
+
+        return pixart.predict(module, x_in, timestep, context)
+    from visionatrix.diffusion.dit import hunyuan_dit_predict
+
+    return hunyuan_dit_predict.predict(module, x_in, timestep, {"encoder_hidden_states": context, **(added or {})})

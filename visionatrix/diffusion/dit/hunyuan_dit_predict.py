@@ -66,7 +66,9 @@ def predict(module: Any, x: Tensor, timestep: Tensor, conds: Mapping[str, Tensor
         raise InvalidInput("conditioning", f"not HunyuanDiT conditioning: {', '.join(missing)} missing")
     config = module.config
     param = next(module.parameters())
-    dtype, device = param.dtype, param.device
+    from visionatrix.diffusion.checkpoints import fp8
+
+    dtype, device = fp8.compute_dtype_of(module), param.device  # weights may be stored in fp8
     batch, _, latent_h, latent_w = x.shape
     patch = int(config.patch_size)
     padded = _pad_to_patch(x.to(device=device, dtype=dtype), patch)

@@ -1,5 +1,6 @@
-"""Loading the transformer families (Flux.1, SD3/SD3.5) through the model manager: MODEL from a diffusion-model or
-all-in-one file, CLIP from text-encoder files or an all-in-one file, and the 16-channel VAE.
+"""Loading the transformer families (Flux.1, SD3/SD3.5, AuraFlow, HunyuanDiT, PixArt; :mod:`.families`) through the
+model manager: MODEL from a diffusion-model or all-in-one file, CLIP from text-encoder files or an all-in-one file,
+and the VAE an all-in-one file carries.
 
 Dtypes are decided here, not by the manager (``cast=False``): on CUDA the transformers and text encoders compute in
 bf16 (fp16 on GPUs without bf16; Flux overflows fp16 less than SD1 does, but bf16 is what its authors run), on the
@@ -16,13 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from visionatrix.diffusion import latent_formats
 from visionatrix.diffusion.checkpoints import fp8
 from visionatrix.diffusion.checkpoints.detect import Family, shapes_of, shapes_of_file
-from visionatrix.diffusion.dit import flux, sd3, sd3_components, t5
-from visionatrix.diffusion.dit.calls import PATCH
+from visionatrix.diffusion.dit import families, sd3_components, t5
 from visionatrix.diffusion.model import DiffusionModel
-from visionatrix.diffusion.sampling import model_sampling as sampling
 from visionatrix.errors import InvalidInput, ModelFileError
 from visionatrix.nodes.state_dicts import SAFETENSORS_SUFFIXES, read_state_dict
 
@@ -32,9 +30,6 @@ if TYPE_CHECKING:
     from visionatrix.diffusion.clip import TextEncoder
     from visionatrix.nodes.context import NodeContext
 
-Info = flux.FluxInfo | sd3.SD3Info
-SD3_SHIFT = 3.0
-FLUX_SCHNELL_SHIFT = 1.0
 T5_TOKENIZER_FILE = "t5_tokenizer/tokenizer.json"
 """Where the catalog installs T5's tokenizer, inside the text_encoders folder."""
 
@@ -62,58 +57,34 @@ def file_shapes(path: Path) -> Mapping[str, tuple[int, ...]]:
     return _shapes(str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def detect(shapes: Mapping[str, Sequence[int]], path: object) -> Info | None:
-    """The transformer family a file holds (None: not Flux nor SD3)."""
-    for detector in (sd3.detect_sd3, flux.detect_flux):
-        try:
-            return detector(shapes, path)
-        except ModelFileError as exc:
-            if not str(exc).split(": ", 1)[-1].startswith("not "):
-                raise
-    return None
+Detected = tuple[families.FamilySpec, Any]
+"""A transformer file's family spec and the detector's info about it."""
 
 
-def family_of(info: Info) -> Family:
-    return Family.FLUX if isinstance(info, flux.FluxInfo) else Family.SD3
+def detect(shapes: Mapping[str, Sequence[int]], path: object) -> Detected | None:
+    """The transformer family a file holds (None: none of Flux, SD3, AuraFlow, HunyuanDiT, PixArt)."""
+    return families.detect(shapes, path)
 
 
-def load_transformer(ctx: NodeContext, path: Path, info: Info, *, weight_dtype: str = "default") -> DiffusionModel:
+def load_transformer(ctx: NodeContext, path: Path, detected: Detected, *, weight_dtype: str = "default",
+                     ) -> DiffusionModel:
     """The file's transformer as MODEL (``weight_dtype``: UNETLoader's choice of storage)."""
     from visionatrix.diffusion.loading import manager_of
 
+    spec, info = detected
     storage = fp8.weight_dtype_of(weight_dtype)
     compute = compute_dtype(ctx)
-    family = family_of(info)
     prefix = info.prefix
 
     def build(state_dict: dict[str, Any]) -> Module:
         stored_fp8 = _kept_fp8(state_dict)
-        state_dict = _dequantized(state_dict, compute, path)
-        module = flux.build_flux(state_dict, info, path) if isinstance(info, flux.FluxInfo) else \
-            sd3.build_sd3(state_dict, info, path)
+        module = spec.build(_dequantized(state_dict, compute, path), info, path)
         return _stored(module, storage or stored_fp8, compute)
 
-    kind = f"{family}_transformer"
-    module = manager_of(ctx).load(path, build, kind=kind, dtype=f"{weight_dtype}:{compute}", cast=False,
-                                  prefixes=(prefix,) if prefix else None)
-    return DiffusionModel(unet=module, family=family, in_channels=_in_channels(info), model_sampling=_sampling(info),
-                          latent_format=latent_formats.FLUX if family is Family.FLUX else latent_formats.SD3,
-                          name=path.name)
-
-
-def _in_channels(info: Info) -> int:
-    """Latent channels the network takes (Flux's packed tokens hold 2 x 2 cells of them)."""
-    if isinstance(info, flux.FluxInfo):
-        return info.in_channels // (PATCH * PATCH)
-    return info.in_channels
-
-
-def _sampling(info: Info) -> sampling.ModelSampling:
-    if isinstance(info, sd3.SD3Info):
-        return sampling.flow(SD3_SHIFT, 1000.0)
-    if info.guidance:
-        return sampling.flux()
-    return sampling.flow(FLUX_SCHNELL_SHIFT, 1.0)
+    module = manager_of(ctx).load(path, build, kind=f"{spec.family}_transformer", dtype=f"{weight_dtype}:{compute}",
+                                  cast=False, prefixes=(prefix,) if prefix else None)
+    return DiffusionModel(unet=module, family=spec.family, in_channels=spec.in_channels(info),
+                          model_sampling=spec.sampling(info), latent_format=spec.latent_format(info), name=path.name)
 
 
 def flux_mu(width: int, height: int, base_shift: float = 0.5, max_shift: float = 1.15) -> float:
@@ -145,64 +116,76 @@ def _stored(module: Module, storage: Any, compute: Any) -> Module:
     return module
 
 
-def load_components(ctx: NodeContext, path: Path, info: Info) -> tuple[TextEncoder | None, Any]:
+def load_components(ctx: NodeContext, path: Path, detected: Detected) -> tuple[TextEncoder | None, Any]:
     """CLIP and VAE of an all-in-one file (None for the parts it lacks)."""
     from visionatrix.diffusion.clip import TextEncoder
-    from visionatrix.diffusion.loading import manager_of
+    from visionatrix.diffusion.loading import dtypes, manager_of
     from visionatrix.diffusion.text.embeddings import embedding_lookup
     from visionatrix.diffusion.vae import Vae
 
+    spec, info = detected
     manager = manager_of(ctx)
     compute = compute_dtype(ctx)
-    family = family_of(info)
     encoders: dict[str, Module] = {}
-    for name in ("clip_l", "clip_g", "t5xxl"):
+    for name, builder in spec.text_builders.items():
         prefix = info.components.get(name)
         if prefix is None:
             continue
-        builder = TEXT_BUILDERS[name]
 
         def build(state_dict: dict[str, Any], prefix: str = prefix, builder: Callable[..., Module] = builder,
                   ) -> Module:
             raw = {k[len(prefix):]: v for k, v in state_dict.items()}
             return _stored(builder(_dequantized(raw, compute, path), path), _kept_fp8(raw), compute)
 
-        encoders[name] = manager.load(path, build, kind=f"{family}_{name}", dtype=str(compute), cast=False,
+        encoders[name] = manager.load(path, build, kind=f"{spec.family}_{name}", dtype=str(compute), cast=False,
                                       prefixes=(prefix,))
     clip = None
     if encoders:
-        clip = TextEncoder(encoders=encoders, family=family, embeddings=embedding_lookup(ctx), use=manager.use,
-                           tokenizers=_tokenizers(ctx, encoders), offload=getattr(manager, "offload", None))
+        clip = TextEncoder(encoders=encoders, family=spec.family, embeddings=embedding_lookup(ctx), use=manager.use,
+                           tokenizers=_tokenizers(ctx, encoders, path, info),
+                           offload=getattr(manager, "offload", None))
     vae = None
     prefix = info.components.get("vae")
     if prefix is not None:
-        from visionatrix.diffusion.loading import dtypes
 
         def build_vae(state_dict: dict[str, Any]) -> Module:
             return sd3_components.build_vae({k[len(prefix):]: v for k, v in state_dict.items()}, path)
 
-        vae = Vae(manager.load(path, build_vae, kind=f"{family}_vae", dtype=dtypes(ctx)[1], prefixes=(prefix,)),
+        vae = Vae(manager.load(path, build_vae, kind=f"{spec.family}_vae", dtype=dtypes(ctx)[1], prefixes=(prefix,)),
                   name=path.name)
     return clip, vae
 
 
 TEXT_BUILDERS: dict[str, Callable[..., Any]] = {
     "clip_l": sd3_components.build_clip_l, "clip_g": sd3_components.build_clip_g, "t5xxl": t5.build_t5}
+TOKENIZER_FILES = {"t5xxl": T5_TOKENIZER_FILE, "pile_t5xl": "llama_tokenizer/tokenizer.json",
+                   "hydit_clip": "hydit_clip_tokenizer/vocab.txt"}
+"""Where the catalog installs each text encoder's tokenizer, inside the text_encoders folder."""
 
 
-def _tokenizers(ctx: NodeContext, encoders: Mapping[str, Any]) -> dict[str, Any]:
-    if "t5xxl" not in encoders:
-        return {}
-    from visionatrix.diffusion.text.t5_tokenizer import t5_tokenizer
+def _tokenizers(ctx: NodeContext, encoders: Mapping[str, Any], path: Path | None = None, info: Any = None,
+                ) -> dict[str, Any]:
+    """The tokenizers of ``encoders`` that are installed (encoding names the catalog entry of a missing one);
+    HunyuanDiT's mT5 tokenizer comes from the SentencePiece model its file carries."""
+    from visionatrix.diffusion.text import hunyuan_tokenizers, llama_tokenizer, t5_tokenizer
 
+    loaders = {"t5xxl": t5_tokenizer.t5_tokenizer, "pile_t5xl": llama_tokenizer.llama_tokenizer,
+               "hydit_clip": hunyuan_tokenizers.bert_tokenizer}
     folders = ctx.model_folders
-    found = folders.find("text_encoders", T5_TOKENIZER_FILE) if folders is not None else None
-    if found is None:
-        return {}  # encoding says which catalog entry to install
-    return {"t5xxl": t5_tokenizer(found)}
+    found: dict[str, Any] = {}
+    for name in encoders:
+        if name in TOKENIZER_FILES and folders is not None:
+            location = folders.find("text_encoders", TOKENIZER_FILES[name])
+            if location is not None:
+                found[name] = loaders[name](location)
+    spiece = None if info is None else info.components.get("mt5xl_spiece")
+    if "mt5xl" in encoders and spiece is not None and path is not None:
+        data = read_state_dict(path, (spiece + "spiece_model",))[spiece + "spiece_model"]
+        found["mt5xl"] = hunyuan_tokenizers.mt5_tokenizer_from_spiece(data, path)
+    return found
 
 
-CLIP_TYPES = {"sd3": Family.SD3, "flux": Family.FLUX}
+CLIP_TYPES = {"sd3": Family.SD3, "flux": Family.FLUX, "pixart": Family.PIXART}
 
 
 def load_text_encoders(ctx: NodeContext, paths: Sequence[tuple[str, Path]], clip_type: str) -> TextEncoder:
@@ -218,6 +201,8 @@ def load_text_encoders(ctx: NodeContext, paths: Sequence[tuple[str, Path]], clip
     if family is Family.FLUX and sorted(kinds.values()) != ["clip_l", "t5xxl"]:
         raise InvalidInput("type", f"type flux takes one CLIP-L and one T5-XXL file; got "
                                    f"{', '.join(f'{n}: {k}' for n, k in kinds.items())}")
+    if family is Family.PIXART and list(kinds.values()) != ["t5xxl"]:
+        raise InvalidInput("type", f"type pixart takes a T5-XXL file; got {', '.join(kinds.values())}")
     manager = manager_of(ctx)
     compute = compute_dtype(ctx)
     encoders: dict[str, Module] = {}

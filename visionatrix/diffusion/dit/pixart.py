@@ -241,7 +241,9 @@ def predict(module: Any, x: Tensor, timestep: Tensor, context: Tensor, *, contex
     input ``x`` at ComfyUI's discrete ``timestep`` ``[B]`` with T5 tokens ``context`` ``[B, T, width]``; positions
     and (Alpha) micro conditions ``[H·8, W·8]`` / ``H/W`` as ComfyUI sets them. ``context_mask`` (``[B, T]``,
     1 = keep) masks text tokens in the cross attention (ComfyUI passes none)."""
-    dtype = next(module.parameters()).dtype
+    from visionatrix.diffusion.checkpoints import fp8
+
+    dtype = fp8.compute_dtype_of(module)  # not the first parameter's: weights may be stored in fp8
     batch, _, height, width = x.shape
     mean_side = (height + width) // 2
     steps = max(round(mean_side / 64), 1)  # ComfyUI divides by zero below 256 px; clamped here

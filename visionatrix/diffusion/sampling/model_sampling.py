@@ -27,7 +27,8 @@ class Prediction(StrEnum):
 
 
 class DiscreteSchedule:
-    """The 1000 training timesteps of SD1/SD2/SDXL: scaled-linear betas, ``sigma = sqrt((1 - ac) / ac)``.
+    """The 1000 training timesteps of SD1/SD2/SDXL: scaled-linear betas, ``sigma = sqrt((1 - ac) / ac)`` (PixArt:
+    linear betas).
 
     ``original_steps`` keeps every (1000 / n)-th timestep only (LCM's distilled table: 50).
     """
@@ -35,8 +36,13 @@ class DiscreteSchedule:
     sigma_data = 1.0
 
     def __init__(self, beta_start: float = 0.00085, beta_end: float = 0.012, timesteps: int = 1000,
-                 original_steps: int | None = None) -> None:
-        betas = torch.linspace(beta_start**0.5, beta_end**0.5, timesteps, dtype=torch.float64) ** 2
+                 original_steps: int | None = None, beta_schedule: str = "scaled_linear") -> None:
+        if beta_schedule == "linear":  # PixArt
+            betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+        elif beta_schedule == "scaled_linear":
+            betas = torch.linspace(beta_start**0.5, beta_end**0.5, timesteps, dtype=torch.float64) ** 2
+        else:
+            raise ValueError(f"unknown beta schedule {beta_schedule!r} (linear or scaled_linear)")
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         sigmas = ((1.0 - alphas_cumprod) / alphas_cumprod) ** 0.5
         table_t = torch.arange(timesteps, dtype=torch.float64)
