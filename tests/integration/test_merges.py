@@ -105,7 +105,7 @@ async def test_merged_finishes_are_each_guarded_by_their_own_lease(queue: TaskQu
 
     outcomes = await _while_busy(queue, *(
         queue.mark_finished(claim.id, "not-the-token" if claim is stale else claim.lease_token,
-                            timings={"run": float(i)})
+                            timings={"run": float(i)}, peak_vram_bytes=2**40 + i if i % 2 else None)
         for i, claim in enumerate(claims) if claim is not None))
 
     assert [type(outcome) for outcome in outcomes] == [type(None)] * 2 + [LeaseLost] + [type(None)] * 2
@@ -114,6 +114,7 @@ async def test_merged_finishes_are_each_guarded_by_their_own_lease(queue: TaskQu
         TaskStatus.FINISHED] * 2
     assert [task.timings for task in tasks if task.status is TaskStatus.FINISHED] == [
         {"run": 0.0}, {"run": 1.0}, {"run": 3.0}, {"run": 4.0}]
+    assert [task.peak_vram_bytes for task in tasks] == [None, 2**40 + 1, None, 2**40 + 3, None]
     assert all(task.progress == 100.0 and task.finished_at is not None for task in tasks
                if task.status is TaskStatus.FINISHED)
     rows = await _rows(queue)

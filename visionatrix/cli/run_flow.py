@@ -113,8 +113,11 @@ def _execute(executor: Executor, flow: Flow, prompt: dict[str, Any], out_dir: Pa
         return 130
     files = [out_dir / name for _, name in result.output_files()]
     if as_json:
-        json.dump({"flow": flow.name, "outputs": [str(f) for f in files], "ui": result.ui,
-                   "timings_s": result.timings_s, "elapsed_s": result.elapsed_s}, sys.stdout, indent=2, default=str)
+        report = {"flow": flow.name, "outputs": [str(f) for f in files], "ui": result.ui,
+                  "timings_s": result.timings_s, "elapsed_s": result.elapsed_s}
+        if result.peak_vram_bytes is not None:  # measured on a GPU only
+            report["peak_vram_bytes"] = result.peak_vram_bytes
+        json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
         for path in files:

@@ -86,6 +86,9 @@ class Task(Base):
     """The ComfyUI client (WebSocket ``clientId``) that queued the prompt, whose socket gets its events."""
     prompt_extra: Mapped[dict[str, Any] | None]
     """The prompt's ``number``, ``extra_data`` (secrets removed) and output nodes."""
+    peak_vram_bytes: Mapped[int | None] = mapped_column(BigInteger())
+    """The most bytes torch held allocated on the worker's GPU during the run, as the worker measured it; None on a
+    CPU worker, before the run ends, or when the failure came before it was measured."""
 
 
 # The claim takes the first pending task by (priority desc, id); with the affinity leg, by flow first. Both walk an

@@ -11,7 +11,7 @@ import functools
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Double, Update, bindparam, update
+from sqlalchemy import JSON, BigInteger, Double, Update, bindparam, update
 from sqlalchemy.sql.elements import BindParameter
 
 from visionatrix.db.types import UTCDateTime
@@ -51,8 +51,9 @@ def progress() -> Update:
 
 @functools.cache
 def finished() -> Update:
-    """The run succeeded: ``p_timings``, ``p_now``."""
+    """The run succeeded: ``p_timings``, ``p_peak_vram_bytes``, ``p_now``."""
     return _guarded(status="finished", progress=100.0, timings=bindparam("p_timings", type_=JSON()),
+                    peak_vram_bytes=bindparam("p_peak_vram_bytes", type_=BigInteger()),
                     lease_token=None, lease_expires_at=None, current_node=None, finished_at=_now(),
                     updated_at=_now())
 

@@ -311,10 +311,11 @@ class TaskQueue(WorkerRows, UserActions):
             updated_at=now, **values)
 
     async def mark_finished(self, task_id: int, lease_token: str, *, timings: dict[str, float],
-                            outputs: Sequence[FileRecord] = ()) -> None:
-        """The run succeeded: ``finished``, progress 100, its timings and output file rows. ``LeaseLost``."""
+                            outputs: Sequence[FileRecord] = (), peak_vram_bytes: int | None = None) -> None:
+        """The run succeeded: ``finished``, progress 100, its timings, output file rows and the GPU memory peak the
+        worker measured (None: not measured). ``LeaseLost``."""
         values = lease.params(task_id, lease_token, timings={str(k): float(v) for k, v in timings.items()},
-                              now=_now())
+                              peak_vram_bytes=records.byte_count(peak_vram_bytes), now=_now())
         flow: str
         if self.driver is not None and not outputs:
             statement = self.driver.statement(("finished",), lambda: (
@@ -337,12 +338,14 @@ class TaskQueue(WorkerRows, UserActions):
         self._publish("task_finished", task_id, flow, status=TaskStatus.FINISHED.value)
 
     async def mark_failed(self, task_id: int, lease_token: str, *, node_id: str | None, class_type: str | None,
-                          message: str, traceback: str | None) -> None:
-        """The run failed: ``failed`` with the node id, class, message and traceback. ``LeaseLost``."""
+                          message: str, traceback: str | None, peak_vram_bytes: int | None = None) -> None:
+        """The run failed: ``failed`` with the node id, class, message and traceback (and the GPU memory peak, when
+        the worker measured it). ``LeaseLost``."""
         error = {"node_id": node_id, "class_type": class_type, "message": message, "traceback": traceback}
+        ended = self._ended(task_id, lease_token, TaskStatus.FAILED, error=error,
+                            peak_vram_bytes=records.byte_count(peak_vram_bytes))
         async with self.writes.single() as conn:
-            row = await self.writes.update_one(conn, task_id, self._ended(task_id, lease_token, TaskStatus.FAILED,
-                                                                    error=error), (T.flow,))
+            row = await self.writes.update_one(conn, task_id, ended, (T.flow,))
         if row is None:
             raise LeaseLost(task_id)
         self._publish("task_failed", task_id, row.flow, status=TaskStatus.FAILED.value,

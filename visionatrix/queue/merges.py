@@ -44,9 +44,11 @@ _CLAIM = (
     "FROM o WHERE tasks.id = o.id "
     "RETURNING tasks.id, tasks.flow, tasks.graph, tasks.params, tasks.attempt, tasks.lease_token")
 _FINISH = (
-    "UPDATE tasks SET status = 'finished', progress = 100.0, timings = f.timings::JSON, lease_token = NULL, "
-    "lease_expires_at = NULL, current_node = NULL, finished_at = f.now, updated_at = f.now "
-    "FROM unnest($1::BIGINT[], $2::VARCHAR[], $3::TEXT[], $4::TIMESTAMPTZ[]) AS f(id, lease_token, timings, now) "
+    "UPDATE tasks SET status = 'finished', progress = 100.0, timings = f.timings::JSON, "
+    "peak_vram_bytes = f.peak_vram_bytes, lease_token = NULL, lease_expires_at = NULL, current_node = NULL, "
+    "finished_at = f.now, updated_at = f.now "
+    "FROM unnest($1::BIGINT[], $2::VARCHAR[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::BIGINT[]) "
+    "AS f(id, lease_token, timings, now, peak_vram_bytes) "
     "WHERE tasks.id = f.id AND tasks.lease_token = f.lease_token AND tasks.status = 'running' "
     "RETURNING tasks.id, tasks.flow, f.lease_token")
 
@@ -77,10 +79,11 @@ def finish_merge(statement: DriverStatement) -> Merge:
     """How a finish without outputs (``statement``: ``lease.finished`` returning the flow) merges with others."""
     at = statement.position
     task, token, timings, now = at("p_task_id"), at("p_lease_token"), at("p_timings"), at("p_now")
+    peak = at("p_peak_vram_bytes")
 
     def build(writes: list[Sequence[Any]]) -> tuple[str, list[Any]]:
         return _FINISH, [[w[task] for w in writes], [w[token] for w in writes], [w[timings] for w in writes],
-                         [w[now] for w in writes]]
+                         [w[now] for w in writes], [w[peak] for w in writes]]
 
     def split(writes: list[Sequence[Any]], rows: list[Any]) -> list[list[Any]]:
         found = {(row[0], row[2]): (row[1],) for row in rows}

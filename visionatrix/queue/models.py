@@ -58,6 +58,9 @@ class TaskRecord:
     finished_at: datetime | None
     updated_at: datetime | None
     files: list[FileRecord] = field(default_factory=list)
+    peak_vram_bytes: int | None = None
+    """The most bytes torch held allocated on the worker's GPU during the run (None: a CPU worker, not run yet, or
+    not measured)."""
 
 
 @dataclass

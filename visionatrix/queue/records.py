@@ -22,7 +22,16 @@ def task_record(row: AnyRow, files: list[FileRecord]) -> TaskRecord:
         graph=row.graph, progress=float(row.progress), current_node=row.current_node, worker_id=row.worker_id,
         attempt=row.attempt, cancel_requested=bool(row.cancel_requested), error=row.error,
         timings=dict(row.timings or {}), created_at=row.created_at, started_at=row.started_at,
-        finished_at=row.finished_at, updated_at=row.updated_at, files=files)
+        finished_at=row.finished_at, updated_at=row.updated_at, files=files, peak_vram_bytes=row.peak_vram_bytes)
+
+
+def byte_count(value: int | None) -> int | None:
+    """A count of bytes for a ``BIGINT`` column (``tasks.peak_vram_bytes``): None, or a whole number 0..2**63-1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"a byte count is a whole number from 0 to 2**63-1, not {value!r}")
+    return value
 
 
 def file_record(row: AnyRow) -> FileRecord:

@@ -65,13 +65,13 @@ class UserActions:
         return await self.get(task_id)
 
     async def restart(self, task_id: int) -> TaskRecord:
-        """A failed or cancelled task goes back to ``pending`` (attempt 0, error and progress cleared, output
-        rows removed). Otherwise ``Conflict``; ``NotFound``."""
+        """A failed or cancelled task goes back to ``pending`` (attempt 0, error, progress and the GPU memory
+        peak cleared, output rows removed). Otherwise ``Conflict``; ``NotFound``."""
         now = _now()
         stmt = (update(TASKS)
                 .where(T.id == task_id, T.status.in_([TaskStatus.FAILED.value, TaskStatus.CANCELLED.value]))
-                .values(status=TaskStatus.PENDING.value, attempt=0, error=None, timings={}, cancel_requested=False,
-                        finished_at=None, **records.RESET_RUN, updated_at=now))
+                .values(status=TaskStatus.PENDING.value, attempt=0, error=None, timings={}, peak_vram_bytes=None,
+                        cancel_requested=False, finished_at=None, **records.RESET_RUN, updated_at=now))
         async with self.engine.begin() as conn:
             row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
             if row is not None:

@@ -144,6 +144,9 @@ _SCHEMAS: dict[str, Any] = {
             "error": _ref("TaskError"),
             "timings": {"type": "object", "additionalProperties": {"type": "number"},
                         "description": "node id -> seconds"},
+            "peak_vram_bytes": {"type": ["integer", "null"], "minimum": 0,
+                                "description": "The most bytes torch held allocated on the worker's GPU during the "
+                                               "run; null on a CPU worker, before the run ends, or when not measured"},
             "created_at": {"type": ["string", "null"], "format": "date-time"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
             "finished_at": {"type": ["string", "null"], "format": "date-time"},

@@ -25,6 +25,9 @@ _LEASE = {"name": "X-Vix-Lease", "in": "header", "required": True, "schema": {"t
           "description": "The task's lease token"}
 _TOKEN = {"type": "string", "maxLength": limits.MAX_TOKEN_CHARS, "description": "The lease token of the claim"}
 _NAME_OR_NULL = {"type": ["string", "null"], "maxLength": limits.MAX_ID_CHARS}
+_PEAK_VRAM = {"type": ["integer", "null"], "minimum": 0, "maximum": limits.MAX_BYTES,
+              "description": "The most bytes torch held allocated on the GPU during the run (null: a CPU worker, or "
+                             "not measured); shown as the task's peak_vram_bytes"}
 _FLOW_NAMES = {"type": "array", "maxItems": limits.MAX_FLOWS,
                "items": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS}}
 
@@ -112,6 +115,7 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"name": {"type": "string", "maxLength": limits.MAX_NAME_CHARS},
                                "node_id": _NAME_OR_NULL}},
                 "description": "Files already uploaded to the task's output folder"},
+            "peak_vram_bytes": _PEAK_VRAM,
         },
     },
     "FailRequest": {
@@ -119,7 +123,8 @@ SCHEMAS: dict[str, Any] = {
         "required": ["lease_token", "message"],
         "additionalProperties": False,
         "properties": {"lease_token": _TOKEN, "node_id": _NAME_OR_NULL, "class_type": _NAME_OR_NULL,
-                       "message": {"type": "string"}, "traceback": {"type": ["string", "null"]}},
+                       "message": {"type": "string"}, "traceback": {"type": ["string", "null"]},
+                       "peak_vram_bytes": _PEAK_VRAM},
     },
     "LeaseRequest": {"type": "object", "required": ["lease_token"], "additionalProperties": False,
                      "properties": {"lease_token": _TOKEN}},

@@ -53,6 +53,7 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "cancel_requested": task.cancel_requested,
         "error": error,
         "timings": task.timings,
+        "peak_vram_bytes": task.peak_vram_bytes,
         "created_at": task.created_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,

@@ -66,6 +66,8 @@ class FinishRequest:
     lease_token: str
     timings: dict[str, float]
     outputs: list[OutputRef] = field(default_factory=list)
+    peak_vram_bytes: int | None = None
+    """The most GPU memory torch held during the run (None: a CPU worker, or not measured)."""
 
 
 @dataclass
@@ -75,6 +77,7 @@ class FailRequest:
     class_type: str | None
     message: str
     traceback: str | None
+    peak_vram_bytes: int | None = None
 
 
 @dataclass
@@ -91,6 +94,7 @@ class WorkerReportRequest:
 
 RESOURCE_BYTES = ("device_memory_total", "device_memory_free", "ram_total", "ram_free")
 MAX_BYTES = 1 << 62
+"""The largest byte count a worker may report (a memory size; fits the database's signed 64-bit integers)."""
 
 
 def _kind(value: Any) -> str:
@@ -230,13 +234,14 @@ def read_heartbeat(body: Any) -> HeartbeatRequest:
 
 
 def read_finish(body: Any) -> FinishRequest:
-    fields = Fields(body, ("lease_token", "timings", "outputs"))
+    fields = Fields(body, ("lease_token", "timings", "outputs", "peak_vram_bytes"))
     token = fields.text("lease_token", max_chars=MAX_TOKEN_CHARS)
     timings = _timings(fields.body.get("timings"), fields.problems)
     outputs = _outputs(fields.body.get("outputs"), fields.problems)
+    peak = fields.integer("peak_vram_bytes", low=0, high=MAX_BYTES, optional=True)
     fields.done()
     assert token is not None
-    return FinishRequest(token, timings, outputs)
+    return FinishRequest(token, timings, outputs, peak)
 
 
 def _timings(raw: Any, problems: dict[str, str]) -> dict[str, float]:
@@ -289,15 +294,16 @@ def _outputs(raw: Any, problems: dict[str, str]) -> list[OutputRef]:
 
 
 def read_fail(body: Any) -> FailRequest:
-    fields = Fields(body, ("lease_token", "node_id", "class_type", "message", "traceback"))
+    fields = Fields(body, ("lease_token", "node_id", "class_type", "message", "traceback", "peak_vram_bytes"))
     token = fields.text("lease_token", max_chars=MAX_TOKEN_CHARS)
     node_id = fields.text("node_id", max_chars=MAX_ID_CHARS, optional=True)
     class_type = fields.text("class_type", max_chars=MAX_ID_CHARS, optional=True)
     message = fields.text("message", max_chars=1_000_000, empty_ok=True)
     traceback = fields.text("traceback", max_chars=10_000_000, optional=True, empty_ok=True)
+    peak = fields.integer("peak_vram_bytes", low=0, high=MAX_BYTES, optional=True)
     fields.done()
     assert token is not None and message is not None
-    return FailRequest(token, node_id, class_type, message, traceback)
+    return FailRequest(token, node_id, class_type, message, traceback, peak)
 
 
 def read_worker_report(body: Any) -> WorkerReportRequest:

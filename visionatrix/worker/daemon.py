@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
-from visionatrix.executor import events
+from visionatrix.executor import devices, events
 from visionatrix.executor.run import Executor
 from visionatrix.queue.models import effective_flows
 from visionatrix.queue.prompts import is_node_set
@@ -319,8 +319,12 @@ class Worker(WorkerReports):
         except Interrupted:
             return _Outcome("interrupted")
         except NodeFailed as exc:
+            # The run's GPU memory peak: the executor measures it anew only when its next run starts, and nothing
+            # was awaited since this one let go of it (None on a CPU device).
+            peak = devices.peak_vram_bytes(self.executor.device)
             return _Outcome("failed", error={"node_id": exc.node_id, "class_type": exc.class_type,
-                                             "message": str(exc), "traceback": getattr(exc, "traceback", "")})
+                                             "message": str(exc), "traceback": getattr(exc, "traceback", ""),
+                                             "peak_vram_bytes": peak})
         except InvalidGraph as exc:
             return _Outcome("failed", error={"node_id": None, "class_type": None,
                                              "message": "; ".join(exc.issue_lines()), "traceback": ""})
@@ -359,13 +363,13 @@ class Worker(WorkerReports):
         if result.peak_vram_bytes is not None:
             log.info("task %s: peak VRAM %.1f MiB", task.id, result.peak_vram_bytes / 2**20)
         try:
-            await self.source.finish(task, result.timings_s, outputs)
+            await self.source.finish(task, result.timings_s, outputs, peak_vram_bytes=result.peak_vram_bytes)
         except (LeaseLost, SourceStopped):
             raise
         except Exception as exc:
             log.exception("task %s: storing its results failed", task.id)
             await self.source.fail(task, node_id=None, class_type=None, message=f"storing the results failed: {exc}",
-                                   traceback=traceback.format_exc())
+                                   traceback=traceback.format_exc(), peak_vram_bytes=result.peak_vram_bytes)
 
     async def _settle(self, held: HeldTask, call: Awaitable[None]) -> None:
         """Await the call that ends the task's run, then let go of the task."""

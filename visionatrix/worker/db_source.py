@@ -114,7 +114,7 @@ class DatabaseSource:
                                                 current_node=current_node)
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float],
-                     outputs: list[tuple[str, str | None]]) -> None:
+                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None) -> None:
         owners = dict(outputs)
         described = await asyncio.to_thread(self.storage.describe_outputs, task.id)
         records = [FileRecord(kind="output", name=name, node_id=owners[name], size_bytes=info.size_bytes,
@@ -123,12 +123,13 @@ class DatabaseSource:
         missing = sorted(set(owners) - {record.name for record in records})
         if missing:
             log.warning("task %s: outputs not found in its folder, not recorded: %s", task.id, ", ".join(missing))
-        await self.queue.mark_finished(task.id, task.lease_token, timings=timings, outputs=records)
+        await self.queue.mark_finished(task.id, task.lease_token, timings=timings, outputs=records,
+                                       peak_vram_bytes=peak_vram_bytes)
 
     async def fail(self, task: ClaimedTask, *, node_id: str | None, class_type: str | None, message: str,
-                   traceback: str | None) -> None:
+                   traceback: str | None, peak_vram_bytes: int | None = None) -> None:
         await self.queue.mark_failed(task.id, task.lease_token, node_id=node_id, class_type=class_type,
-                                     message=message, traceback=traceback)
+                                     message=message, traceback=traceback, peak_vram_bytes=peak_vram_bytes)
 
     async def cancelled(self, task: ClaimedTask) -> None:
         await self.queue.mark_cancelled(task.id, task.lease_token)

@@ -206,7 +206,7 @@ class HttpSource:
         return LeaseState(cancel_requested=bool(answer.get("cancel_requested")))
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float],
-                     outputs: list[tuple[str, str | None]]) -> None:
+                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None) -> None:
         held = _http(task)
         output_dir = self.task_dir(task.id) / "output"
         for name, _node_id in outputs:
@@ -216,13 +216,15 @@ class HttpSource:
                                         task_id=task.id)
             held.renewed()
         body = {"lease_token": task.lease_token, "timings": timings,
-                "outputs": [{"name": name, "node_id": node_id} for name, node_id in outputs]}
+                "outputs": [{"name": name, "node_id": node_id} for name, node_id in outputs],
+                **_peak(peak_vram_bytes)}
         await self._task_call(task, "finish", body)
 
     async def fail(self, task: ClaimedTask, *, node_id: str | None, class_type: str | None, message: str,
-                   traceback: str | None) -> None:
+                   traceback: str | None, peak_vram_bytes: int | None = None) -> None:
         await self._task_call(task, "fail", {"lease_token": task.lease_token, "node_id": node_id,
-                                             "class_type": class_type, "message": message, "traceback": traceback})
+                                             "class_type": class_type, "message": message, "traceback": traceback,
+                                             **_peak(peak_vram_bytes)})
 
     async def cancelled(self, task: ClaimedTask) -> None:
         await self._task_call(task, "cancelled", {"lease_token": task.lease_token})
@@ -245,6 +247,12 @@ class HttpSource:
                 job.cancel()
             await asyncio.gather(*self._withdrawals, return_exceptions=True)
         await self.transport.close()
+
+
+def _peak(peak_vram_bytes: int | None) -> dict[str, int]:
+    """``peak_vram_bytes`` for a finish or fail body, only when measured (a server older than the field refuses
+    unknown fields; a CPU worker's outcome still reaches it)."""
+    return {} if peak_vram_bytes is None else {"peak_vram_bytes": peak_vram_bytes}
 
 
 def _http(task: ClaimedTask) -> HttpTask:

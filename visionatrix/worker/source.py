@@ -50,13 +50,15 @@ class TaskSource(Protocol):
         ...
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float],
-                     outputs: list[tuple[str, str | None]]) -> None:
-        """The run succeeded: store ``outputs`` (``(name, node_id)`` of files in the output dir) and the timings."""
+                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None) -> None:
+        """The run succeeded: store ``outputs`` (``(name, node_id)`` of files in the output dir), the timings and
+        the run's GPU memory peak (None: not measured, a CPU device)."""
         ...
 
     async def fail(self, task: ClaimedTask, *, node_id: str | None, class_type: str | None, message: str,
-                   traceback: str | None) -> None:
-        """The run failed: the failing node (if any), its class, the message and the traceback."""
+                   traceback: str | None, peak_vram_bytes: int | None = None) -> None:
+        """The run failed: the failing node (if any), its class, the message, the traceback and the GPU memory
+        peak when it is known."""
         ...
 
     async def cancelled(self, task: ClaimedTask) -> None:

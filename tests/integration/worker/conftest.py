@@ -70,6 +70,24 @@ class RecordingExecutor(Executor):
             self.runs[int(kwargs["prompt_id"])] = (started, time.monotonic())
 
 
+class MeasuredExecutor(RecordingExecutor):
+    """The real executor on the CPU, whose results carry ``peak_vram_bytes`` as a run on a GPU reports it."""
+
+    PEAK = 12345
+
+    async def execute(self, prompt: Any, **kwargs: Any) -> Any:
+        result = await super().execute(prompt, **kwargs)
+        result.peak_vram_bytes = self.PEAK
+        return result
+
+
+@pytest.fixture
+def measured_executor(tmp_path: Path, registry: NodeRegistry) -> Any:
+    executor = MeasuredExecutor(registry, ExecutorSettings(device="cpu", temp_dir=tmp_path / "executor_temp"))
+    yield executor
+    executor.close()
+
+
 @pytest.fixture
 def executor(tmp_path: Path, registry: NodeRegistry) -> Any:
     executor = RecordingExecutor(registry, ExecutorSettings(device="cpu", temp_dir=tmp_path / "executor_temp"))

@@ -118,6 +118,26 @@ async def test_prepare_empties_a_requeued_tasks_output_and_finish_records_output
     done = await queue.get(task_id)
     assert done.status == TaskStatus.FINISHED
     assert [(f.name, f.node_id, f.size_bytes) for f in done.files] == [("a.png", "7", 1), ("sub/b.txt", None, 2)]
+    assert done.peak_vram_bytes is None
+
+
+async def test_a_runs_gpu_memory_peak_is_stored_when_it_finishes_or_fails(queue: TaskQueue, tmp_path: Path,
+                                                                         measured_executor: Any) -> None:
+    storage = storage_in(tmp_path)
+    finished = await queue_task(queue, storage, "slow", slow_graph(1))
+    worker = Worker(DatabaseSource(queue, storage, poll_min_s=0.01, poll_max_s=0.1), measured_executor,
+                    loop_options())
+    assert await worker.run(asyncio.Event(), burst=True) == 1
+    done = await queue.get(finished)
+    assert (done.status, done.peak_vram_bytes) == (TaskStatus.FINISHED, measured_executor.PEAK)
+
+    (failed,) = await queue.create("f", GRAPH, {})
+    source = DatabaseSource(queue, storage)
+    task = await source.claim("w", ["f"], None, 0)
+    assert task is not None and task.id == failed
+    await source.fail(task, node_id="1", class_type="Noop", message="CUDA out of memory", traceback=None,
+                      peak_vram_bytes=2**33)
+    assert (await queue.get(failed)).peak_vram_bytes == 2**33
 
 
 # -- the loop over the database source ---------------------------------------------------------------------------

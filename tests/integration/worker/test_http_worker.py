@@ -63,9 +63,27 @@ async def test_burst_run_downloads_inputs_uploads_outputs_and_leaves_no_temporar
             stored = services.storage.resolve(task_id, "output", "slow_00001_.png").read_bytes()
             assert outputs[0].sha256 == hashlib.sha256(stored).hexdigest()
             assert set(task.timings) >= {"3", "5"}
+            assert task.peak_vram_bytes is None  # a CPU run: not measured, not sent
         assert list((tmp_path / "w").iterdir()) == []
         (worker,) = await services.queue.list_workers()
         assert (worker.worker_id, worker.mode, worker.current_task_id) == (WORKER, "WORKER_HTTP", None)
+
+
+async def test_the_runs_gpu_memory_peak_reaches_the_server_with_the_finish(tmp_path, registry,
+                                                                          measured_executor):
+    async with running_server(tmp_path, registry) as server, http_source(server.url, tmp_path / "w") as source:
+        services = server.services
+        task_id = await queue_task(services.queue, services.storage, "slow", slow_graph(1))
+        assert await Worker(source, measured_executor, options()).run(asyncio.Event(), burst=True) == 1
+        task = await services.queue.get(task_id)
+        assert (task.status, task.peak_vram_bytes) == (TaskStatus.FINISHED, measured_executor.PEAK)
+
+        (failed,) = await services.queue.create("other", {}, {})
+        claimed = await source.claim(WORKER, ["other"], None, 0)
+        assert claimed is not None and claimed.id == failed
+        await source.fail(claimed, node_id=None, class_type=None, message="CUDA out of memory", traceback=None,
+                          peak_vram_bytes=2**33)
+        assert (await services.queue.get(failed)).peak_vram_bytes == 2**33
 
 
 async def test_next_task_is_claimed_and_downloaded_while_the_previous_runs_and_finishing_overlaps_the_next_run(

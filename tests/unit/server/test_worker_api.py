@@ -469,6 +469,11 @@ async def test_finish_with_a_missing_output_is_400_naming_it(http: TestClient, v
         ({"outputs": {"a.png": "7"}}, {"outputs"}),
         ({"timings": {"7": -1}}, {"timings"}),
         ({"timings": [1]}, {"timings"}),
+        ({"peak_vram_bytes": -1}, {"peak_vram_bytes"}),
+        ({"peak_vram_bytes": 1.5}, {"peak_vram_bytes"}),
+        ({"peak_vram_bytes": "12345"}, {"peak_vram_bytes"}),
+        ({"peak_vram_bytes": True}, {"peak_vram_bytes"}),
+        ({"peak_vram_bytes": 2**63 + 1}, {"peak_vram_bytes"}),
     ],
 )
 async def test_a_bad_finish_is_400_naming_each_problem(http: TestClient, vix: VixClient, body: dict[str, Any],
@@ -486,6 +491,26 @@ async def test_finish_without_outputs_finishes_the_task(http: TestClient, vix: V
     assert (await _post(http, task, "finish")).status == 200
     shown = await vix.get_task(task["id"])
     assert shown["status"] == "finished" and shown["outputs"] == []
+    assert shown["peak_vram_bytes"] is None  # a CPU worker sends none
+
+
+async def test_finish_and_fail_store_the_runs_gpu_memory_peak(http: TestClient, vix: VixClient) -> None:
+    finished, failed, unmeasured = [await _claimed(http, vix) for _ in range(3)]
+    assert (await _post(http, finished, "finish", peak_vram_bytes=12345)).status == 200
+    assert (await _post(http, failed, "fail", message="out of memory", peak_vram_bytes=2**40)).status == 200
+    assert (await _post(http, unmeasured, "fail", message="boom", peak_vram_bytes=None)).status == 200
+    shown = {task["id"]: task["peak_vram_bytes"] for task in await vix.list_tasks()}
+    assert shown == {finished["id"]: 12345, failed["id"]: 2**40, unmeasured["id"]: None}
+
+
+@pytest.mark.parametrize("value", [-5, "big", 2**63, [1]])
+async def test_a_fail_with_a_bad_peak_is_400_naming_it(http: TestClient, vix: VixClient, value: Any) -> None:
+    task = await _claimed(http, vix)
+    response = await _post(http, task, "fail", message="boom", peak_vram_bytes=value)
+    assert response.status == 400
+    reply = await response.json()
+    assert set(reply["details"]) == {"peak_vram_bytes"} and "peak_vram_bytes" in reply["message"]
+    assert (await vix.get_task(task["id"]))["status"] == "running"
 
 
 # -- fail, cancelled, release ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed, VisionatrixError
 from visionatrix.executor import events
 from visionatrix.queue.models import ClaimedTask, LeaseState, WorkerRecord
+from visionatrix.worker import daemon
 from visionatrix.worker.daemon import Worker, WorkerOptions
 from visionatrix.worker.source import SourceStopped
 
@@ -50,6 +51,8 @@ class MemorySource:
     """How long a claim that finds no task waits (at most its ``wait_s``)."""
     concluding: int = 0
     most_concluding: int = 0
+    peaks: dict[int, int | None] = field(default_factory=dict)
+    """The GPU memory peak each finish carried."""
 
     def note(self, call: str, task_id: int | None = None) -> None:
         self.calls.append((time.monotonic(), call, task_id))
@@ -95,7 +98,9 @@ class MemorySource:
         finally:
             self.concluding -= 1
 
-    async def finish(self, task: ClaimedTask, timings: dict[str, float], outputs: list[tuple[str, str | None]]) -> None:
+    async def finish(self, task: ClaimedTask, timings: dict[str, float], outputs: list[tuple[str, str | None]], *,
+                     peak_vram_bytes: int | None = None) -> None:
+        self.peaks[task.id] = peak_vram_bytes
         await self._conclude(task, "finished", outputs)
 
     async def fail(self, task: ClaimedTask, **error: Any) -> None:
@@ -123,7 +128,8 @@ class MemorySource:
 
 
 class StandInExecutor:
-    """Runs a task's "graph": ``sleep_s``, then writes ``outputs``; ``raise`` makes it fail instead."""
+    """Runs a task's "graph": ``sleep_s``, then writes ``outputs`` (and reports ``peak`` as its GPU memory peak);
+    ``raise`` makes it fail instead."""
 
     device = "cpu"
 
@@ -151,7 +157,7 @@ class StandInExecutor:
             for node_id, name in graph.get("outputs", []):
                 (output_dir / name).write_bytes(b"x")
                 ui[node_id] = {"images": [{"filename": name, "subfolder": "", "type": "output"}]}
-            return events.ExecutionResult(prompt_id, ui=ui, timings_s={"1": 0.01})
+            return events.ExecutionResult(prompt_id, ui=ui, timings_s={"1": 0.01}, peak_vram_bytes=graph.get("peak"))
         finally:
             self.runs[int(prompt_id)] = (started, time.monotonic())
 
@@ -178,6 +184,38 @@ async def test_a_failing_node_fails_the_task_with_node_id_class_and_message(tmp_
     outcome, error = source.outcomes[1]
     assert outcome == "failed"
     assert (error["node_id"], error["class_type"]) == ("4", "ImageCrop") and "x out of range" in error["message"]
+
+
+async def test_the_runs_gpu_memory_peak_goes_with_its_results(tmp_path):
+    source = MemorySource([task(1, peak=12345), task(2)], tmp_path)
+    assert await make_worker(source).run(asyncio.Event(), burst=True) == 2
+    assert source.peaks == {1: 12345, 2: None}
+
+
+async def test_results_that_cannot_be_stored_fail_the_task_with_the_runs_peak(tmp_path):
+    source = MemorySource([task(1, peak=12345)], tmp_path, finish_error=VisionatrixError("413"))
+    await make_worker(source).run(asyncio.Event(), burst=True)
+    outcome, error = source.outcomes[1]
+    assert outcome == "failed" and error["peak_vram_bytes"] == 12345
+
+
+async def test_a_node_failure_on_a_gpu_reports_the_peak_of_its_run(tmp_path, monkeypatch):
+    measured: list[str] = []
+
+    def peak(device: str) -> int | None:
+        measured.append(device)
+        return 4321 if device.startswith("cuda") else None
+
+    monkeypatch.setattr(daemon.devices, "peak_vram_bytes", peak)
+    failure = NodeFailed("4", "ImageCrop", ValueError("x out of range"))
+    invalid = InvalidGraph({"message": "invalid prompt"}, {})
+    executor = StandInExecutor()
+    executor.device = "cuda:0"
+    source = MemorySource([task(1, **{"raise": failure}), task(2, **{"raise": invalid})], tmp_path)
+    await make_worker(source, executor).run(asyncio.Event(), burst=True)
+    assert source.outcomes[1][1]["peak_vram_bytes"] == 4321
+    assert "peak_vram_bytes" not in source.outcomes[2][1]  # refused before it ran: nothing was measured
+    assert measured == ["cuda:0"]
 
 
 async def test_an_invalid_graph_fails_the_task_with_every_issue(tmp_path):

@@ -201,7 +201,8 @@ async def finish(request: web.Request) -> web.Response:
         await services.queue.extend_lease(task_id, body.lease_token)  # a lost lease is the answer that matters
         raise BadRequest("missing_outputs", f"not in the task's output folder (upload them first): "
                          f"{', '.join(missing)}", {"missing": missing})
-    await services.queue.mark_finished(task_id, body.lease_token, timings=body.timings, outputs=outputs)
+    await services.queue.mark_finished(task_id, body.lease_token, timings=body.timings, outputs=outputs,
+                                       peak_vram_bytes=body.peak_vram_bytes)
     return _reply({"status": TaskStatus.FINISHED.value})
 
 
@@ -229,7 +230,7 @@ async def fail(request: web.Request) -> web.Response:
     body = worker_request.read_fail(await parsing.read_json(request))
     await request.app[SERVICES].queue.mark_failed(task_id, body.lease_token, node_id=body.node_id,
                                                   class_type=body.class_type, message=body.message,
-                                                  traceback=body.traceback)
+                                                  traceback=body.traceback, peak_vram_bytes=body.peak_vram_bytes)
     return _reply({"status": TaskStatus.FAILED.value})
 
 
