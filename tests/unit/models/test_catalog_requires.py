@@ -112,11 +112,13 @@ def test_the_bundled_catalog_is_the_corpus_with_the_tokenizers_and_their_require
         assert "regexes" not in bundled.raw[name]  # no graph input names a tokenizer
 
 
-def test_the_tokenizer_entries_are_those_the_loaders_name() -> None:
+def test_the_tokenizer_entries_are_those_the_loaders_name_installed_where_they_look() -> None:
+    from visionatrix.diffusion.dit import loading
     from visionatrix.diffusion.text import hunyuan_tokenizers, llama_tokenizer, t5_tokenizer
 
     names = {t5_tokenizer.CATALOG_ENTRY, llama_tokenizer.CATALOG_ENTRY, hunyuan_tokenizers.BERT_CATALOG_ENTRY}
     assert names == set(TOKENIZERS)
+    assert set(loading.TOKENIZER_FILES.values()) == {filename for filename, _url in TOKENIZERS.values()}
 
 
 # --- installing ------------------------------------------------------------------------------------------------
