@@ -21,8 +21,10 @@ from visionatrix.diffusion.checkpoints.detect import Family
 from visionatrix.diffusion.conds import PreparedCond
 from visionatrix.diffusion.dit import calls
 from visionatrix.diffusion.model import DiffusionModel
+from visionatrix.errors import InvalidInput
 
 TINY = 1e-37
+UNET_FAMILIES = (Family.SD1, Family.SD2, Family.SDXL, Family.SDXL_REFINER)
 
 
 class UnetEvaluator:
@@ -80,6 +82,9 @@ class UnetEvaluator:
                                      for c in conds]) for key in first.added}
         down = mid = None
         if first.control is not None:
+            if self.model.family not in UNET_FAMILIES:
+                raise InvalidInput("positive", f"ControlNets condition SD1/SD2/SDXL UNets; this is a "
+                                               f"{self.model.family} model (its ControlNets are not supported yet)")
             down, mid = first.control.residuals(x_in, timestep, sigma_b.repeat(n), context, added, self.ms,
                                                 cond_count=n)
         out = self.network(x_in, timestep, context, added, down, mid, first.refs)

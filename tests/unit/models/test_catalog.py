@@ -11,7 +11,6 @@ import pytest
 from aiohttp import web
 
 from tests.corpus import CORPUS
-from visionatrix.config import Settings
 from visionatrix.errors import ModelError, NotFound
 from visionatrix.models.catalog import MAX_CATALOG_BYTES, ModelsCatalog, load_catalog, load_catalog_sync
 
@@ -41,12 +40,6 @@ def test_the_corpus_catalog_loads_with_every_entry() -> None:
     assert catalog.get("SD3.5-Medium").filename == "sd3.5_medium.safetensors"  # no filename: the URL's basename
     rife = catalog.get("Rife-47")
     assert rife.folder == "" and rife.folders == ("",) and rife.filename.startswith("custom_nodes/")
-
-
-def test_the_bundled_catalog_is_the_default_and_equals_the_corpus() -> None:
-    bundled = load_catalog_sync(Settings().models_catalog)
-    corpus = load_catalog_sync([str(CORPUS / "models_catalog.json")])
-    assert bundled.models() == corpus.models()
 
 
 def test_a_model_is_described_from_its_entry(tmp_path: Path) -> None:
