@@ -1,9 +1,10 @@
-// One task as a table row: id, flow, status (with the failing node), progress, worker, times and its actions.
+// One task as a table row: id, flow, status (with the failing node), progress, worker (and the run's peak VRAM),
+// times and its actions.
 // Cells carry data-label so the narrow layout can show each as "label: value".
 
 import { pageUrl } from "./api.js";
 import { h } from "./dom.js";
-import { formatDuration, formatTime } from "./format.js";
+import { formatBytes, formatDuration, formatTime } from "./format.js";
 import { href } from "./router.js";
 
 const STATUS_TEXT = { pending: "pending", running: "running", finished: "finished", failed: "failed",
@@ -57,7 +58,9 @@ export function taskRow(task, act) {
     h("td", { "data-label": "Flow" }, h("a", { href: href("run", task.flow) }, task.flow)),
     statusCell(task),
     progressCell(task),
-    h("td", { "data-label": "Worker" }, task.worker_id ?? "—"),
+    h("td", { "data-label": "Worker" }, task.worker_id ?? "—",
+      task.peak_vram_bytes != null
+        ? h("div", { class: "small muted peak-vram" }, `Peak VRAM ${formatBytes(task.peak_vram_bytes)}`) : null),
     timesCell(task),
     actionsCell(task, act));
 }
