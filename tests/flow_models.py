@@ -12,6 +12,22 @@ For each model a flow loads (``Flow.info()["models"]``: the input that names it,
 - ``model_name`` of ``UpscaleModelLoader`` (``upscale_models``): ESRGAN x4 (or Real-ESRGAN x2 for an ``x2`` name)
   of :mod:`tests.model_fixtures`, as ``.pth``.
 
+Flux.1 and SD3.5 flows get the tiny files of :mod:`tests.dit_flow_files` (one set: every file fits every other):
+
+- ``unet_name`` (``diffusion_models``): the Flux transformer in BFL layout its names say (``fill``, ``schnell``,
+  else dev; Kontext is dev weights);
+- ``clip_name*`` (``text_encoders``): CLIP-L, CLIP-G, T5-XXL (fp16) or T5-XXL fp8 by name; beside any T5 file goes
+  T5's tokenizer (``text_encoders/t5_tokenizer/tokenizer.json``, where the loaders look for it);
+- ``vae_name``: the 16-channel Flux VAE for ``ae.safetensors`` (or a name saying Flux), the SDXL VAE otherwise;
+- ``ckpt_name`` naming SD3.5: the large or medium checkpoint (MMDiT + VAE), ``fp8``/``8bit`` names as ComfyUI's
+  scaled fp8 file;
+- ``lora_name`` in a flow that loads a Flux transformer: a LoRA for the tiny Flux dev in the catalog file's format
+  (ComfyUI's for the realism LoRA, diffusers' for alimama's Turbo-Alpha, kohya's otherwise);
+- AuraFlow and HunyuanDiT ``ckpt_name``: their tiny all-in-one checkpoints; a PixArt ``unet_name``: a PixArt Sigma
+  transformer taking the shared T5;
+- a tokenizer the catalog implies (``implied_by``: ``t5_tokenizer/tokenizer.json``, ``llama_tokenizer/...``,
+  ``hydit_clip_tokenizer/vocab.txt``) under its ``filename``.
+
 Each file is written under the catalog's ``filename`` only (where an install from the catalog puts it), also when
 the graph asks for another name (``animagine_xl`` loads ``animagineXL40_v4Opt.safetensors`` while the catalog
 installs ``animagine-xl-4.0-opt.safetensors``): the worker and ``run-flow`` point such inputs at the installed file
@@ -31,7 +47,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tests import diffusion_fixtures, model_fixtures
+from tests import diffusion_fixtures, dit_flow_files, model_fixtures
 
 CATALOG = Path(__file__).resolve().parents[1] / "visionatrix" / "models" / "models_catalog.json"
 """The bundled models catalog (what ``models install --flow`` uses by default)."""
@@ -43,6 +59,7 @@ _UNET_LORA_TARGETS = re.compile(
 _TEXT_LORA_TARGETS = re.compile(r"(text_model\.encoder\.layers\.\d+\.(?:self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12]))"
                                 r"\.weight$")
 _PLAYGROUND = re.compile(r"(?i)playground|prometheus")
+_FLUX_VAE = re.compile(r"(?i)(?:^|[\s/\\])ae\.(?:safetensors|sft)|flux")
 
 
 def kohya_sdxl_lora(checkpoint: diffusion_fixtures.TinyCheckpoint, *, rank: int = LORA_RANK,
@@ -80,7 +97,10 @@ FIXTURE_NAMES = {"sdxl": "sdxl.safetensors", "playground25": "playground25.safet
 
 
 def fixture_file(cache_dir: Path, kind: str) -> Path:
-    """The tiny model file of ``kind`` (a key of :data:`FIXTURE_NAMES`), written into ``cache_dir`` once."""
+    """The tiny model file of ``kind`` (a key of :data:`FIXTURE_NAMES` or :data:`tests.dit_flow_files.FILES`),
+    written into ``cache_dir`` once."""
+    if kind in dit_flow_files.FILES:
+        return dit_flow_files.dit_file(cache_dir, kind)
     path = cache_dir / FIXTURE_NAMES[kind]
     if path.is_file():
         return path
@@ -108,20 +128,41 @@ def _atomic_save(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
     os.replace(partial, path)
 
 
-def model_kind(model: Mapping[str, Any]) -> str:
-    """Which fixture file stands for one of ``Flow.info()["models"]``."""
+def model_kind(model: Mapping[str, Any], family: str | None = None) -> str:
+    """Which fixture file stands for one of ``Flow.info()["models"]``; ``family`` (:func:`flow_family`) decides
+    which LoRA a ``lora_name`` gets."""
     names = " ".join(str(model.get(key) or "") for key in ("name", "value", "filename"))
     folder = (model.get("types") or [""])[0]
     input_name = str(model.get("input") or "")
+    if model.get("implied_by") and (kind := dit_flow_files.tokenizer_kind(str(model.get("filename") or ""))):
+        return kind
     if input_name == "ckpt_name" or folder == "checkpoints":
-        return "playground25" if _PLAYGROUND.search(names) else "sdxl"
-    if input_name.startswith("lora_name") or folder == "loras":
-        return "lora"
-    if input_name == "vae_name" or folder == "vae":
-        return "vae"
-    if folder == "upscale_models" or input_name == "model_name":
+        return dit_flow_files.checkpoint_kind(names) or ("playground25" if _PLAYGROUND.search(names) else "sdxl")
+    if input_name == "unet_name" or folder in ("diffusion_models", "unet"):
+        if kind := dit_flow_files.unet_kind(names):
+            return kind
+    elif input_name.startswith("clip_name") or folder in ("text_encoders", "clip"):
+        if kind := dit_flow_files.text_encoder_kind(names):
+            return kind
+    elif input_name.startswith("lora_name") or folder == "loras":
+        return dit_flow_files.flux_lora_kind(names) if family == "flux" else "lora"
+    elif input_name == "vae_name" or folder == "vae":
+        return "flux_vae" if _FLUX_VAE.search(names) else "vae"
+    elif folder == "upscale_models" or input_name == "model_name":
         return "upscale_x2" if re.search(r"(?i)x2", names) else "upscale_x4"
     raise ValueError(f"no tiny model stands for {dict(model)}")
+
+
+def flow_family(models: Iterable[Mapping[str, Any]]) -> str:
+    """``flux`` when a flow loads a Flux transformer, ``sd3`` an SD3.5 checkpoint, ``sdxl`` SDXL ones only (or no
+    model), else ``dit`` (AuraFlow, PixArt, HunyuanDiT)."""
+    kinds = {model_kind(model) for model in models
+             if str(model.get("input") or "").startswith(("unet_name", "ckpt_name"))}
+    if any(kind.startswith("flux_") for kind in kinds):
+        return "flux"
+    if any(kind.startswith("sd35_") for kind in kinds):
+        return "sd3"
+    return "sdxl" if kinds <= {"sdxl", "playground25"} else "dit"
 
 
 def model_targets(model: Mapping[str, Any]) -> list[str]:
@@ -131,28 +172,45 @@ def model_targets(model: Mapping[str, Any]) -> list[str]:
 
 
 def write_flow_models(models: Iterable[Mapping[str, Any]], models_dir: Path, cache_dir: Path) -> list[Path]:
-    """Place a tiny file for each of a flow's ``models`` (``Flow.info()["models"]``) in ``models_dir``; the paths."""
+    """Place a tiny file for each of a flow's ``models`` (``Flow.info()["models"]``) in ``models_dir`` (and T5's
+    tokenizer beside a T5 file); the paths."""
+    models = list(models)
+    family = flow_family(models)
     written: list[Path] = []
     for model in models:
-        folder = (model.get("types") or [_default_folder(model)])[0]
-        source = fixture_file(cache_dir, model_kind(model))
+        kind = model_kind(model, family)
+        folder = (model.get("types") or [_default_folder(kind)])[0]
         for name in model_targets(model):
-            target = models_dir / folder / name
-            if target.exists():
-                written.append(target)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-            written.append(target)
+            written.append(_place(fixture_file(cache_dir, kind), models_dir / folder / name))
+        if kind in ("t5xxl", "t5xxl_fp8"):
+            written.append(_place(fixture_file(cache_dir, "t5_tokenizer"),
+                                  models_dir / folder / dit_flow_files.TOKENIZER_TARGET))
     return list(dict.fromkeys(written))
 
 
-def _default_folder(model: Mapping[str, Any]) -> str:
-    return {"sdxl": "checkpoints", "playground25": "checkpoints", "lora": "loras", "vae": "vae"}.get(
-        model_kind(model), "upscale_models")
+def _place(source: Path, target: Path) -> Path:
+    """``source`` hard-linked (copied across file systems) at ``target`` unless something is there already."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
+
+
+def _default_folder(kind: str) -> str:
+    """Where a model of ``kind`` goes when its catalog entry names no folder."""
+    if kind.startswith(("flux_lora", "lora")):
+        return "loras"
+    if kind in ("vae", "flux_vae"):
+        return "vae"
+    if kind.startswith(("flux_", "pixart")):
+        return "diffusion_models"
+    if kind.startswith(("clip_", "t5")) or kind.endswith("tokenizer"):
+        return "text_encoders"
+    return "upscale_models" if kind.startswith("upscale") else "checkpoints"
 
 
 def corpus_flow_models(flow_path: Path) -> list[dict[str, Any]]:
