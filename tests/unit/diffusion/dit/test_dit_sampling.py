@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 
 import pytest
 import torch
 
 from tests import dit_files, sd3_fixtures
+from tests.unit.diffusion.dit.conftest import node_instances
 from visionatrix.errors import InvalidInput
-from visionatrix.models.folders import ModelFolders
-from visionatrix.nodes.context import NodeContext, use
-from visionatrix.nodes.model_manager import ModelManager
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PROMPT = "a photo of a cat"
 SEED = 123
 FLUX_SCALE, FLUX_SHIFT = 0.3611, 0.1159
@@ -41,12 +37,8 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture
 def nodes(models_dir):
-    from comfy_nodes.diffusion import NODE_CLASS_MAPPINGS
-
-    ctx = NodeContext(model_folders=ModelFolders(models_dir),
-                      models=ModelManager(device="cpu", ram_budget_bytes=1 << 30, vram_reserve_bytes=0))
-    with use(ctx):
-        yield {name: cls() for name, cls in NODE_CLASS_MAPPINGS.items()}
+    with node_instances(models_dir) as instances:
+        yield instances
 
 
 def _t5_ids(text: str, min_length: int) -> torch.Tensor:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
 
 from tests import dit_files
+from tests.unit.diffusion.dit.conftest import node_instances
 from visionatrix.errors import InvalidInput
-from visionatrix.models.folders import ModelFolders
-from visionatrix.nodes.context import NodeContext, use
-from visionatrix.nodes.model_manager import ModelManager
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +23,8 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture
 def nodes(models_dir):
-    from comfy_nodes.diffusion import NODE_CLASS_MAPPINGS
-
-    ctx = NodeContext(model_folders=ModelFolders(models_dir),
-                      models=ModelManager(device="cpu", ram_budget_bytes=1 << 30, vram_reserve_bytes=0))
-    with use(ctx):
-        yield {name: cls() for name, cls in NODE_CLASS_MAPPINGS.items()}
+    with node_instances(models_dir) as instances:
+        yield instances
 
 
 def test_empty_sd3_latent_has_16_channels_at_an_eighth_of_the_size(nodes):

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 
 import pytest
 import torch
 
 from tests import auraflow_fixtures, dit_files, hunyuan_fixtures, pixart_fixtures, sd3_fixtures
+from tests.unit.diffusion.dit.conftest import node_instances
 from visionatrix.diffusion.sampling import model_sampling as sampling
 from visionatrix.errors import InvalidInput, ModelFileError
-from visionatrix.models.folders import ModelFolders
-from visionatrix.nodes.context import NodeContext, use
-from visionatrix.nodes.model_manager import ModelManager
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SEED = 31
 PROMPT = "a photo of a cat"
 T5_WIDTH = sd3_fixtures.T5_DIMS["d_model"]
@@ -52,12 +48,8 @@ def pixart_weights() -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
 
 @pytest.fixture
 def nodes(models_dir):
-    from comfy_nodes.diffusion import NODE_CLASS_MAPPINGS
-
-    ctx = NodeContext(model_folders=ModelFolders(models_dir),
-                      models=ModelManager(device="cpu", ram_budget_bytes=1 << 30, vram_reserve_bytes=0))
-    with use(ctx):
-        yield {name: cls() for name, cls in NODE_CLASS_MAPPINGS.items()}
+    with node_instances(models_dir) as instances:
+        yield instances
 
 
 def _noise(shape: tuple[int, ...]) -> torch.Tensor:
