@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	./.ci/db-up
 	./.ci/browser-up
-	$(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
