@@ -32,6 +32,8 @@ def models_dir(tmp_path_factory):
         dit_files.write_flux(root, variant)
     dit_files.write_flux_all_in_one(root)
     dit_files.write_sd3_checkpoint(root, "sd35_large", "sd3.5_large.safetensors")
+    sd3_fixtures.write(sd3_fixtures.cached_checkpoint("sd35_medium", all_in_one=True).state_dict,
+                       root / "checkpoints" / "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors")
     return root
 
 
@@ -284,3 +286,16 @@ def test_wrong_pairings_are_named(nodes):
     with pytest.raises(InvalidInput, match="takes a flux model"):
         nodes["ModelSamplingFlux"].patch(nodes["CheckpointLoaderSimple"].load_checkpoint(
             "sd3.5_large.safetensors")[0], 1.15, 0.5, 1024, 1024)
+
+
+def test_all_in_one_sd35_medium_carries_its_three_text_encoders(nodes):
+    name = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"
+    model, clip, vae = nodes["CheckpointLoaderSimple"].load_checkpoint(name)
+    assert set(clip.encoders) == {"clip_l", "clip_g", "t5xxl"} and "t5xxl" in clip.tokenizers
+    assert model.unet.config.dual_attention_layers == (0,)
+    (positive,) = nodes["CLIPTextEncode"].encode(clip, PROMPT)
+    assert positive[0][0].shape == (1, 77 + 77, 512) and positive[0][1]["pooled_output"].shape == (1, 384)
+    (latent,) = nodes["EmptySD3LatentImage"].generate(64, 64, 1)
+    (out,) = nodes["KSampler"].sample(model, SEED, 1, 1.0, "euler", "simple", positive, positive, latent)
+    (image,) = nodes["VAEDecode"].decode(vae, out)
+    assert image.shape == (1, 64, 64, 3) and image.isfinite().all()
