@@ -15,7 +15,8 @@ from visionatrix.nodes.model_files import files_of, path_of, version_of
 
 log = logging.getLogger(__name__)
 CLIP_TYPES = ["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
-              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image"]
+              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux",
+              "hunyuan_dit"]
 """ComfyUI's CLIPLoader types (so its graphs validate); this release runs ``stable_diffusion``, ``sd3`` and
 ``pixart``."""
 
@@ -66,7 +67,13 @@ class CLIPLoader:
         return version_of("text_encoders", clip_name, "clip_name")
 
     def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
-        if type in dit_loading.CLIP_TYPES and type != "flux":
+        if type == "flux":
+            raise InvalidInput("type", "a Flux CLIP is CLIP-L and T5-XXL together: load both with DualCLIPLoader "
+                                       "(type flux)")
+        if type == "hunyuan_dit":
+            raise InvalidInput("type", "HunyuanDiT's text encoders (BERT and mT5-XL) load with its checkpoint "
+                                       "(CheckpointLoaderSimple)")
+        if type in dit_loading.CLIP_TYPES:
             from comfy_nodes.diffusion.dit_loaders import load_clip_files
 
             return (load_clip_files({"clip_name": clip_name}, type),)

@@ -80,3 +80,13 @@ def test_remote_vae_decode_decodes_with_the_installed_family_vae(nodes, models_d
         nodes["RemoteVAEDecode"].decode(latent, "SDXL")
     with pytest.raises(InvalidInput, match="unknown VAE type"):
         nodes["RemoteVAEDecode"].decode(latent, "Nope")
+
+
+def test_clip_loader_names_what_to_use_for_flux_and_hunyuan(nodes):
+    with pytest.raises(InvalidInput, match="load both with DualCLIPLoader"):
+        nodes["CLIPLoader"].load_clip("t5xxl_fp16.safetensors", "flux")
+    with pytest.raises(InvalidInput, match="load with its checkpoint"):
+        nodes["CLIPLoader"].load_clip("t5xxl_fp16.safetensors", "hunyuan_dit")
+    (clip,) = nodes["CLIPLoader"].load_clip("t5xxl_fp16.safetensors", "sd3")
+    (alone,) = nodes["CLIPTextEncode"].encode(clip, "a photo of a cat")
+    assert alone[0][0].shape == (1, 77, 512) and not alone[0][1]["pooled_output"].any()  # T5 rows, zero pooled
