@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests import model_fixtures
-from tests.flow_models import fixture_file
+from tests.flow_models import corpus_flow_models, fixture_file, write_flow_models
 from tests.flow_runs import read_image, run_flow
 from visionatrix.flows import FlowStore
 from visionatrix.models.folders import ModelFolders
@@ -22,7 +22,8 @@ SAMPLE = ROOT / "flows" / "examples" / "sample.jpg"
 BUNDLED = sorted(p.stem for p in (ROOT / "flows").glob("*.json"))
 SDXL_CHECKPOINT = "RealVisXL_V5.0_fp16.safetensors"
 SMALL = {"sdxl_text_to_image": {"prompt": "a red fox", "width": 256, "height": 256, "steps": 3},
-         "sdxl_image_to_image": {"prompt": "a red fox", "steps": 3}}
+         "sdxl_image_to_image": {"prompt": "a red fox", "steps": 3},
+         "flux_text_to_image": {"prompt": "a red fox", "width": 256, "height": 256, "steps": 2}}
 """Parameters that keep the diffusion flows to seconds on a CPU (their defaults are sized for a GPU)."""
 
 
@@ -40,8 +41,8 @@ def store(registry) -> FlowStore:
 
 @pytest.fixture(scope="module")
 def model_folders(tmp_path_factory) -> ModelFolders:
-    """The bundled flows' model files: ``upscale_4x``'s two upscalers and the SDXL flows' checkpoint as tiny models
-    in their real layouts."""
+    """The bundled flows' model files: ``upscale_4x``'s two upscalers, the SDXL flows' checkpoint and the Flux flow's
+    files (:mod:`tests.flow_models`) as tiny models in their real layouts."""
     root = tmp_path_factory.mktemp("models")
     fixtures = model_fixtures.write_good_models(root / "fixtures")
     (root / "upscale_models").mkdir()
@@ -49,6 +50,7 @@ def model_folders(tmp_path_factory) -> ModelFolders:
     shutil.copyfile(fixtures["realesrgan_x2.pth"], root / "upscale_models" / "RealESRGAN_x2plus.pth")
     (root / "checkpoints").mkdir()
     shutil.copyfile(fixture_file(root / "diffusion", "sdxl"), root / "checkpoints" / SDXL_CHECKPOINT)
+    write_flow_models(corpus_flow_models(ROOT / "flows" / "flux_text_to_image.json"), root, root / "diffusion")
     return ModelFolders(root)
 
 

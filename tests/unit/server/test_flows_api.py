@@ -130,7 +130,9 @@ async def test_installing_an_unknown_bundled_flow_and_deleting_an_unknown_flow_a
 async def test_flows_say_which_model_files_the_server_lacks(vix: VixClient, services) -> None:
     loading = {"upscale_4x": ["4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"],  # the bundled flows with model files
                "sdxl_text_to_image": ["RealVisXL_V5.0_fp16.safetensors"],
-               "sdxl_image_to_image": ["RealVisXL_V5.0_fp16.safetensors"]}
+               "sdxl_image_to_image": ["RealVisXL_V5.0_fp16.safetensors"],
+               "flux_text_to_image": ["flux1-dev.sft", "t5xxl_fp16.safetensors", "clip_l.safetensors",
+                                      "ae.safetensors"]}
     for flow in await vix.list_flows():
         assert flow["models_missing"] == loading.get(flow["name"], []), flow["name"]
     with_model = solid_flow("with_model")
