@@ -293,13 +293,15 @@ def flux_layers(value: str) -> tuple[int, int]:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     print(f"{'case':34} {'device':7} {'ours s/step':>12} {'direct s/step':>14} {'speed':>7} {'peak VRAM':>10} "
-          f"{'max |diff|':>10}")
+          f"{'max |diff|':>10} {'outside ms/step':>16}")
     for row in results:
         if "ours_s_per_step" in row:
-            diff = f"{row['max_abs_diff']:10.2e}" if "max_abs_diff" in row else ""
+            diff = f"{row['max_abs_diff']:10.2e}" if "max_abs_diff" in row else f"{'':10}"
+            outside = (f"{row['ours_outside_ms_per_step']:7.2f} / {row['direct_outside_ms_per_step']:.2f}"
+                       if "ours_outside_ms_per_step" in row else "")
             print(f"{row['case']:34} {row['device']:7} {row['ours_s_per_step']:12.4f} "
                   f"{row['direct_s_per_step']:14.4f} {row['speed_vs_direct']:7.3f} "
-                  f"{row['peak_vram_bytes'] / 2**30:9.2f}G {diff}")
+                  f"{row['peak_vram_bytes'] / 2**30:9.2f}G {diff} {outside}")
         elif "cold_load_s" in row:
             weights = f", weights {row['weights_bytes'] / 2**30:.2f} GiB" if "weights_bytes" in row else ""
             print(f"{row['case']:34} {row['device']:7} cold load {row['cold_load_s']:.2f} s, warm "

@@ -110,25 +110,59 @@ def direct_sd3(module: Any, positive: tuple[torch.Tensor, torch.Tensor], negativ
     return x
 
 
+class ForwardClock:
+    """Seconds spent inside ``module``'s forward (CPU only: on CUDA a forward returns before its kernels finish),
+    so a run's time outside the network (our sampler's own per-step work) can be told from the network's."""
+
+    def __init__(self, module: torch.nn.Module | None) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+        self._handles = [] if module is None else [
+            module.register_forward_pre_hook(lambda *_: self._begin()),
+            module.register_forward_hook(lambda *_: self._end())]
+
+    def _begin(self) -> None:
+        self._start = time.perf_counter()
+
+    def _end(self) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 def compare(case: str, ours: Callable[[], torch.Tensor], direct: Callable[[], torch.Tensor], steps: int, repeat: int,
-            device: str, **extra: Any) -> dict[str, Any]:
+            device: str, module: torch.nn.Module | None = None, **extra: Any) -> dict[str, Any]:
     """Per-step seconds of both (one warm-up each, then alternating, medians); ``speed_vs_direct`` = direct s/step
-    over ours (ours' steps/s over the direct loop's; 1.0: as fast); the warm-up outputs' max abs difference."""
+    over ours (ours' steps/s over the direct loop's; 1.0: as fast); the warm-up outputs' max abs difference. With
+    ``module`` (the network both call) on the CPU also the per-step milliseconds spent outside its forward, which
+    the machine's noise in the network's own time does not blur."""
     ours_out, direct_out = ours(), direct()
     diff = float((ours_out.float().cpu() - direct_out.float().cpu()).abs().max())
     scale = float(direct_out.float().abs().max())
-    if device.startswith("cuda"):
+    cuda = device.startswith("cuda")
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    ours_runs, direct_runs = [], []
-    for _ in range(repeat):
-        ours_runs.append(_timed(ours, device) / steps)
-        direct_runs.append(_timed(direct, device) / steps)
-    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
-    ours_s, direct_s = statistics.median(ours_runs), statistics.median(direct_runs)
+    clock = ForwardClock(None if cuda else module)
+    runs: dict[str, list[float]] = {"ours": [], "direct": [], "ours_outside": [], "direct_outside": []}
+    try:
+        for _ in range(repeat):
+            for name, function in (("ours", ours), ("direct", direct)):
+                clock.seconds = 0.0
+                seconds = _timed(function, device)
+                runs[name].append(seconds / steps)
+                runs[name + "_outside"].append((seconds - clock.seconds) / steps)
+    finally:
+        clock.remove()
+    peak = torch.cuda.max_memory_allocated() if cuda else 0
+    ours_s, direct_s = statistics.median(runs["ours"]), statistics.median(runs["direct"])
+    outside = {} if cuda or module is None else {
+        f"{name}_outside_ms_per_step": 1e3 * statistics.median(runs[name + "_outside"]) for name in ("ours", "direct")}
     return {"case": case, "device": device, "latent": list(ours_out.shape), "steps": steps, "repeat": repeat,
             "ours_s_per_step": ours_s, "direct_s_per_step": direct_s, "speed_vs_direct": direct_s / ours_s,
             "ours_steps_per_s": 1 / ours_s, "direct_steps_per_s": 1 / direct_s, "max_abs_diff": diff,
-            "output_max_abs": scale, "peak_vram_bytes": peak, **extra}
+            "output_max_abs": scale, "peak_vram_bytes": peak, **outside, **extra}
 
 
 def flux_pair(nodes: dict[str, Any], model: Any, cond: list[Any], side: int, steps: int, seed: int = SEED,
@@ -211,7 +245,7 @@ def tiny_dit_cases(device: str, steps: int, repeat: int, *, flux_side: int = 512
             (cond,) = nodes["CLIPTextEncode"].encode(clip, PROMPT)
             (cond,) = nodes["FluxGuidance"].append(cond, FLUX_GUIDANCE)
             ours, direct = flux_pair(nodes, model, cond, flux_side, steps)
-            results.append(compare(f"tiny flux dev {flux_side}px", ours, direct, steps, repeat, device))
+            results.append(compare(f"tiny flux dev {flux_side}px", ours, direct, steps, repeat, device, model.unet))
             model, _, _ = nodes["CheckpointLoaderSimple"].load_checkpoint("sd3.5_large.safetensors")
             (clip,) = nodes["TripleCLIPLoader"].load_clip("clip_l.safetensors", "clip_g.safetensors",
                                                           "t5xxl_fp16.safetensors")
@@ -219,7 +253,7 @@ def tiny_dit_cases(device: str, steps: int, repeat: int, *, flux_side: int = 512
             (negative,) = nodes["CLIPTextEncode"].encode(clip, NEGATIVE)
             ours, direct = sd3_pair(nodes, model, positive, negative, sd3_side, steps)
             results.append(compare(f"tiny sd3.5 large {sd3_side}px cfg {SD3_CFG:g}", ours, direct, steps, repeat,
-                                   device))
+                                   device, model.unet))
     return results
 
 
@@ -327,7 +361,7 @@ def _flux_size_runs(root: Path, name: str, weight_dtype: str, context: torch.Ten
                     if len(module.transformer_blocks) else str(module.x_embedder.weight.dtype)}
             (cond,) = nodes["FluxGuidance"].append([[context, {"pooled_output": pooled}]], FLUX_GUIDANCE)
             ours, direct = flux_pair(nodes, model, cond, side, steps)
-            run = compare(f"flux-size {label} {side}px", ours, direct, steps, repeat, device,
+            run = compare(f"flux-size {label} {side}px", ours, direct, steps, repeat, device, module,
                           weight_dtype=weight_dtype, text_tokens=context.shape[1])
             del model, module, ours, direct
             ctx.models.free()

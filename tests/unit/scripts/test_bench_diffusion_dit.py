@@ -26,6 +26,8 @@ def _check_run(row: dict, latent: list[int]) -> None:
     assert math.isclose(row["ours_steps_per_s"], 1 / row["ours_s_per_step"])
     assert row["output_max_abs"] > 0.1  # a real latent, not zeros on both sides
     assert row["max_abs_diff"] < 1e-4 * max(1.0, row["output_max_abs"])
+    for name in ("ours", "direct"):  # the time outside the transformer's forward: some, less than a whole step
+        assert 0 < row[f"{name}_outside_ms_per_step"] < 1e3 * row[f"{name}_s_per_step"]
 
 
 def test_tiny_flux_and_sd35_cases_time_ours_against_a_direct_loop_with_the_same_latent():
