@@ -126,7 +126,7 @@ async def open_page(browser: Browser, watch: Watch, url: str, viewport: dict[str
     return page
 
 
-async def tab_to(page: Page, name: str, limit: int = 60) -> None:
+async def tab_to(page: Page, name: str, limit: int = 100) -> None:
     """Presses Tab until the focused element's accessible name (aria-label or text) is ``name``."""
     for _ in range(limit):
         await page.keyboard.press("Tab")
