@@ -6,18 +6,22 @@ cannot be used raises :class:`InvalidSetting` naming the variable (the CLI exits
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from visionatrix.errors import VisionatrixError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URI = "sqlite+aiosqlite:///./visionatrix.db"
 MODES = ("DEFAULT", "SERVER", "WORKER")
+REMOTE_VAE_TYPES = ("SD v1", "SDXL", "Flux", "HunyuanVideo")
+"""The ``vae_type`` values of ``RemoteVAEDecode``, the keys ``VIX_REMOTE_VAE_DECODERS`` may name."""
 _DB_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg", "mysql+asyncmy", "mysql+aiomysql", "mariadb+asyncmy")
 
 
@@ -79,6 +83,9 @@ class Settings:
     long_poll_s: float = 20.0
     claim_ahead: bool = True
     """WORKER/DEFAULT: hold one task ahead while a task runs (pipelining)."""
+    remote_vae_decoders: dict[str, str] = field(default_factory=dict)
+    """``VIX_REMOTE_VAE_DECODERS``: ``RemoteVAEDecode``'s endpoint (http(s) URL) per ``vae_type``; a type without
+    one decodes locally."""
 
     @property
     def worker_id(self) -> str:
@@ -197,6 +204,54 @@ def _worker_auth(value: Any) -> str | None:
     return text
 
 
+def _remote_vae_decoders(value: Any) -> dict[str, str]:
+    """``{"Flux": "https://...", ...}`` (JSON) or ``Flux=https://...,SDXL=https://...``; names match case, spaces,
+    ``_`` and ``-`` aside (``sd_v1`` is ``SD v1``); every URL must be http(s) with a host."""
+    if value in (None, "", {}):
+        return {}
+    name = "VIX_REMOTE_VAE_DECODERS"
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif str(value).lstrip().startswith("{"):
+        try:
+            parsed = json.loads(str(value))
+        except ValueError as exc:
+            raise InvalidSetting(f"{name} is not a valid JSON object: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidSetting(f"{name} must be a JSON object of VAE type to URL, got {value!r}")
+        pairs = list(parsed.items())
+    else:
+        pairs = []
+        for part in (p.strip() for p in str(value).split(",")):
+            vae_type, eq, url = part.partition("=")
+            if part and not eq:
+                raise InvalidSetting(f"{name} must be 'type=url' pairs separated by ',' (or a JSON object), got "
+                                     f"{part!r}")
+            if part:
+                pairs.append((vae_type.strip(), url.strip()))
+    known = {_type_key(t): t for t in REMOTE_VAE_TYPES}
+    decoders: dict[str, str] = {}
+    for vae_type, url in pairs:
+        canonical = known.get(_type_key(str(vae_type)))
+        if canonical is None:
+            raise InvalidSetting(f"{name}: unknown VAE type {vae_type!r}; expected one of {', '.join(known.values())}")
+        try:
+            split = urlsplit(url) if isinstance(url, str) else None
+        except ValueError:
+            split = None
+        if split is None or split.scheme not in ("http", "https") or not split.hostname:
+            raise InvalidSetting(f"{name}: the endpoint of {canonical} must be an http(s) URL with a host, got "
+                                 f"{url!r}")
+        if canonical in decoders:
+            raise InvalidSetting(f"{name} names {canonical} twice")
+        decoders[canonical] = url
+    return decoders
+
+
+def _type_key(vae_type: str) -> str:
+    return "".join(char for char in vae_type.lower() if char not in " _-")
+
+
 def _database_uri(value: str | None) -> str:
     uri = value or DEFAULT_DATABASE_URI
     if not uri.startswith(tuple(f"{scheme}://" for scheme in _DB_SCHEMES)):
@@ -273,4 +328,6 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
         long_poll_s=long_poll_s,
         claim_ahead=_bool("VIX_WORKER_CLAIM_AHEAD", _pick(flags, "claim_ahead", env, "VIX_WORKER_CLAIM_AHEAD"),
                           defaults.claim_ahead),
+        remote_vae_decoders=_remote_vae_decoders(_pick(flags, "remote_vae_decoders", env,
+                                                       "VIX_REMOTE_VAE_DECODERS")),
     )

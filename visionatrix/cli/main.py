@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="output", metavar="DIR", help="folder for the outputs (default: output)")
     run.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE; default: CUDA when available)")
     run.add_argument("--max-image-pixels", type=int, help="refuse input images larger than this")
+    run.add_argument("--remote-vae-decoders", metavar="TYPE=URL,...",
+                     help="RemoteVAEDecode endpoints per VAE type, 'Flux=https://...,SDXL=https://...' or a JSON "
+                          "object (VIX_REMOTE_VAE_DECODERS; default: decode locally)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(run)
 
@@ -64,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-claim-ahead", dest="claim_ahead", action="store_const", const=False, default=None,
                        help="claim a task only when the executor is free (VIX_WORKER_CLAIM_AHEAD=0)")
     serve.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE)")
+    serve.add_argument("--remote-vae-decoders", metavar="TYPE=URL,...",
+                       help="RemoteVAEDecode endpoints per VAE type, 'Flux=https://...,SDXL=https://...' or a JSON "
+                            "object (VIX_REMOTE_VAE_DECODERS; default: decode locally)")
     _common(serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
@@ -80,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
           "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_name", "flows", "worker_auth",
-          "models_dir", "claim_ahead", "user_dir", "extra_model_paths")
+          "models_dir", "claim_ahead", "user_dir", "extra_model_paths", "remote_vae_decoders")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

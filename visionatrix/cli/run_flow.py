@@ -87,7 +87,8 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             device=settings.device, input_dir=input_dir, output_dir=out_dir, temp_dir=Path(scratch) / "temp",
             max_image_pixels=settings.max_image_pixels, cache_max_entries=settings.cache_max_entries,
             cache_max_bytes=settings.cache_max_bytes, model_folders=folders,
-            ram_cache_bytes=settings.ram_cache_bytes, vram_reserve_bytes=settings.vram_reserve_bytes))
+            ram_cache_bytes=settings.ram_cache_bytes, vram_reserve_bytes=settings.vram_reserve_bytes,
+            remote_vae_decoders=settings.remote_vae_decoders))
         try:
             return _execute(executor, flow, prompt, out_dir, as_json=args.json)
         finally:

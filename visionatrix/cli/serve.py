@@ -115,7 +115,8 @@ async def _run_background(settings: Settings, services: Services, stop: asyncio.
             device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
             cache_max_entries=settings.cache_max_entries, cache_max_bytes=settings.cache_max_bytes,
             model_folders=store.folders, ram_cache_bytes=settings.ram_cache_bytes,
-            vram_reserve_bytes=settings.vram_reserve_bytes))
+            vram_reserve_bytes=settings.vram_reserve_bytes,
+            remote_vae_decoders=settings.remote_vae_decoders))
         node_types = set(services.registry.object_info())
         options = WorkerOptions(worker_id=settings.worker_id,
                                 installed_flows=lambda: _runnable(services.flows, node_types, store.folders),

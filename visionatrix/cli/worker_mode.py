@@ -71,7 +71,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         device=settings.device, temp_dir=settings.temp_dir, max_image_pixels=settings.max_image_pixels,
         cache_max_entries=settings.cache_max_entries, cache_max_bytes=settings.cache_max_bytes,
         model_folders=folders, ram_cache_bytes=settings.ram_cache_bytes,
-        vram_reserve_bytes=settings.vram_reserve_bytes))
+        vram_reserve_bytes=settings.vram_reserve_bytes, remote_vae_decoders=settings.remote_vae_decoders))
     try:
         store = model_store.build_store(settings, await model_store.read_catalog(settings), folders)
         try:

@@ -47,6 +47,8 @@ class ExecutorSettings:
     """RAM the model manager may keep models in; None: half of the host's RAM."""
     vram_reserve_bytes: int = 1024**3
     """VRAM left free for activations when the model manager places models on a GPU."""
+    remote_vae_decoders: dict[str, str] = field(default_factory=dict)
+    """``RemoteVAEDecode``'s endpoint URL per ``vae_type`` (``Settings.remote_vae_decoders``); empty: local."""
 
 
 class Executor:
@@ -83,6 +85,7 @@ class Executor:
             interrupt_event=self._interrupt,
             model_folders=self.settings.model_folders,
             models=self.models,
+            remote_vae_decoders=self.settings.remote_vae_decoders,
         )
 
     def interrupt(self) -> None:

@@ -47,6 +47,9 @@ class NodeContext:
     """False where the graph is validated but runs elsewhere (the server, for its workers): a COMBO of model files
     (``ModelFileList``) then accepts any name, and the worker that runs the graph checks it against its own folders."""
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    remote_vae_decoders: dict[str, str] = field(default_factory=dict)
+    """``RemoteVAEDecode``'s endpoint URL per ``vae_type`` (``VIX_REMOTE_VAE_DECODERS``); a type without one
+    decodes locally."""
     interrupt_event: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressCallback = _no_progress
     node_id: str | None = None
