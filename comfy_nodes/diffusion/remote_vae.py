@@ -123,6 +123,8 @@ def _post(endpoint: str, data: bytes, params: dict[str, Any], headers: dict[str,
                          + (f": {detail}" if detail else "")) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            raise ModelError(f"remote VAE decoder {endpoint} did not answer within {TIMEOUT_S:g} s") from None
         raise ModelError(f"remote VAE decoder {endpoint} could not be reached: {reason}") from None
 
 

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import torch
 
+from comfy_nodes.diffusion import remote_vae
 from comfy_nodes.diffusion.remote_vae import VAE_FILES, RemoteVAEDecode
 from tests import dit_files
 from tests.unit.diffusion.dit.conftest import node_instances
@@ -28,6 +29,13 @@ from visionatrix.nodes.context import NodeContext, use
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 Answer = Callable[[torch.Tensor, dict[str, list[str]]], tuple[int, dict[str, str], bytes]]
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """The endpoints are on 127.0.0.1: a proxy from the environment must not carry the requests."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -194,6 +202,22 @@ def test_an_unreachable_endpoint_is_an_error_naming_it():
     url = f"http://127.0.0.1:{port}/decode"
     with remote({"Flux": url}), pytest.raises(ModelError, match=rf"remote VAE decoder {url} could not be reached"):
         RemoteVAEDecode().decode(flux_latent(), "Flux")
+
+
+def test_an_endpoint_slower_than_the_timeout_is_an_error(monkeypatch):
+    release = threading.Event()
+
+    def stalled(latent: torch.Tensor, query: dict[str, list[str]]) -> tuple[int, dict[str, str], bytes]:
+        release.wait(5)
+        return vae_answer(latent, query)
+
+    monkeypatch.setattr(remote_vae, "TIMEOUT_S", 0.2)
+    with endpoint(stalled) as (url, _), remote({"Flux": url}):
+        try:
+            with pytest.raises(ModelError, match=rf"remote VAE decoder {url} did not answer within 0.2 s"):
+                RemoteVAEDecode().decode(flux_latent(), "Flux")
+        finally:
+            release.set()  # before the server closes, which waits for its handler threads
 
 
 def test_a_latent_of_another_family_is_refused_before_anything_is_sent():
