@@ -175,9 +175,15 @@ def system_stats(version: str) -> dict[str, Any]:
         "python_version": sys.version,
         "pytorch_version": torch_version,
         "embedded_python": False,
-        "argv": list(sys.argv),
+        "argv": public_argv(sys.argv),
     }
     return {"system": system, "devices": devices}
+
+
+def public_argv(argv: list[str]) -> list[str]:
+    """The command line as ``system_stats`` shows it: the program's name alone. The arguments may carry secrets
+    (``--worker-auth``, a password in ``--database-uri``) and absolute paths; the editor only needs a list."""
+    return [Path(argv[0]).name] if argv else []
 
 
 def _installed_version(package: str) -> str:

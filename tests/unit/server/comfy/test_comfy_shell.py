@@ -172,6 +172,14 @@ async def test_without_a_models_dir_the_model_routes_are_empty_or_404(bare_http:
     await _json(bare_http, "/api/experiment/models/checkpoints", 404)
 
 
+async def test_system_stats_shows_no_arguments_secrets_or_paths(http: TestClient, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/opt/vix/bin/visionatrix", "run", "--worker-auth", "s3cret-token",
+                                      "--database-uri", "postgresql+asyncpg://vix:hunter2@db/vix"])
+    body = await (await http.get("/api/system_stats")).text()
+    assert "s3cret-token" not in body and "hunter2" not in body and "/opt/vix" not in body
+    assert (await _json(http, "/api/system_stats"))["system"]["argv"] == ["visionatrix"]
+
+
 async def test_system_stats_has_the_shape_the_editor_validates(http: TestClient) -> None:
     import torch
 
@@ -182,7 +190,7 @@ async def test_system_stats_has_the_shape_the_editor_validates(http: TestClient)
     assert system["required_frontend_version"] == "1.58.1"
     assert system["pytorch_version"] == torch.__version__
     assert system["embedded_python"] is False and system["os"] == sys.platform
-    assert system["python_version"] == sys.version and system["argv"] == sys.argv
+    assert system["python_version"] == sys.version and system["argv"] == [Path(sys.argv[0]).name]
     assert system["ram_total"] >= system["ram_free"] > 0
     assert stats["devices"] and all(set(device) == DEVICE_KEYS for device in stats["devices"])
     primary = stats["devices"][0]
