@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +70,42 @@ def _comfy_error(kind: str, message: str, details: str = "", status: int = 400,
                               "node_errors": node_errors or {}}, status=status)
 
 
-async def _json_body(request: web.Request) -> Any:
-    """The body as JSON; None when it is empty or not JSON (ComfyUI's routes treat both as "nothing given")."""
+class _BadBody(ValueError):
+    """A request body that is not a JSON object (the route answers 400 with the message)."""
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    """The body's JSON object; None when the body is empty (ComfyUI's routes treat that as "nothing given"). A body
+    that is not UTF-8 JSON, or JSON but not an object, is :class:`_BadBody`: nothing is done on a guess."""
     raw = await request.read()
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _BadBody("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise _BadBody(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _BadBody("the body's JSON is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise _BadBody(f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _reads_json(handler: Callable[[web.Request], Awaitable[web.Response]],
+                ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``handler``, answering 400 (ComfyUI's error shape, type ``invalid_json``) to a body :func:`_json_body`
+    refuses."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except _BadBody as exc:
+            return _comfy_error("invalid_json", str(exc))
+
+    return wrapped
 
 
 # -- POST /prompt ------------------------------------------------------------------------------------------------
@@ -230,6 +259,7 @@ async def get_queue(request: web.Request) -> web.Response:
     return web.json_response({"queue_running": running, "queue_pending": pending})
 
 
+@_reads_json
 async def post_queue(request: web.Request) -> web.Response:
     """``{"clear": true}`` removes every pending prompt; ``{"delete": [prompt_id, ...]}`` those (pending only)."""
     body = await _json_body(request)
@@ -255,6 +285,7 @@ async def _delete(request: web.Request, chosen: list[PromptRecord]) -> None:
             await asyncio.to_thread(services.storage.delete_task, prompt.task.id)
 
 
+@_reads_json
 async def post_interrupt(request: web.Request) -> web.Response:
     """With ``{"prompt_id"}``: cancel that prompt if it runs. Without: every running prompt of the ``client_id``
     the body names, or every running prompt."""
@@ -272,6 +303,7 @@ async def post_interrupt(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+@_reads_json
 async def post_free(request: web.Request) -> web.Response:
     """ComfyUI's ``/free``: ``{"unload_models": true}`` (or ``free_memory``) asks every worker that is not offline
     to unload the models it holds (with its next report); a body asking neither does nothing."""
@@ -315,6 +347,7 @@ async def get_history_entry(request: web.Request) -> web.Response:
     return web.json_response({found.prompt_id: records.history_entry(found.task, found.prompt_id, found.extra)})
 
 
+@_reads_json
 async def post_history(request: web.Request) -> web.Response:
     """``{"clear": true}`` deletes every finished prompt (rows and files); ``{"delete": [prompt_id, ...]}`` those."""
     body = await _json_body(request)

@@ -140,7 +140,7 @@ async def test_queue_delete_and_clear_remove_pending_prompts(http: TestClient) -
     assert pending == ids[1:]
     assert (await http.post("/api/queue", json={"clear": True})).status == 200
     assert (await (await http.get("/queue")).json())["queue_pending"] == []
-    assert (await http.post("/queue", data=b"garbage")).status == 200  # ComfyUI ignores what it cannot read
+    assert (await http.post("/queue", data=b"garbage")).status == 400  # not read as "nothing given" on a guess
 
 
 async def test_interrupt_cancels_the_running_prompt(http: TestClient, services: Services) -> None:
@@ -160,3 +160,23 @@ async def test_history_clear_deletes_finished_prompts(http: TestClient, services
     assert (await http.post("/history", json={"delete": [prompt_id]})).status == 200
     assert await (await http.get("/history")).json() == {}
     assert (await (await http.get("/vapi/tasks")).json())["tasks"] == []
+
+
+@pytest.mark.parametrize("path", ["/queue", "/history", "/interrupt", "/free"])
+@pytest.mark.parametrize(("raw", "message"), [
+    (b'{"clear": tr', "not valid JSON"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b"[1, 2]", "must be a JSON object, got list"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+])
+async def test_malformed_bodies_are_400_and_change_nothing(http: TestClient, path: str, raw: bytes,
+                                                           message: str) -> None:
+    status, first = await _post(http, {"prompt": solid_prompt(8)})
+    assert status == 200
+    response = await http.post(path, data=raw, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["type"] == "invalid_json" and message in body["error"]["message"]
+    queue = await (await http.get("/queue")).json()
+    assert [item[1] for item in queue["queue_pending"]] == [first["prompt_id"]]
+    assert (await http.post(path)).status == 200  # an empty body still means "nothing given"
