@@ -28,18 +28,24 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from comfy_nodes.primitives.expression import MAX_DEPTH, MAX_EXPRESSION_CHARS, MAX_INT_BITS
+from comfy_nodes.primitives.expression import (
+    MAX_DEPTH,
+    MAX_EXPRESSION_CHARS,
+    MAX_INT_BITS,
+    ExpressionError,
+    power,
+    round_number,
+)
 from visionatrix.errors import InvalidInput
 
-MAX_ROUND_DIGITS = 64
 VARIABLES = ("a", "b", "c")
 LATENT_SCALE = 8
 
 Number = int | float
 
 
-class RefusedExpression(ValueError):
-    """The expression uses something this evaluator does not accept."""
+RefusedExpression = ExpressionError
+"""The expression uses something this evaluator does not accept (the arithmetic evaluator's error)."""
 
 
 def _integers_only(name: str, apply: Callable[[int, int], int]) -> Callable[[Number, Number], int]:
@@ -49,16 +55,6 @@ def _integers_only(name: str, apply: Callable[[int, int], int]) -> Callable[[Num
         return apply(left, right)
 
     return checked
-
-
-def _power(base: Number, exponent: Number) -> Number:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1 \
-            and exponent * (abs(base).bit_length() - 1) > MAX_INT_BITS:
-        raise RefusedExpression(f"{base} ** {exponent} is too large")
-    result = operator.pow(base, exponent)
-    if isinstance(result, complex):
-        raise RefusedExpression(f"{base} ** {exponent} is not a real number")
-    return result
 
 
 def _shift_left(value: int, count: int) -> int:
@@ -74,7 +70,7 @@ _BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: _power,
+    ast.Pow: power,
     ast.BitXor: _integers_only("^", operator.xor),
     ast.BitAnd: _integers_only("&", operator.and_),
     ast.BitOr: _integers_only("|", operator.or_),
@@ -98,12 +94,6 @@ _UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {
 }
 
 
-def _round(value: Number, digits: Number | None = None) -> Number:
-    if digits is not None and (not isinstance(digits, int) or abs(digits) > MAX_ROUND_DIGITS):
-        raise RefusedExpression(f"round() digits must be an integer within ±{MAX_ROUND_DIGITS}")
-    return round(value, digits)
-
-
 def _sqrt(value: Number) -> float:
     if value < 0:
         raise RefusedExpression(f"sqrt of a negative number ({value})")
@@ -118,7 +108,7 @@ def _random_int(low: Number, high: Number) -> int:
 
 # name -> (function, fewest arguments, most arguments or None for any number)
 FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int | None]] = {
-    "round": (_round, 1, 2),
+    "round": (round_number, 1, 2),
     "ceil": (math.ceil, 1, 1),
     "floor": (math.floor, 1, 1),
     "min": (min, 2, None),

@@ -26,7 +26,8 @@ class ExpressionError(ValueError):
     """The expression is not an arithmetic expression this evaluator accepts."""
 
 
-def _power(base: Number, exponent: Number) -> Number:
+def power(base: Number, exponent: Number) -> Number:
+    """``base ** exponent`` refused (:class:`ExpressionError`) when it would be too large or not real."""
     if _integer_power_too_large(base, exponent):
         raise ExpressionError(f"{base} ** {exponent} is too large")
     result = operator.pow(base, exponent)
@@ -42,7 +43,8 @@ def _integer_power_too_large(base: Number, exponent: Number) -> bool:
     return exponent * (abs(base).bit_length() - 1) > MAX_INT_BITS
 
 
-def _round(value: Number, ndigits: Number | None = None) -> Number:
+def round_number(value: Number, ndigits: Number | None = None) -> Number:
+    """``round`` with its digits capped at :data:`MAX_ROUND_DIGITS`."""
     if ndigits is None:
         return round(value)
     if not isinstance(ndigits, int) or abs(ndigits) > MAX_ROUND_DIGITS:
@@ -63,7 +65,7 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Number]] = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: _power,
+    ast.Pow: power,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Number]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
@@ -72,7 +74,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int | None]] = {
     "min": (min, 2, None),
     "max": (max, 2, None),
     "abs": (abs, 1, 1),
-    "round": (_round, 1, 2),
+    "round": (round_number, 1, 2),
     "floor": (math.floor, 1, 1),
     "ceil": (math.ceil, 1, 1),
     "sqrt": (_sqrt, 1, 1),
