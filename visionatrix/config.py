@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from visionatrix.errors import VisionatrixError
+from visionatrix.security_config import SecuritySettings, load_security
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URI = "sqlite+aiosqlite:///./visionatrix.db"
@@ -86,6 +87,8 @@ class Settings:
     remote_vae_decoders: dict[str, str] = field(default_factory=dict)
     """``VIX_REMOTE_VAE_DECODERS``: ``RemoteVAEDecode``'s endpoint (http(s) URL) per ``vae_type``; a type without
     one decodes locally."""
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    """Sign-in, allowed hosts, request limits and webhooks (``visionatrix/security_config.py``)."""
 
     @property
     def worker_id(self) -> str:
@@ -330,4 +333,5 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
                           defaults.claim_ahead),
         remote_vae_decoders=_remote_vae_decoders(_pick(flags, "remote_vae_decoders", env,
                                                        "VIX_REMOTE_VAE_DECODERS")),
+        security=load_security(env, flags, InvalidSetting),
     )

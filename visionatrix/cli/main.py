@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-claim-ahead", dest="claim_ahead", action="store_const", const=False, default=None,
                        help="claim a task only when the executor is free (VIX_WORKER_CLAIM_AHEAD=0)")
     serve.add_argument("--device", help="cpu, cuda or cuda:N (VIX_DEVICE)")
+    serve.add_argument("--auth", choices=("on", "off"),
+                       help="require sign-in (VIX_AUTH; default: on when --host is not a loopback address)")
     serve.add_argument("--remote-vae-decoders", metavar="TYPE=URL,...",
                        help="RemoteVAEDecode endpoints per VAE type, 'Flux=https://...,SDXL=https://...' or a JSON "
                             "object (VIX_REMOTE_VAE_DECODERS; default: decode locally)")
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAGS = ("nodes_dirs", "models_catalog", "device", "max_image_pixels", "log_level", "host", "port", "mode",
           "database_uri", "tasks_files_dir", "user_flows_dir", "task_lease_s", "worker_name", "flows", "worker_auth",
-          "models_dir", "claim_ahead", "user_dir", "extra_model_paths", "remote_vae_decoders")
+          "models_dir", "claim_ahead", "user_dir", "extra_model_paths", "remote_vae_decoders", "auth")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The tables: ``tasks``, ``task_files``, ``workers``, ``worker_commands`` and ``node_sets``.
+"""The tables: ``tasks``, ``task_files``, ``workers``, ``worker_commands``, ``node_sets``, ``users``, ``auth_tokens``
+and ``server_secrets``.
 
 The queue runs Core statements against these tables (``Task.__table__``); the ORM classes are the schema's one
 definition, which the migrations must reproduce (a test compares them on every database).
@@ -89,6 +90,10 @@ class Task(Base):
     peak_vram_bytes: Mapped[int | None] = mapped_column(BigInteger())
     """The most bytes torch held allocated on the worker's GPU during the run, as the worker measured it; None on a
     CPU worker, before the run ends, or when the failure came before it was measured."""
+    owner_id: Mapped[int | None] = mapped_column(BigInteger())
+    """The ``users.id`` of whoever created the task; None when sign-in was off (the single person's own server)."""
+    webhook: Mapped[dict[str, Any] | None]
+    """``{"url": ..., "headers": {...}}`` called when the task finishes, fails or is cancelled; None: no webhook."""
 
 
 # The claim takes the first pending task by (priority desc, id); with the affinity leg, by flow first. Both walk an
@@ -97,6 +102,7 @@ Index("ix_tasks_claim", Task.status, Task.priority.desc(), Task.id)
 Index("ix_tasks_claim_flow", Task.flow, Task.status, Task.priority.desc(), Task.id)
 Index("ix_tasks_status_id", Task.status, Task.id)
 Index("ix_tasks_prompt_id", Task.prompt_id, unique=True)
+Index("ix_tasks_owner_status", Task.owner_id, Task.status, Task.id)
 
 
 class TaskFile(Base):
@@ -164,4 +170,57 @@ class NodeSet(Base):
 
     flow: Mapped[str] = mapped_column(String(64), primary_key=True)
     node_types: Mapped[list[str]] = mapped_column(json_type())
+    created_at: Mapped[datetime]
+
+
+TOKEN_KINDS = ("session", "api", "worker")
+"""``auth_tokens.kind``: a web UI sign-in, a user's API token, a worker's token."""
+
+
+class User(Base):
+    """Someone who may sign in: an admin (everything) or a user (their own tasks)."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("name"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean())
+    disabled: Mapped[bool] = mapped_column(Boolean())
+    created_at: Mapped[datetime]
+
+
+class AuthToken(Base):
+    """A bearer secret, stored as its SHA-256: a web UI session, a user's API token or a worker's token."""
+
+    __tablename__ = "auth_tokens"
+    __table_args__ = (
+        CheckConstraint(_in("kind", TOKEN_KINDS), name="kind"),
+        UniqueConstraint("token_hash"),
+        Index("ix_auth_tokens_user_id", "user_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                                ForeignKey("users.id", ondelete="CASCADE"))
+    """The owner of a session or API token; None for a worker's token."""
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class ServerSecret(Base):
+    """A secret the server generated once and keeps (the webhooks' signing key)."""
+
+    __tablename__ = "server_secrets"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]

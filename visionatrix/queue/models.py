@@ -61,6 +61,10 @@ class TaskRecord:
     peak_vram_bytes: int | None = None
     """The most bytes torch held allocated on the worker's GPU during the run (None: a CPU worker, not run yet, or
     not measured)."""
+    owner_id: int | None = None
+    """The ``users.id`` of whoever created the task; None when sign-in was off."""
+    webhook: dict[str, Any] | None = None
+    """``{"url", "headers"}`` called when the task ends; its headers are never shown by the API."""
 
 
 @dataclass

@@ -22,7 +22,8 @@ def task_record(row: AnyRow, files: list[FileRecord]) -> TaskRecord:
         graph=row.graph, progress=float(row.progress), current_node=row.current_node, worker_id=row.worker_id,
         attempt=row.attempt, cancel_requested=bool(row.cancel_requested), error=row.error,
         timings=dict(row.timings or {}), created_at=row.created_at, started_at=row.started_at,
-        finished_at=row.finished_at, updated_at=row.updated_at, files=files, peak_vram_bytes=row.peak_vram_bytes)
+        finished_at=row.finished_at, updated_at=row.updated_at, files=files, peak_vram_bytes=row.peak_vram_bytes,
+        owner_id=row.owner_id, webhook=row.webhook)
 
 
 def byte_count(value: int | None) -> int | None:
