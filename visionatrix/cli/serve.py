@@ -85,7 +85,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
                             max_image_pixels=settings.max_image_pixels, version=__version__,
                             web_dir=PROJECT_ROOT / "web", models_dir=settings.models_dir,
                             user_dir=settings.user_dir, model_folders=store.folders,
-                            models=ServerModels(store.catalog, store.inventory, store.installer))
+                            models=ServerModels(store.catalog, store.inventory, store.installer),
+                            security=settings.security, bind_host=settings.host)
         runner = web.AppRunner(create_app(services), access_log=None)
         await runner.setup()
         try:

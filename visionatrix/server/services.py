@@ -5,7 +5,7 @@ The application only uses these objects; it never creates an engine, migrates or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from visionatrix.nodes.registry import NodeRegistry
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.prompts import PromptTasks
+from visionatrix.security_config import SecuritySettings
 from visionatrix.storage.files import TaskStorage
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ class Services:
     model_folders: ModelFolders | None = None
     """The model folders (``models_dir`` plus ``VIX_EXTRA_MODEL_PATHS``); None: built from ``models_dir`` alone
     when there is one."""
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    """Sign-in, allowed hosts, request limits, webhooks (``VIX_AUTH``, ``VIX_ALLOWED_HOSTS``, ...)."""
+    bind_host: str = "127.0.0.1"
+    """The address the server listens on (``VIX_HOST``): a loopback bind needs no sign-in unless ``VIX_AUTH=on``."""
 
     def __post_init__(self) -> None:
         if self.model_folders is None and self.models_dir is not None:
