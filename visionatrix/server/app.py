@@ -2,7 +2,8 @@
 
 The composition root builds the services (engine, queue, storage, flows, registry, events) and owns their
 lifetimes; the application only uses them. When it shuts down it closes its own event streams and answers the
-worker claims that wait for a task, so neither holds the stop up. ``WORKER_AUTH`` guards the worker routes.
+worker claims that wait for a task, so neither holds the stop up. The sign-in middleware (``signin.py``) decides
+who may call each route (``access.py``); ``WORKER_AUTH`` or a worker token guards the worker routes.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import asyncio
 
 from aiohttp import web
 
+from visionatrix.auth.store import AuthStore
 from visionatrix.queue.prompts import PromptTasks
-from visionatrix.server import worker_auth
+from visionatrix.server import signin
 from visionatrix.server.claim_ledger import ClaimLedger
 from visionatrix.server.comfy import setup_comfy_routes
 from visionatrix.server.comfy.origin import origin_guard
@@ -23,6 +25,7 @@ from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
 from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, WORKER_NODE_TYPES, stop_claims
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.worker_auth import WorkerCredentials
 
 EXTERNAL_CHANGES = web.AppKey("external_changes", ExternalChanges)
 
@@ -39,9 +42,19 @@ async def _watch_external_changes(app: web.Application) -> None:
     app[EXTERNAL_CHANGES].start()
 
 
+def _signin(services: Services) -> signin.SignIn:
+    """Sign-in on when ``VIX_AUTH=on``, or by default on a non-loopback bind."""
+    credentials = WorkerCredentials(services.worker_auth) if services.worker_auth else None
+    return signin.SignIn(store=AuthStore(services.queue.engine),
+                         required=services.security.auth_required(services.bind_host),
+                         worker_credentials=credentials, session_ttl_s=services.security.session_ttl_s)
+
+
 def create_app(services: Services) -> web.Application:
-    middlewares = [error_middleware, origin_guard, worker_auth.middleware(services.worker_auth)]
+    sign_in = _signin(services)
+    middlewares = [error_middleware, origin_guard, signin.middleware(sign_in)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY_BYTES)
+    app[signin.SIGNIN] = sign_in
     if services.prompts is None:
         services.prompts = PromptTasks(services.queue)
     app[SERVICES] = services

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from visionatrix.server import openapi_models, openapi_worker
+from visionatrix.server import openapi_auth, openapi_models, openapi_worker
 from visionatrix.server.openapi_parts import ERROR_RESPONSES
 from visionatrix.server.openapi_parts import errors as _errors
 from visionatrix.server.openapi_parts import json_body as _json
@@ -343,15 +343,18 @@ _PATHS: dict[str, Any] = {
 
 def document(version: str) -> dict[str, Any]:
     """The OpenAPI document for a server of ``version``."""
+    paths = copy.deepcopy({**_PATHS, **openapi_models.PATHS, **openapi_worker.PATHS, **openapi_auth.paths()})
+    openapi_auth.state_roles(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Visionatrix API", "version": version,
                  "description": "Runs ComfyUI-format flows as tasks. Errors are "
                                 "{error, message, details} JSON objects."},
-        "paths": copy.deepcopy({**_PATHS, **openapi_models.PATHS, **openapi_worker.PATHS}),
+        "paths": paths,
         "components": {
-            "schemas": copy.deepcopy({**_SCHEMAS, **openapi_models.SCHEMAS, **openapi_worker.SCHEMAS}),
+            "schemas": copy.deepcopy({**_SCHEMAS, **openapi_models.SCHEMAS, **openapi_worker.SCHEMAS,
+                                      **openapi_auth.schemas()}),
             "responses": {name: _json(_ref("Error"), description) for name, description in ERROR_RESPONSES.values()},
-            "securitySchemes": copy.deepcopy(openapi_worker.SECURITY_SCHEMES),
+            "securitySchemes": copy.deepcopy({**openapi_worker.SECURITY_SCHEMES, **openapi_auth.SECURITY_SCHEMES}),
         },
     }

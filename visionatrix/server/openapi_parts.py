@@ -7,12 +7,15 @@ from typing import Any
 
 ERROR_RESPONSES = {
     400: ("BadRequest", "The request is malformed or invalid (see `error` and `details`)"),
-    401: ("Unauthorized", "The worker credentials (`WORKER_AUTH`) are missing or wrong"),
+    401: ("Unauthorized", "Sign-in is required (or, on the worker routes, `WORKER_AUTH` or a worker token) and the "
+                          "credentials are missing, wrong, expired or revoked"),
+    403: ("Forbidden", "The caller is signed in but the route requires the admin role"),
     404: ("NotFound", "No such object"),
     409: ("Conflict", "Not allowed in the object's current state (`conflict`), or the lease token does not own "
                       "the running task (`lease_lost`)"),
     413: ("TooLarge", "An upload or body is over its size limit"),
     415: ("UnsupportedMediaType", "The body's content type is not accepted"),
+    429: ("TooManyRequests", "Too many failed sign-ins from this address or for this user; see `Retry-After`"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from visionatrix.server.routes import (
+    auth,
     events,
     files,
     flows,
@@ -48,6 +49,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/models/install", models.install_models, name="models_install")
     router.add_post(f"{PREFIX}/models/{{name}}/cancel", models.cancel_install, name="model_cancel")
     router.add_delete(f"{PREFIX}/models/{{name}}", models.remove_model, name="model")
+    auth.add_routes(router, PREFIX)
     _setup_worker_routes(router)
     router.add_get(f"{PREFIX}/events", events.websocket, name="events")
     router.add_get(f"{PREFIX}/events/stream", events.server_sent_events, name="events_stream")
