@@ -189,9 +189,11 @@ class TaskQueue(WorkerRows, UserActions):
         return records.task_record(row, files.get(task_id, []))
 
     async def list(self, *, status: TaskStatus | None = None, flow: str | None = None, limit: int = 50,
-                   offset: int = 0) -> builtins.list[TaskRecord]:
-        """Tasks, newest first, optionally of one status and/or flow."""
+                   offset: int = 0, owner_id: int | None = None) -> builtins.list[TaskRecord]:
+        """Tasks, newest first, optionally of one status, flow and/or owner (``users.id``)."""
         query = select(TASKS).order_by(T.id.desc()).limit(limit).offset(offset)
+        if owner_id is not None:
+            query = query.where(T.owner_id == owner_id)
         if status is not None:
             query = query.where(T.status == TaskStatus(status).value)
         if flow is not None:

@@ -1,4 +1,4 @@
-"""The user's side of the task lifecycle: cancel, restart and delete.
+"""The user's side of the task lifecycle: cancel, restart and delete; who owns which task.
 
 ``UserActions`` is a base of ``TaskQueue`` (same engine, same write mechanics, same events); it holds no state of
 its own. Each action is a compare-and-set on the status in the ``WHERE`` clause; ``Conflict`` names the status that
@@ -7,11 +7,11 @@ refused it, ``NotFound`` an unknown task.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from visionatrix.db.tables import TaskFile
@@ -44,6 +44,21 @@ class UserActions:
         if status is None:
             raise NotFound("task", str(task_id))
         return Conflict(f"task {task_id} is {status}: it cannot be {action}")
+
+    async def pending_count(self, owner_id: int) -> int:
+        """How many pending tasks ``owner_id`` has (the per-user limit)."""
+        query = select(func.count()).select_from(TASKS).where(T.owner_id == owner_id,
+                                                              T.status == TaskStatus.PENDING.value)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def owners(self, task_ids: Collection[int]) -> dict[int, int | None]:
+        """``{task id: owner id}`` of those of ``task_ids`` that exist (owner None: created with sign-in off)."""
+        if not task_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(T.id, T.owner_id).where(T.id.in_(list(task_ids))))).all()
+        return {int(row.id): row.owner_id for row in rows}
 
     async def cancel(self, task_id: int) -> TaskRecord:
         """A pending task becomes ``cancelled`` at once; a running one is flagged (``cancel_requested``), and its

@@ -25,6 +25,7 @@ from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
 from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, WORKER_NODE_TYPES, stop_claims
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.task_owners import TASK_OWNERS, TaskOwners
 from visionatrix.server.worker_auth import WorkerCredentials
 
 EXTERNAL_CHANGES = web.AppKey("external_changes", ExternalChanges)
@@ -55,6 +56,7 @@ def create_app(services: Services) -> web.Application:
     middlewares = [error_middleware, origin_guard, signin.middleware(sign_in)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY_BYTES)
     app[signin.SIGNIN] = sign_in
+    app[TASK_OWNERS] = TaskOwners(services.queue)
     if services.prompts is None:
         services.prompts = PromptTasks(services.queue)
     app[SERVICES] = services

@@ -1,4 +1,4 @@
-"""Errors about the shape of an HTTP request; the error middleware turns them into 400 responses."""
+"""Errors about the shape of an HTTP request; the error middleware turns them into 400 (415, 429) responses."""
 
 from __future__ import annotations
 
@@ -22,3 +22,7 @@ class UnsupportedMediaType(BadRequest):
     def __init__(self, content_type: str, accepted: list[str]) -> None:
         super().__init__("unsupported_media_type", f"content type {content_type!r} is not accepted here; "
                          f"send one of: {', '.join(accepted)}", {"accepted": accepted})
+
+
+class TooManyRequests(BadRequest):
+    """The caller is over a limit (pending tasks per user); answered 429."""

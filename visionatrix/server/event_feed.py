@@ -1,11 +1,12 @@
-"""One client's view of the task events: filtered by task, with idle ticks, ended by the server's shutdown."""
+"""One client's view of the task events: filtered by task and by what the client may see, with idle ticks, ended by
+the server's shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -38,9 +39,12 @@ class EventFeed:
     ``StopAsyncIteration`` ends the feed (the server is shutting down, or the event source ended).
     """
 
-    def __init__(self, events: TaskEvents, task_id: int | None, closing: asyncio.Event) -> None:
+    def __init__(self, events: TaskEvents, task_id: int | None, closing: asyncio.Event,
+                 visible: Callable[[dict[str, Any]], Awaitable[bool]] | None = None) -> None:
         self.events = events
         self.task_id = task_id
+        self.visible = visible
+        """Whether the client may see an event (a user only their own tasks'); None: every event."""
         self.closing = closing
         self._source: AsyncIterator[dict[str, Any]] | None = None
         self._next: asyncio.Future[dict[str, Any]] | None = None
@@ -80,7 +84,9 @@ class EventFeed:
             event = pending.result()
             if event.get("type") in INTERNAL_EVENTS:
                 continue
-            if self.task_id is None or event.get("task_id") == self.task_id:
+            if self.task_id is not None and event.get("task_id") != self.task_id:
+                continue
+            if self.visible is None or await self.visible(event):
                 return event
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from visionatrix import errors
 from visionatrix.server import jsonio
-from visionatrix.server.errors import BadRequest, UnsupportedMediaType
+from visionatrix.server.errors import BadRequest, TooManyRequests, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def describe(exc: errors.VisionatrixError) -> tuple[int, str, Any]:
     """``(status, code, details)`` for one of the project's errors."""
     if isinstance(exc, UnsupportedMediaType):
         return 415, exc.code, exc.details
+    if isinstance(exc, TooManyRequests):
+        return 429, exc.code, exc.details
     if isinstance(exc, BadRequest):
         return 400, exc.code, exc.details
     if isinstance(exc, errors.NotFound):

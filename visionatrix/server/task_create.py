@@ -22,8 +22,10 @@ from visionatrix.server.services import Services
 from visionatrix.server.task_request import Staging, TaskCreateRequest, Upload
 
 
-async def create_tasks(services: Services, request: TaskCreateRequest, staging: Staging) -> list[int]:
-    """Ids of the ``request.count`` new pending tasks; raises the first layer's error and leaves nothing behind."""
+async def create_tasks(services: Services, request: TaskCreateRequest, staging: Staging, *,
+                       owner_id: int | None = None) -> list[int]:
+    """Ids of the ``request.count`` new pending tasks of ``owner_id`` (a ``users.id``; None with sign-in off);
+    raises the first layer's error and leaves nothing behind."""
     flow = services.flows.get(request.flow)
     if request.uploads:
         folder = staging.folder()
@@ -44,7 +46,8 @@ async def create_tasks(services: Services, request: TaskCreateRequest, staging: 
     try:
         return await services.queue.create(flow.name, graph, request.params, count=request.count,
                                            priority=request.priority, files=inputs,
-                                           before_commit=place_inputs if names else None)
+                                           before_commit=place_inputs if names else None,
+                                           columns={"owner_id": owner_id})
     except BaseException:
         for task_id in adopted:
             with contextlib.suppress(OSError):

@@ -15,7 +15,9 @@ from aiohttp import WSMsgType, web
 from visionatrix.server import jsonio, parsing
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.event_feed import EventFeed, LiveStreams
+from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES
+from visionatrix.server.task_owners import TASK_OWNERS
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,24 @@ def _task_filter(request: web.Request) -> int | None:
     return value
 
 
+def _feed(request: web.Request, task_id: int | None) -> EventFeed:
+    """The caller's feed: an admin (or anyone, with sign-in off) sees every event, a user their own tasks'."""
+    caller = identity(request)
+    owners = request.app[TASK_OWNERS]
+
+    async def visible(event: dict[str, object]) -> bool:
+        return await owners.visible(caller, event)
+
+    return EventFeed(request.app[SERVICES].events, task_id, request.app[STREAMS].closing,
+                     None if caller.is_admin else visible)
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     task_id = _task_filter(request)
     streams = request.app[STREAMS]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
     await ws.prepare(request)
-    feed = EventFeed(request.app[SERVICES].events, task_id, streams.closing)
+    feed = _feed(request, task_id)
     await feed.start(streams)
     streams.sockets.add(ws)
     pump = asyncio.create_task(_pump(ws, feed))
@@ -77,7 +91,7 @@ async def server_sent_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    feed = EventFeed(request.app[SERVICES].events, task_id, request.app[STREAMS].closing)
+    feed = _feed(request, task_id)
     await feed.start(request.app[STREAMS])
     try:
         await response.write(_sse({"type": "subscribed", "task_id": task_id}))

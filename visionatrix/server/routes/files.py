@@ -10,6 +10,7 @@ from aiohttp import web
 from visionatrix.errors import NotFound
 from visionatrix.server import parsing
 from visionatrix.server.services import SERVICES
+from visionatrix.server.task_owners import owned_task
 
 KINDS = ("input", "output")
 
@@ -18,7 +19,7 @@ async def download(request: web.Request) -> web.FileResponse:
     services = request.app[SERVICES]
     task_id = parsing.task_id(request)
     kind, name = request.match_info["kind"], request.match_info["name"]
-    await services.queue.get(task_id)  # NotFound for an unknown task
+    await owned_task(request, task_id)  # NotFound for an unknown task, or another user's
     if kind not in KINDS:
         raise NotFound("file kind", kind)
     path = services.storage.resolve(task_id, kind, name)

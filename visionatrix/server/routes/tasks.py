@@ -10,9 +10,11 @@ from aiohttp import web
 
 from visionatrix.queue.models import TaskStatus
 from visionatrix.server import jsonio, parsing, views
-from visionatrix.server.errors import BadRequest
-from visionatrix.server.services import SERVICES
+from visionatrix.server.errors import BadRequest, TooManyRequests
+from visionatrix.server.identity import Identity, identity
+from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.task_create import create_tasks as create
+from visionatrix.server.task_owners import TASK_OWNERS, owned_task
 from visionatrix.server.task_request import Staging, read_create_request
 from visionatrix.storage.files import TaskStorage
 
@@ -25,13 +27,31 @@ RESTARTABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 async def create_tasks(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    caller = identity(request)
     staging = Staging(services.storage)
     try:
         create_request = await read_create_request(request, staging)
-        task_ids = await create(services, create_request, staging)
+        await check_pending_limit(services, caller, create_request.count)
+        task_ids = await create(services, create_request, staging, owner_id=caller.owner_id)
     finally:
         staging.discard()
+    owners = request.app[TASK_OWNERS]
+    for task_id in task_ids:
+        owners.remember(task_id, caller.owner_id)
     return web.json_response({"task_ids": task_ids}, status=201, dumps=jsonio.dumps)
+
+
+async def check_pending_limit(services: Services, caller: Identity, count: int) -> None:
+    """``TooManyRequests`` when ``count`` more tasks would take a signed-in user past ``VIX_MAX_PENDING_PER_USER``
+    (admins and the open server have no limit)."""
+    limit = services.security.max_pending_per_user
+    if caller.is_admin or caller.user_id is None or limit <= 0:
+        return
+    pending = await services.queue.pending_count(caller.user_id)
+    if pending + count > limit:
+        raise TooManyRequests("too_many_pending", f"{caller.name} has {pending} pending task(s); at most {limit} may "
+                              f"wait at once (VIX_MAX_PENDING_PER_USER): wait for some to run or cancel them",
+                              {"pending": pending, "limit": limit, "requested": count})
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -47,18 +67,21 @@ async def list_tasks(request: web.Request) -> web.Response:
         raise BadRequest("invalid_query", f"the query is malformed: {lines}", problems)
     assert limit is not None and offset is not None
     records = await request.app[SERVICES].queue.list(status=TaskStatus(status) if status else None,
-                                                     flow=query.get("flow") or None, limit=limit, offset=offset)
+                                                     flow=query.get("flow") or None, limit=limit, offset=offset,
+                                                     owner_id=identity(request).owner_filter)
     body = {"tasks": [views.task_view(task) for task in records], "limit": limit, "offset": offset}
     return web.json_response(body, dumps=jsonio.dumps)
 
 
 async def get_task(request: web.Request) -> web.Response:
-    task = await request.app[SERVICES].queue.get(parsing.task_id(request))
+    task = await owned_task(request, parsing.task_id(request))
     return web.json_response(views.task_view(task), dumps=jsonio.dumps)
 
 
 async def cancel_task(request: web.Request) -> web.Response:
-    task = await request.app[SERVICES].queue.cancel(parsing.task_id(request))
+    task_id = parsing.task_id(request)
+    await owned_task(request, task_id)
+    task = await request.app[SERVICES].queue.cancel(task_id)
     return web.json_response(views.task_view(task), dumps=jsonio.dumps)
 
 
@@ -66,7 +89,7 @@ async def restart_task(request: web.Request) -> web.Response:
     """Files of the earlier run are removed first, so the next run's outputs are the only ones listed."""
     services = request.app[SERVICES]
     task_id = parsing.task_id(request)
-    if (await services.queue.get(task_id)).status in RESTARTABLE:
+    if (await owned_task(request, task_id)).status in RESTARTABLE:
         await asyncio.to_thread(_clear_outputs, services.storage, task_id)
     task = await services.queue.restart(task_id)
     return web.json_response(views.task_view(task), dumps=jsonio.dumps)
@@ -80,6 +103,7 @@ async def delete_task(request: web.Request) -> web.Response:
     """Rows first (``Conflict`` while the task runs), then its files."""
     services = request.app[SERVICES]
     task_id = parsing.task_id(request)
+    await owned_task(request, task_id)
     await services.queue.delete(task_id)
     try:
         await asyncio.to_thread(services.storage.delete_task, task_id)
