@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from visionatrix import __version__
-from visionatrix.cli import models_cmd
+from visionatrix.cli import models_cmd, users_cmd
 from visionatrix.config import Settings, load_settings
 from visionatrix.errors import VisionatrixError
 
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(migrate)
 
     models_cmd.add_parser(commands, _common)
+    users_cmd.add_parsers(commands, _common)
 
     nodes = commands.add_parser("nodes", help="list node types")
     nodes.add_argument("--json", action="store_true", help="print the /object_info description of every node")
@@ -111,7 +112,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     import importlib
 
     modules = {"run-flow": "run_flow", "flow-info": "flow_info", "nodes": "nodes_list", "run": "serve",
-               "migrate": "migrate_db", "models": "models_cmd"}
+               "migrate": "migrate_db", "models": "models_cmd", "users": "users_cmd", "worker-tokens": "users_cmd"}
     module = importlib.import_module(f"visionatrix.cli.{modules[args.command]}")
     try:
         code = int(module.command(args, settings))

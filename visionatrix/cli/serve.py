@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from visionatrix import __version__
+from visionatrix.auth.store import AuthStore
 from visionatrix.cli import model_store
 from visionatrix.cli.migrate_db import engine_label
 from visionatrix.cli.nodes_list import load_registry
@@ -29,6 +30,7 @@ from visionatrix.models.download import DownloadProgress
 from visionatrix.models.folders import ModelFolders
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
+from visionatrix.security_config import is_loopback_bind
 from visionatrix.server.app import create_app
 from visionatrix.server.server_models import ServerModels
 from visionatrix.server.services import Services
@@ -71,6 +73,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
             await migrate.upgrade(engine)
         except (SQLAlchemyError, OSError) as exc:
             raise InvalidSetting(f"DATABASE_URI {engine_label(settings.database_uri)}: {_first_line(exc)}") from None
+        await check_sign_in(settings, AuthStore(engine))
         events = TaskEvents()
         queue = TaskQueue(engine, lease_s=settings.task_lease_s, max_attempts=settings.task_max_attempts,
                           events=events)
@@ -102,6 +105,21 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
             await queue.aclose()
     finally:
         await engine.dispose()
+
+
+async def check_sign_in(settings: Settings, store: AuthStore) -> None:
+    """Refuse to serve with sign-in on and nobody who could sign in; warn when a non-loopback bind is left open."""
+    security = settings.security
+    if security.auth_required(settings.host):
+        if await store.count_users() == 0:
+            why = "VIX_AUTH=on" if security.auth == "on" else f"the server binds {settings.host}, not loopback"
+            raise InvalidSetting(f"sign-in is required ({why}) but no user exists: create one with "
+                                 "'python -m visionatrix users create NAME --admin', or set VIX_AUTH=off to serve "
+                                 "without sign-in")
+        log.info("sign-in is required (VIX_AUTH)")
+    elif not is_loopback_bind(settings.host):
+        log.warning("VIX_AUTH=off on %s: anyone who reaches this port can run, read and delete every task and "
+                    "manage flows, models and workers", settings.host)
 
 
 async def _run_background(settings: Settings, services: Services, stop: asyncio.Event,
