@@ -74,14 +74,16 @@ class PromptTasks:
         self._node_sets: dict[str, frozenset[str]] = {}
 
     async def create(self, prompt: Prompt, files: Sequence[FileRecord] = (), *,
-                     before_commit: Callable[[list[int]], Awaitable[None]] | None = None) -> int:
-        """One pending task for ``prompt`` (its node set recorded first); its id. ``before_commit`` as in
-        ``TaskQueue.create``."""
+                     before_commit: Callable[[list[int]], Awaitable[None]] | None = None,
+                     owner_id: int | None = None) -> int:
+        """One pending task for ``prompt`` (its node set recorded first) owned by ``owner_id``; its id.
+        ``before_commit`` as in ``TaskQueue.create``."""
         flow = node_set_flow(prompt.node_types)
         await self._record_node_set(flow, prompt.node_types)
         (task_id,) = await self.queue.create(
             flow, prompt.graph, {}, priority=prompt.priority, files=files, before_commit=before_commit,
-            columns={"prompt_id": prompt.prompt_id, "client_id": prompt.client_id, "prompt_extra": prompt.extra})
+            columns={"prompt_id": prompt.prompt_id, "client_id": prompt.client_id, "prompt_extra": prompt.extra,
+                     "owner_id": owner_id})
         self._node_sets[flow] = prompt.node_types
         return task_id
 
@@ -134,11 +136,11 @@ class PromptTasks:
         return await self._select(select(TASKS).where(T.id.in_(list(task_ids)), T.prompt_id.is_not(None)))
 
     async def list(self, statuses: Collection[TaskStatus] | None = None, *, limit: int = 10_000,
-                   offset: int = 0, newest_first: bool = False) -> builtins.list[PromptRecord]:
-        """Prompt tasks (those with a ``prompt_id``), oldest first unless ``newest_first``."""
-        query = select(TASKS).where(T.prompt_id.is_not(None))
-        if statuses is not None:
-            query = query.where(T.status.in_([status.value for status in statuses]))
+                   offset: int = 0, newest_first: bool = False,
+                   owner_id: int | None = None) -> builtins.list[PromptRecord]:
+        """Prompt tasks (those with a ``prompt_id``), of ``owner_id`` when given, oldest first unless
+        ``newest_first``."""
+        query = self._where(select(TASKS), statuses, owner_id)
         return await self._select(query.order_by(T.id.desc() if newest_first else T.id).limit(limit).offset(offset))
 
     async def _select(self, query: Any) -> builtins.list[PromptRecord]:
@@ -148,9 +150,18 @@ class PromptTasks:
         return [PromptRecord(records.task_record(row, files.get(row.id, [])), row.prompt_id, row.client_id,
                              dict(row.prompt_extra or {})) for row in rows]
 
-    async def count(self, statuses: Collection[TaskStatus]) -> int:
-        query = (select(func.count()).select_from(TASKS)
-                 .where(T.prompt_id.is_not(None), T.status.in_([status.value for status in statuses])))
+    @staticmethod
+    def _where(query: Any, statuses: Collection[TaskStatus] | None, owner_id: int | None) -> Any:
+        query = query.where(T.prompt_id.is_not(None))
+        if statuses is not None:
+            query = query.where(T.status.in_([status.value for status in statuses]))
+        if owner_id is not None:
+            query = query.where(T.owner_id == owner_id)
+        return query
+
+    async def count(self, statuses: Collection[TaskStatus] | None, *, owner_id: int | None = None) -> int:
+        """How many prompt tasks have one of ``statuses`` (any status when None), of ``owner_id`` when given."""
+        query = self._where(select(func.count()).select_from(TASKS), statuses, owner_id)
         async with self.queue.engine.connect() as conn:
             return int((await conn.execute(query)).scalar() or 0)
 

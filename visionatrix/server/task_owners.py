@@ -1,6 +1,6 @@
-"""Whose task is it: the task routes, the event streams and ComfyUI's routes ask here before showing a task to a
-user who is not an admin. Owners never change, so they are remembered (bounded); an unknown task has no owner a user
-could match, so it stays hidden."""
+"""Whose task is it, and how many may a user queue: the task routes, the event streams and ComfyUI's routes ask
+here before showing a task to a user who is not an admin. Owners never change, so they are remembered (bounded); an
+unknown task has no owner a user could match, so it stays hidden."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from aiohttp import web
 from visionatrix.errors import NotFound
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import TaskRecord
+from visionatrix.server.errors import TooManyRequests
 from visionatrix.server.identity import Identity, check_owner, identity
-from visionatrix.server.services import SERVICES
+from visionatrix.server.services import SERVICES, Services
 
 MISSING = -2
 """The owner of a task that does not exist (never a user id)."""
@@ -74,3 +75,16 @@ async def check_task_owner(request: web.Request, task_id: int) -> None:
     owner = await request.app[TASK_OWNERS].owner(task_id)
     if owner == MISSING or owner != caller.user_id:
         raise NotFound("task", str(task_id))
+
+
+async def check_pending_limit(services: Services, caller: Identity, count: int) -> None:
+    """``TooManyRequests`` when ``count`` more tasks would take a signed-in user past ``VIX_MAX_PENDING_PER_USER``
+    (admins and the open server have no limit)."""
+    limit = services.security.max_pending_per_user
+    if caller.is_admin or caller.user_id is None or limit <= 0:
+        return
+    pending = await services.queue.pending_count(caller.user_id)
+    if pending + count > limit:
+        raise TooManyRequests("too_many_pending", f"{caller.name} has {pending} pending task(s); at most {limit} may "
+                              f"wait at once (VIX_MAX_PENDING_PER_USER): wait for some to run or cancel them",
+                              {"pending": pending, "limit": limit, "requested": count})

@@ -26,12 +26,14 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from PIL import Image
 
-from visionatrix.errors import Conflict
+from visionatrix.errors import Conflict, NotFound
 from visionatrix.server import jsonio, multipart
 from visionatrix.server.comfy import paths
 from visionatrix.server.comfy.paths import ComfyFolders, PathEscape
 from visionatrix.server.errors import BadRequest, UnsupportedMediaType
+from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.task_owners import check_task_owner
 from visionatrix.server.task_request import Staging
 from visionatrix.storage.info import file_info
 
@@ -75,12 +77,27 @@ async def view(request: web.Request) -> web.StreamResponse:
         if exc.field == "filename":
             raise
         raise web.HTTPForbidden(text=exc.message) from None
+    if kind == "output":
+        await _check_output_owner(request, folders_of(services).output_dir, path, filename)
     if preview is None and channel == "rgba":
         return web.FileResponse(path, headers=_raw_headers(path.name, request))
     body, content_type = await asyncio.to_thread(_render, services, path, channel, preview)
     return web.Response(body=body, content_type=content_type,
                         headers={"Content-Disposition": _disposition("inline", path.name),
                                  "X-Content-Type-Options": "nosniff"})
+
+
+async def _check_output_owner(request: web.Request, output_dir: Path, path: Path, filename: str) -> None:
+    """An output lies in its task's folder (``output/<task id>/...``): to a user, another user's is not there."""
+    if identity(request).is_admin:
+        return
+    first = path.relative_to(output_dir).parts[0]
+    if not first.isdigit():
+        raise NotFound("file", f"output/{filename}")
+    try:
+        await check_task_owner(request, int(first))
+    except NotFound:
+        raise NotFound("file", f"output/{filename}") from None
 
 
 def _raw_headers(name: str, request: web.Request) -> dict[str, str]:

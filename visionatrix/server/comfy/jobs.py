@@ -14,14 +14,20 @@ from aiohttp import web
 from visionatrix.errors import Conflict, NotFound
 from visionatrix.queue.models import TaskStatus
 from visionatrix.queue.prompts import PromptRecord, PromptTasks
+from visionatrix.server import parsing
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.prompts import canonical_uuid
+from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES
 
 STATUSES = {"pending": TaskStatus.PENDING, "in_progress": TaskStatus.RUNNING, "completed": TaskStatus.FINISHED,
             "failed": TaskStatus.FAILED, "cancelled": TaskStatus.CANCELLED}
 NAMES = {status: name for name, status in STATUSES.items()}
 MAX_SCAN = 10_000
+"""Sorting by duration or filtering by workflow looks at the newest this many jobs."""
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+"""``?limit=`` of ``GET /api/jobs`` (default ``DEFAULT_LIMIT``, at most ``MAX_LIMIT``): a page, never everything."""
 
 
 def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
@@ -81,23 +87,28 @@ async def list_jobs(request: web.Request) -> web.Response:
     sort_order = query.get("sort_order", "desc")
     if sort_by not in ("created_at", "execution_duration") or sort_order not in ("asc", "desc"):
         return _bad("sort_by must be created_at or execution_duration, sort_order asc or desc")
-    try:
-        limit = int(query["limit"]) if "limit" in query else None
-        offset = int(query.get("offset", "0"))
-    except ValueError:
-        return _bad("limit and offset must be whole numbers")
-    if (limit is not None and limit <= 0) or offset < 0:
-        return _bad("limit must be above 0 and offset at least 0")
-    jobs = await _prompts(request).list(statuses, limit=MAX_SCAN)
+    problems: dict[str, str] = {}
+    limit = parsing.int_value("limit", query.get("limit", str(DEFAULT_LIMIT)), low=1, high=MAX_LIMIT,
+                              problems=problems)
+    offset = parsing.int_value("offset", query.get("offset", "0"), low=0, high=parsing.MAX_ROW_ID, problems=problems)
+    if problems or limit is None or offset is None:
+        return _bad("; ".join(f"{name}: {why}" for name, why in problems.items()))
+    prompts, owner = _prompts(request), identity(request).owner_filter
     workflow_id = query.get("workflow_id")
-    if workflow_id:
-        jobs = [job for job in jobs if _workflow_id(job) == workflow_id]
-    jobs.sort(key=_sort_key(sort_by), reverse=sort_order == "desc")
-    total = len(jobs)
-    chosen = jobs[offset:offset + limit] if limit is not None else jobs[offset:]
+    if sort_by == "created_at" and not workflow_id:  # the database pages: nothing past the page is read
+        chosen = await prompts.list(statuses, limit=limit, offset=offset, newest_first=sort_order == "desc",
+                                    owner_id=owner)
+        total = await prompts.count(statuses, owner_id=owner)
+    else:
+        jobs = await prompts.list(statuses, limit=MAX_SCAN, newest_first=True, owner_id=owner)
+        if workflow_id:
+            jobs = [job for job in jobs if _workflow_id(job) == workflow_id]
+        jobs.sort(key=_sort_key(sort_by), reverse=sort_order == "desc")
+        total = len(jobs)
+        chosen = jobs[offset:offset + limit]
     return web.json_response({"jobs": [job_item(job) for job in chosen],
-                              "pagination": {"offset": offset, "limit": limit if limit is not None else total,
-                                             "total": total, "has_more": offset + len(chosen) < total}})
+                              "pagination": {"offset": offset, "limit": limit, "total": total,
+                                             "has_more": offset + len(chosen) < total}})
 
 
 def _sort_key(sort_by: str) -> Any:
@@ -113,8 +124,14 @@ def _sort_key(sort_by: str) -> Any:
     return duration
 
 
+async def _visible(request: web.Request, job_id: str) -> PromptRecord | None:
+    """The job, when the caller may see it (a user: their own); None otherwise."""
+    prompt = await _prompts(request).get(job_id)
+    return prompt if prompt is not None and identity(request).may_see(prompt.task.owner_id) else None
+
+
 async def get_job(request: web.Request) -> web.Response:
-    prompt = await _prompts(request).get(request.match_info["job_id"])
+    prompt = await _visible(request, request.match_info["job_id"])
     if prompt is None:
         return web.json_response({"error": "Job not found"}, status=404)
     detail = job_item(prompt)
@@ -136,7 +153,7 @@ async def _cancel(request: web.Request, prompt: PromptRecord | None) -> bool:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    prompt = await _prompts(request).get(request.match_info["job_id"])
+    prompt = await _visible(request, request.match_info["job_id"])
     return web.json_response({"cancelled": await _cancel(request, prompt)})
 
 
@@ -151,7 +168,6 @@ async def cancel_jobs(request: web.Request) -> web.Response:
     invalid = [i for i in ids if not canonical_uuid(i)]
     if invalid:
         return _bad("job ids must be canonical UUIDs", invalid_ids=invalid)
-    prompts = _prompts(request)
-    cancelled = [await _cancel(request, await prompts.get(job_id)) for job_id in ids]
+    cancelled = [await _cancel(request, await _visible(request, job_id)) for job_id in ids]
     return web.json_response({"cancelled": any(cancelled)})
 

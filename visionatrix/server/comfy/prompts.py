@@ -29,15 +29,20 @@ from visionatrix.executor.validation import validate
 from visionatrix.nodes.context import NodeContext, use
 from visionatrix.queue.models import FileRecord, TaskStatus
 from visionatrix.queue.prompts import Prompt, PromptRecord, PromptTasks
-from visionatrix.server import views
+from visionatrix.server import parsing, views
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.paths import BadName, ComfyFolders, split_annotation
+from visionatrix.server.errors import TooManyRequests
+from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.task_owners import TASK_OWNERS, check_pending_limit, check_task_owner
 from visionatrix.storage.info import file_info
 
 SENSITIVE = ("auth_token_comfy_org", "api_key_comfy_org")
 """``extra_data`` keys never stored nor shown."""
 WAITING = (TaskStatus.PENDING, TaskStatus.RUNNING)
+QUEUE_PAGE = 1000
+"""The most pending prompts one ``GET /queue`` lists (``?limit=``, ``?offset=`` page further)."""
 DONE = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
@@ -136,6 +141,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     if validated.error is not None and not validated.outputs:
         return web.json_response({"error": validated.error, "node_errors": validated.node_errors}, status=400)
     inputs, problems = await asyncio.to_thread(_inputs, services, graph, folder)
+    problems.update(await _foreign_outputs(request, inputs))
     if problems:
         first = next(iter(problems.values()))["errors"][0]
         return web.json_response({"error": first, "node_errors": problems}, status=400)
@@ -155,10 +161,16 @@ async def post_prompt(request: web.Request) -> web.Response:
                            if isinstance(node, dict) and "class_type" in node)
     prompt = Prompt(prompt_id=prompt_id, graph=graph, node_types=node_types, client_id=client_id, extra=extra,
                     priority=1 if front else 0)
+    caller = identity(request)
     try:
-        task_id = await _queue(services, _prompts(request), prompt, inputs)
+        await check_pending_limit(services, caller, 1)
+    except TooManyRequests as exc:
+        return _comfy_error(exc.code, str(exc), status=429)
+    try:
+        task_id = await _queue(services, _prompts(request), prompt, inputs, caller.owner_id)
     except IntegrityError:  # the same prompt_id queued at the same moment
         return _comfy_error("duplicate_prompt_id", "Duplicate prompt_id", f"{prompt_id} was queued before")
+    request.app[TASK_OWNERS].remember(task_id, caller.owner_id)
     return web.json_response({"prompt_id": prompt_id, "number": extra.get("number", task_id),
                               "node_errors": validated.node_errors})
 
@@ -218,8 +230,29 @@ def _inputs(services: Services, graph: dict[str, Any], folder: Path
     return list(found.values()), problems
 
 
+async def _foreign_outputs(request: web.Request, inputs: list[tuple[Path, FileRecord]]) -> dict[str, Any]:
+    """Node errors for image inputs naming another user's task output (``<task id>/x.png [output]``): to a user
+    they do not exist."""
+    problems: dict[str, Any] = {}
+    for _source, record in inputs:
+        kind, _, rest = record.name.partition("/")
+        task_part = rest.partition("/")[0]
+        if kind != "output" or not task_part.isdigit():
+            continue
+        try:
+            await check_task_owner(request, int(task_part))
+        except NotFound:
+            problems[str(record.node_id)] = {
+                "errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                            "details": f"{record.param}: {record.name!r}: no such file",
+                            "extra_info": {"input_name": record.param, "input_config": None,
+                                           "received_value": record.name}}],
+                "dependent_outputs": [], "class_type": None}
+    return problems
+
+
 async def _queue(services: Services, prompts: PromptTasks, prompt: Prompt,
-                 inputs: list[tuple[Path, FileRecord]]) -> int:
+                 inputs: list[tuple[Path, FileRecord]], owner_id: int | None) -> int:
     """The prompt's task, its input files copied into its folder inside the creating transaction."""
     placed: list[int] = []
 
@@ -231,7 +264,7 @@ async def _queue(services: Services, prompts: PromptTasks, prompt: Prompt,
             await asyncio.to_thread(shutil.copyfile, source, target)
 
     try:
-        return await prompts.create(prompt, [record for _, record in inputs], before_commit=place)
+        return await prompts.create(prompt, [record for _, record in inputs], before_commit=place, owner_id=owner_id)
     except BaseException:
         for task_id in placed:
             with contextlib.suppress(OSError):
@@ -242,21 +275,33 @@ async def _queue(services: Services, prompts: PromptTasks, prompt: Prompt,
 # -- GET /prompt, /queue, /interrupt -------------------------------------------------------------------------------
 
 
-async def queue_remaining(prompts: PromptTasks) -> int:
-    return await prompts.count(WAITING)
+async def queue_remaining(prompts: PromptTasks, owner_id: int | None = None) -> int:
+    return await prompts.count(WAITING, owner_id=owner_id)
 
 
 async def get_prompt(request: web.Request) -> web.Response:
-    return web.json_response({"exec_info": {"queue_remaining": await queue_remaining(_prompts(request))}})
+    remaining = await queue_remaining(_prompts(request), identity(request).owner_filter)
+    return web.json_response({"exec_info": {"queue_remaining": remaining}})
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    waiting = await _prompts(request).list(WAITING)
-    running = [records.queue_item(p.task, p.prompt_id, p.extra) for p in waiting
-               if p.task.status is TaskStatus.RUNNING]
-    pending = [records.queue_item(p.task, p.prompt_id, p.extra) for p in waiting
-               if p.task.status is TaskStatus.PENDING]
-    return web.json_response({"queue_running": running, "queue_pending": pending})
+    """ComfyUI's queue, the caller's prompts only (an admin's: everyone's). ``?limit=`` (default and most
+    ``QUEUE_PAGE``) and ``?offset=`` page the pending list; ``queue_pending_total`` counts all of it."""
+    problems: dict[str, str] = {}
+    limit = parsing.int_value("limit", request.query.get("limit", str(QUEUE_PAGE)), low=1, high=QUEUE_PAGE,
+                              problems=problems)
+    offset = parsing.int_value("offset", request.query.get("offset", "0"), low=0, high=parsing.MAX_ROW_ID,
+                               problems=problems)
+    if problems or limit is None or offset is None:
+        lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        return _comfy_error("invalid_query", f"the query is malformed: {lines}")
+    prompts, owner = _prompts(request), identity(request).owner_filter
+    running = await prompts.list([TaskStatus.RUNNING], limit=QUEUE_PAGE, owner_id=owner)
+    pending = await prompts.list([TaskStatus.PENDING], limit=limit, offset=offset, owner_id=owner)
+    total = await prompts.count([TaskStatus.PENDING], owner_id=owner)
+    return web.json_response({"queue_running": [records.queue_item(p.task, p.prompt_id, p.extra) for p in running],
+                              "queue_pending": [records.queue_item(p.task, p.prompt_id, p.extra) for p in pending],
+                              "queue_pending_total": total})
 
 
 @_reads_json
@@ -266,11 +311,17 @@ async def post_queue(request: web.Request) -> web.Response:
     prompts = _prompts(request)
     if isinstance(body, dict):
         if body.get("clear") is True:
-            await _delete(request, [p for p in await prompts.list([TaskStatus.PENDING])])
+            await _delete(request, await prompts.list([TaskStatus.PENDING], owner_id=identity(request).owner_filter))
         if isinstance(body.get("delete"), list):
-            chosen = [await prompts.get(str(i)) for i in body["delete"] if isinstance(i, str)]
+            chosen = [await _visible(request, str(i)) for i in body["delete"] if isinstance(i, str)]
             await _delete(request, [p for p in chosen if p is not None and p.task.status is TaskStatus.PENDING])
     return web.Response(status=200)
+
+
+async def _visible(request: web.Request, prompt_id: str) -> PromptRecord | None:
+    """The prompt, when the caller may see it (a user: their own); None otherwise."""
+    found = await _prompts(request).get(prompt_id)
+    return found if found is not None and identity(request).may_see(found.task.owner_id) else None
 
 
 async def _delete(request: web.Request, chosen: list[PromptRecord]) -> None:
@@ -291,7 +342,7 @@ async def post_interrupt(request: web.Request) -> web.Response:
     the body names, or every running prompt."""
     body = await _json_body(request)
     prompts = _prompts(request)
-    running = await prompts.list([TaskStatus.RUNNING])
+    running = await prompts.list([TaskStatus.RUNNING], owner_id=identity(request).owner_filter)
     if isinstance(body, dict) and isinstance(body.get("prompt_id"), str):
         running = [p for p in running if p.prompt_id == body["prompt_id"]]
     elif isinstance(body, dict) and isinstance(body.get("client_id"), str):
@@ -325,11 +376,11 @@ async def get_history(request: web.Request) -> web.Response:
     """``{prompt_id: entry}`` of finished prompts, oldest first; ``max_items`` alone: the newest that many."""
     max_items = _int(request.query.get("max_items"))
     offset = _int(request.query.get("offset"))
-    prompts = _prompts(request)
+    prompts, owner = _prompts(request), identity(request).owner_filter
     if max_items is not None and (offset is None or offset < 0):
-        done = list(reversed(await prompts.list(DONE, limit=max_items, newest_first=True)))
+        done = list(reversed(await prompts.list(DONE, limit=max_items, newest_first=True, owner_id=owner)))
     else:
-        done = await prompts.list(DONE, limit=max_items or 10_000, offset=max(offset or 0, 0))
+        done = await prompts.list(DONE, limit=max_items or 10_000, offset=max(offset or 0, 0), owner_id=owner)
     return web.json_response({p.prompt_id: records.history_entry(p.task, p.prompt_id, p.extra) for p in done})
 
 
@@ -341,7 +392,7 @@ def _int(value: str | None) -> int | None:
 
 
 async def get_history_entry(request: web.Request) -> web.Response:
-    found = await _prompts(request).get(request.match_info["prompt_id"])
+    found = await _visible(request, request.match_info["prompt_id"])
     if found is None or found.task.status not in DONE:
         return web.json_response({})
     return web.json_response({found.prompt_id: records.history_entry(found.task, found.prompt_id, found.extra)})
@@ -354,8 +405,8 @@ async def post_history(request: web.Request) -> web.Response:
     prompts = _prompts(request)
     if isinstance(body, dict):
         if body.get("clear") is True:
-            await _delete(request, await prompts.list(DONE))
+            await _delete(request, await prompts.list(DONE, owner_id=identity(request).owner_filter))
         if isinstance(body.get("delete"), list):
-            chosen = [await prompts.get(str(i)) for i in body["delete"] if isinstance(i, str)]
+            chosen = [await _visible(request, str(i)) for i in body["delete"] if isinstance(i, str)]
             await _delete(request, [p for p in chosen if p is not None and p.task.status in DONE])
     return web.Response(status=200)

@@ -34,6 +34,7 @@ from visionatrix.queue.prompts import PromptRecord, PromptTasks, is_node_set
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.internal import LOGS, TERMINAL, RecentLogs
 from visionatrix.server.comfy.shell import feature_flags
+from visionatrix.server.identity import Identity, identity
 from visionatrix.server.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class PromptSockets:
         assert prompts is not None
         self.prompts: PromptTasks = prompts
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.viewers: dict[str, Identity] = {}
+        """Who opened each socket: a prompt's messages go to its client only when that caller may see the prompt."""
         self.client_flags: dict[str, dict[str, Any]] = {}
         """Each socket's feature flags (its first message): ``supports_preview_metadata`` picks the preview frame."""
         self.seen: dict[int, _Seen] = {}
@@ -101,14 +104,18 @@ class PromptSockets:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
         await ws.prepare(request)
+        caller = identity(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
+        if sid in self.viewers and self.viewers[sid] != caller:
+            sid = uuid.uuid4().hex  # another caller's client id: never take over their socket
         previous = self.sockets.get(sid)
         self.sockets[sid] = ws
+        self.viewers[sid] = caller
         if previous is not None and previous is not ws:
             with contextlib.suppress(Exception):
                 await previous.close()
         try:
-            remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING])
+            remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING], owner_id=caller.owner_filter)
             await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}},
                                                            "sid": sid}})
             answered = False
@@ -123,6 +130,7 @@ class PromptSockets:
             if self.sockets.get(sid) is ws:
                 del self.sockets[sid]
                 self.client_flags.pop(sid, None)
+                self.viewers.pop(sid, None)
         return ws
 
     async def send(self, sid: str | None, kind: str, data: dict[str, Any]) -> None:
@@ -140,9 +148,20 @@ class PromptSockets:
                 job.add_done_callback(self._log_sends.discard)
 
     async def broadcast_status(self) -> None:
-        remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING])
+        """Each socket's ``queue_remaining``: of every prompt for an admin, of the caller's own for a user."""
+        counts: dict[int | None, int] = {}
         for sid in list(self.sockets):
-            await self.send(sid, "status", {"status": {"exec_info": {"queue_remaining": remaining}}})
+            viewer = self.viewers.get(sid)
+            owner = viewer.owner_filter if viewer is not None else None
+            if owner not in counts:
+                counts[owner] = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING], owner_id=owner)
+            await self.send(sid, "status", {"status": {"exec_info": {"queue_remaining": counts[owner]}}})
+
+    def _recipient(self, prompt: PromptRecord) -> str | None:
+        """The prompt's client socket, when whoever opened it may see the prompt; None otherwise."""
+        sid = prompt.client_id
+        viewer = self.viewers.get(sid) if sid is not None else None
+        return sid if viewer is not None and viewer.may_see(prompt.task.owner_id) else None
 
     # -- translation -------------------------------------------------------------------------------------------
 
@@ -179,7 +198,7 @@ class PromptSockets:
         prompt = await self.prompts.by_task(task_id)
         if prompt is None:
             return
-        sid = prompt.client_id
+        sid = self._recipient(prompt)
         ws = self.sockets.get(sid) if sid is not None else None
         if ws is None or ws.closed:
             return
@@ -209,7 +228,7 @@ class PromptSockets:
             await self._observe(prompt, queued)
 
     async def _observe(self, prompt: PromptRecord, queued: bool) -> None:
-        task, sid, pid = prompt.task, prompt.client_id, prompt.prompt_id
+        task, sid, pid = prompt.task, self._recipient(prompt), prompt.prompt_id
         if queued or task.id not in self.seen:
             self.seen[task.id] = _Seen()
             await self.broadcast_status()
@@ -237,7 +256,7 @@ class PromptSockets:
         await self._conclude(prompt)
 
     async def _conclude(self, prompt: PromptRecord) -> None:
-        task, sid, pid = prompt.task, prompt.client_id, prompt.prompt_id
+        task, sid, pid = prompt.task, self._recipient(prompt), prompt.prompt_id
         seen = self.seen.pop(task.id, None) or _Seen()
         if seen.node is not None:
             await self.send(sid, "progress_state", _progress_state(pid, seen, running=False,

@@ -10,11 +10,11 @@ from aiohttp import web
 
 from visionatrix.queue.models import TaskStatus
 from visionatrix.server import jsonio, parsing, views
-from visionatrix.server.errors import BadRequest, TooManyRequests
-from visionatrix.server.identity import Identity, identity
-from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.errors import BadRequest
+from visionatrix.server.identity import identity
+from visionatrix.server.services import SERVICES
 from visionatrix.server.task_create import create_tasks as create
-from visionatrix.server.task_owners import TASK_OWNERS, owned_task
+from visionatrix.server.task_owners import TASK_OWNERS, check_pending_limit, owned_task
 from visionatrix.server.task_request import Staging, read_create_request
 from visionatrix.storage.files import TaskStorage
 
@@ -39,19 +39,6 @@ async def create_tasks(request: web.Request) -> web.Response:
     for task_id in task_ids:
         owners.remember(task_id, caller.owner_id)
     return web.json_response({"task_ids": task_ids}, status=201, dumps=jsonio.dumps)
-
-
-async def check_pending_limit(services: Services, caller: Identity, count: int) -> None:
-    """``TooManyRequests`` when ``count`` more tasks would take a signed-in user past ``VIX_MAX_PENDING_PER_USER``
-    (admins and the open server have no limit)."""
-    limit = services.security.max_pending_per_user
-    if caller.is_admin or caller.user_id is None or limit <= 0:
-        return
-    pending = await services.queue.pending_count(caller.user_id)
-    if pending + count > limit:
-        raise TooManyRequests("too_many_pending", f"{caller.name} has {pending} pending task(s); at most {limit} may "
-                              f"wait at once (VIX_MAX_PENDING_PER_USER): wait for some to run or cancel them",
-                              {"pending": pending, "limit": limit, "requested": count})
 
 
 async def list_tasks(request: web.Request) -> web.Response:
