@@ -1,5 +1,6 @@
 """The graph editor's user data (``docs/comfy-api.md``, "Editor shell and user data"): its settings and the files
-it saves (workflows, ``user.css``, templates), all inside ``<user_dir>/default`` — one user, ComfyUI's "default".
+it saves (workflows, ``user.css``, templates), all inside ``<user_dir>/default`` — one user, ComfyUI's "default" —
+or, with sign-in on, inside ``<user_dir>/users/<name>`` of the signed-in user: each user has their own.
 
 A user path arrives as one URL segment with ``%2F`` for its slashes (aiohttp matches the encoded path and hands us
 the segment unquoted). Every path is confined to the user folder: empty paths, NUL and backslashes are refused with
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from visionatrix.errors import Conflict, NotFound, TooLarge
 from visionatrix.server.errors import BadRequest
+from visionatrix.server.identity import identity
 from visionatrix.server.middlewares import error_response
 from visionatrix.server.services import SERVICES
 from visionatrix.storage import streams
@@ -35,14 +37,17 @@ UserHandler = Callable[[web.Request, Path], Awaitable[web.StreamResponse]]
 
 
 def _with_user_root(handler: UserHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Hands ``handler`` the user folder (``<user_dir>/default``); 404 when no user folder is configured."""
+    """Hands ``handler`` the caller's user folder (``<user_dir>/default``, or ``<user_dir>/users/<name>`` of a
+    signed-in user); 404 when no user folder is configured."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         user_dir = request.app[SERVICES].user_dir
         if user_dir is None:
             return error_response(404, "not_found", "the editor's user data is off: no user folder (VIX_USER_DIR)")
-        return await handler(request, user_dir / USER)
+        caller = identity(request)
+        root = user_dir / USER if caller.user_id is None else user_dir / "users" / caller.name
+        return await handler(request, root)
 
     return wrapped
 
