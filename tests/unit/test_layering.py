@@ -20,6 +20,7 @@ TORCH_FREE = [
     "visionatrix.models.inventory",
     "visionatrix.models.installer",
     "visionatrix.config",
+    "visionatrix.auth.store",
 ]
 
 
@@ -31,7 +32,7 @@ def test_graph_validation_cache_and_flows_import_no_torch():
 
 
 def test_core_layers_do_not_import_server_or_worker():
-    for layer in ("executor", "nodes", "flows", "models"):
+    for layer in ("executor", "nodes", "flows", "models", "auth"):
         for path in (ROOT / "visionatrix" / layer).rglob("*.py"):
             text = path.read_text()
             assert "visionatrix.server" not in text and "visionatrix.worker" not in text, path
