@@ -34,6 +34,16 @@ export class EventSocket {
     });
   }
 
+  /** Closes the socket for good (signed out); `start()` opens a new one. */
+  stop() {
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    socket?.close();
+    this.delayMs = FIRST_DELAY_MS;
+    this.everSubscribed = false;
+  }
+
   receive(data) {
     let event;
     try {

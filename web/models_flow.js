@@ -76,10 +76,10 @@ export function showInstalled(flow) {
 }
 
 /**
- * The "Models" line of a flow card: present / missing, the download button, and `update(progress)` (a Map of
- * model name -> latest `model_progress`) for the combined bar and the errors.
+ * The "Models" line of a flow card: present / missing, the download button (only with `canDownload`: an admin),
+ * and `update(progress)` (a Map of model name -> latest `model_progress`) for the combined bar and the errors.
  */
-export function flowModelsLine(flow) {
+export function flowModelsLine(flow, { canDownload = true } = {}) {
   const { names, unknown, sizes } = missingModels(flow);
   const missing = flow.models_missing ?? [];
   const title = flow.display_name || flow.name;
@@ -90,8 +90,8 @@ export function flowModelsLine(flow) {
   const meter = progressBar(`Download of the models of ${title}`);
   meter.hidden = true;
   const note = h("p", { class: "model-note small model-error", hidden: true });
-  const button = names.length ? h("button", { type: "button", class: "primary", "data-action": "download-models",
-    "aria-label": `Download the ${plural(names.length, "missing model")} of ${title}` },
+  const button = canDownload && names.length ? h("button", { type: "button", class: "primary",
+    "data-action": "download-models", "aria-label": `Download the ${plural(names.length, "missing model")} of ${title}` },
   `Download ${plural(names.length, "missing model")}`) : null;
   let running = false;
   button?.addEventListener("click", () => {

@@ -69,7 +69,7 @@ function actionsCell(cell, model, act) {
   if (focused) (cell.querySelector(`[data-action="${focused}"]`) ?? cell.querySelector("button"))?.focus();
 }
 
-/** A row for `model`; `act(action, name)` runs its buttons ("install", "cancel", "remove"). */
+/** A row for `model`; `act(action, name)` runs its buttons ("install", "cancel", "remove"); null: no actions. */
 export function modelRow(initial, act) {
   let model = initial;
   const cell = (label) => h("td", { "data-label": label });
@@ -83,7 +83,7 @@ export function modelRow(initial, act) {
   const meter = progressBar(`Download of ${initial.name}`);
   const note = h("p", { class: "model-note small" });
   state.append(badge, meter, note);
-  const row = h("tr", { "data-model": initial.name }, name, folder, size, state, flows, actions);
+  const row = h("tr", { "data-model": initial.name }, name, folder, size, state, flows, act && actions);
 
   const showProgress = () => {
     const progress = model.progress;
@@ -103,7 +103,7 @@ export function modelRow(initial, act) {
       : [progress?.state === "cancelled" ? "Download cancelled" : "", model.problem ?? "", partial]
         .filter(Boolean).join(". ");
     note.hidden = !note.textContent;
-    actionsCell(actions, model, act);
+    if (act) actionsCell(actions, model, act);
   };
 
   const update = (fresh) => {

@@ -37,6 +37,7 @@ export function showMessage(content, kind = "info") {
 
 /** An API failure (or any other error) as an error message: what failed, the server's message and its code. */
 export function showError(error, doing = "") {
+  if (error?.handled) return null;  // a 401: the sign-in page is shown instead
   const text = error?.message || String(error);
   const code = error?.code && error.code !== "network" ? ` (${error.code})` : "";
   const what = doing ? `${doing}: ` : "";

@@ -1,7 +1,7 @@
 // The hash router: "#/flows", "#/run/<flow>", "#/queue", "#/queue/<task id>", "#/workers", "#/models",
-// "#/models/<flow>".
+// "#/models/<flow>", "#/account".
 
-export const PAGES = ["flows", "run", "queue", "workers", "models"];
+export const PAGES = ["flows", "run", "queue", "workers", "models", "account"];
 const DEFAULT_PAGE = "flows";
 
 /** The current route: `{page, arg}`; `arg` is the decoded second part of the hash (a flow name, a task id). */

@@ -1,6 +1,7 @@
 // Flows page: the installed flows as cards (models, workers that run them, Run / editor / delete), installing a
 // flow from a JSON file (choose or drop) or from the bundled ones, and downloading a flow's missing models with
-// their progress. Live: `flows_changed`, `models_changed`, `model_progress` and `worker_updated`.
+// their progress. Live: `flows_changed`, `models_changed`, `model_progress` and `worker_updated`. A signed-in user
+// who is not an admin sees the cards with Run and the editor only: no workers, installs, deletes or downloads.
 
 import { api, segment } from "../api.js";
 import { confirmAction } from "../confirm.js";
@@ -10,10 +11,12 @@ import { debounce } from "../events.js";
 import { flowModelsLine, missingModels, showInstalled } from "../models_flow.js";
 import { announce, showError, showMessage } from "../notices.js";
 import { href } from "../router.js";
+import { isAdmin } from "../session.js";
 
 const REFETCH_DELAY_MS = 300;
 
 export function mount(main, { events, signal }) {
+  const admin = isAdmin();
   const state = { flows: null, workers: [], bundled: null };
   const progress = new Map();  // model name -> its latest model_progress (the server's downloads)
   const modelLines = new Map();  // flow name -> its card's models line
@@ -26,7 +29,7 @@ export function mount(main, { events, signal }) {
     h("p", { class: "lead" }, "Each flow turns your images into new ones. Pick one and press Run."),
     h("section", { "aria-labelledby": "installed-heading" },
       h("h2", { id: "installed-heading" }, "Installed flows"), cards),
-    h("section", { class: "panel", "aria-labelledby": "add-heading" },
+    admin && h("section", { class: "panel", "aria-labelledby": "add-heading" },
       h("h2", { id: "add-heading" }, "Add a flow"),
       h("div", { class: "add-grid" },
         h("div", {},
@@ -37,14 +40,15 @@ export function mount(main, { events, signal }) {
         h("div", {}, h("h3", {}, "Bundled flows"), bundledList))));
 
   const load = async () => {
-    const [flows, workers, bundled] = await Promise.allSettled([
-      api("flows", { signal }), api("workers", { signal }), api("flows/bundled", { signal })]);
+    const none = Promise.resolve(null);
+    const [flows, workers, bundled] = await Promise.allSettled([api("flows", { signal }),
+      admin ? api("workers", { signal }) : none, admin ? api("flows/bundled", { signal }) : none]);
     if (signal.aborted) return;
     if (flows.status === "fulfilled") state.flows = flows.value.flows;
     else showError(flows.reason, "Could not load the flows");
-    if (workers.status === "fulfilled") state.workers = workers.value.workers;
+    if (workers.status === "fulfilled") state.workers = workers.value?.workers ?? [];
     else showError(workers.reason, "Could not load the workers");
-    if (bundled.status === "fulfilled") state.bundled = bundled.value.flows;
+    if (bundled.status === "fulfilled") state.bundled = bundled.value?.flows ?? null;
     else if (bundled.reason?.status === 404 || bundled.reason?.status === 405) state.bundled = undefined;
     else showError(bundled.reason, "Could not load the bundled flows");
     render();
@@ -91,9 +95,9 @@ export function mount(main, { events, signal }) {
     const focused = focusedAction(cards);
     modelLines.clear();
     replace(cards, state.flows.map((flow) => {
-      const line = flowModelsLine(flow);
+      const line = flowModelsLine(flow, { canDownload: admin });
       modelLines.set(flow.name, line);
-      return flowCard(flow, remove, line.element);
+      return flowCard(flow, admin ? remove : null, line.element);
     }));
     renderWorkerLines();
     renderModelLines();
@@ -172,7 +176,7 @@ export function mount(main, { events, signal }) {
 
   const unsubscribe = events.subscribe((event) => {
     if (event.type === "flows_changed" || event.type === "models_changed") reload();
-    else if (event.type === "worker_updated") loadWorkers();
+    else if (event.type === "worker_updated" && admin) loadWorkers();
     else if (event.type === "model_progress" && !event.worker_id) {
       progress.set(event.name, event);
       renderModelLines();
@@ -201,6 +205,7 @@ function workersText(workers) {
     .join(", ");
 }
 
+/** A flow's card; `remove` is null for a user who may not delete flows (no Workers line, no Delete button). */
 function flowCard(flow, remove, modelsLine) {
   const title = flow.display_name || flow.name;
   const missingNodes = flow.missing_node_types;
@@ -215,7 +220,7 @@ function flowCard(flow, remove, modelsLine) {
     (flow.tags ?? []).length ? h("ul", { class: "tags", "aria-label": "Tags" },
       flow.tags.map((tag) => h("li", {}, tag))) : null,
     h("dl", { class: "facts" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
-      h("dt", {}, "Workers"), h("dd", { "data-workers-of": flow.name })),
+      remove && [h("dt", {}, "Workers"), h("dd", { "data-workers-of": flow.name })]),
     h("div", { class: "card-actions" },
       h("a", { class: "button primary", href: href("run", flow.name), "aria-label": `Run ${title}`, "data-action": "run" },
         "Run"),
@@ -223,6 +228,6 @@ function flowCard(flow, remove, modelsLine) {
         "aria-label": `Open ${title} in the graph editor` }, "Open in editor"),
       h("a", { class: "button", href: `vapi/flows/${segment(flow.name)}`, "data-action": "details",
         "aria-label": `Flow details of ${title} (JSON)` }, "Details (JSON)"),
-      h("button", { type: "button", class: "danger", onclick: () => remove(flow), "data-action": "remove",
+      remove && h("button", { type: "button", class: "danger", onclick: () => remove(flow), "data-action": "remove",
         "aria-label": `${flow.bundled ? "Uninstall" : "Delete"} ${title}` }, flow.bundled ? "Uninstall" : "Delete")));
 }

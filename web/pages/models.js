@@ -1,7 +1,8 @@
 // Models page: the catalog's models with their state in the server's models folder (size, the flows that need
 // each, a gated hint), install / cancel / remove, and live download progress. `#/models/<flow>` shows only the
 // models of one flow. Live: `model_progress` moves a row's bar in place; an ended download, `models_changed` and
-// `flows_changed` read the list again; so does a reconnect. No polling.
+// `flows_changed` read the list again; so does a reconnect. No polling. A user who is not an admin sees the list
+// without its actions.
 
 import { api, segment } from "../api.js";
 import { confirmAction } from "../confirm.js";
@@ -12,12 +13,14 @@ import { isActive } from "../models_progress.js";
 import { modelRow, shownState } from "../models_row.js";
 import { announce, showError, showMessage } from "../notices.js";
 import { href } from "../router.js";
+import { isAdmin } from "../session.js";
 
 const REFETCH_DELAY_MS = 200;
 const STATES = [["", "All"], ["installed", "Installed"], ["missing", "Missing"], ["partial", "Partly downloaded"],
   ["corrupt", "Corrupt"], ["active", "Downloading now"]];
 
 export function mount(main, { arg: flow, events, signal }) {
+  const admin = isAdmin();
   const rows = new Map();  // name -> {row, update, applyProgress, model}
   let loaded = false;
   const searchId = uid("model-search");
@@ -30,14 +33,14 @@ export function mount(main, { arg: flow, events, signal }) {
   const body = h("tbody", {});
   const table = h("table", { class: "models responsive-table", hidden: true },
     h("caption", { class: "visually-hidden" }, flow ? `Models of the flow ${flow}` : "Models"),
-    h("thead", {}, h("tr", {}, ["Model", "Folder", "Size", "State", "Needed by", "Actions"]
-      .map((name) => h("th", { scope: "col" }, name)))),
+    h("thead", {}, h("tr", {}, ["Model", "Folder", "Size", "State", "Needed by", admin ? "Actions" : null]
+      .filter(Boolean).map((name) => h("th", { scope: "col" }, name)))),
     body);
   const empty = h("p", { class: "empty", hidden: true });
   replace(main,
     h("h1", { tabindex: "-1" }, flow ? `Models of ${flow}` : "Models"),
-    h("p", { class: "lead" }, "The model files flows load. Install downloads one into the server's models folder ",
-      "(checked against the catalog's checksum); a stopped download resumes where it ended."),
+    h("p", { class: "lead" }, "The model files flows load.", admin ? [" Install downloads one into the server's ",
+      "models folder (checked against the catalog's checksum); a stopped download resumes where it ended."] : ""),
     flow ? h("p", { class: "breadcrumbs" }, "Only the models the flow ", h("code", {}, flow), " needs. ",
       h("a", { href: href("models") }, "Show every model")) : null,
     h("div", { class: "toolbar" },
@@ -80,7 +83,7 @@ export function mount(main, { arg: flow, events, signal }) {
       seen.add(model.name);
       let entry = rows.get(model.name);
       if (entry) entry.update(model);
-      else rows.set(model.name, entry = modelRow(model, act));
+      else rows.set(model.name, entry = modelRow(model, admin ? act : null));
       body.append(entry.row);  // the server's order; moving a row keeps its focus
     }
     for (const [name, entry] of rows) {
