@@ -111,16 +111,25 @@ class VixClient:
 
     async def create_task(self, flow: str, params: Mapping[str, Any] | None = None,
                           files: Mapping[str, FileSource] | None = None, *, count: int = 1,
-                          priority: int = 0) -> list[int]:
-        """Queue ``count`` tasks of ``flow``; ``files`` maps an image parameter to a file path or its bytes."""
+                          priority: int = 0, webhook_url: str | None = None,
+                          webhook_headers: Mapping[str, str] | None = None) -> list[int]:
+        """Queue ``count`` tasks of ``flow``; ``files`` maps an image parameter to a file path or its bytes;
+        ``webhook_url`` (with ``webhook_headers``) is POSTed a signed JSON body when each task ends."""
+        webhook: dict[str, Any] = {}
+        if webhook_url is not None:
+            webhook["webhook_url"] = webhook_url
+        if webhook_headers is not None:
+            webhook["webhook_headers"] = dict(webhook_headers)
         if not files:
-            body = {"flow": flow, "params": dict(params or {}), "count": count, "priority": priority}
+            body = {"flow": flow, "params": dict(params or {}), "count": count, "priority": priority, **webhook}
             return (await self._request("POST", "/vapi/tasks", json=body))["task_ids"]
         with contextlib.ExitStack() as stack:
             form = aiohttp.FormData()
             form.add_field("flow", flow)
             form.add_field("count", str(count))
             form.add_field("priority", str(priority))
+            for name, value in webhook.items():
+                form.add_field(name, value if isinstance(value, str) else json.dumps(value))
             form.add_field("params", json.dumps(dict(params or {})), content_type="application/json")
             for name, source in files.items():
                 _add_file(form, name, source, stack)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from visionatrix.auth.store import AuthStore
 from visionatrix.queue.prompts import PromptTasks
-from visionatrix.server import signin
+from visionatrix.server import signin, webhooks
 from visionatrix.server.claim_ledger import ClaimLedger
 from visionatrix.server.comfy import setup_comfy_routes
 from visionatrix.server.comfy.origin import origin_guard
@@ -70,4 +70,7 @@ def create_app(services: Services) -> web.Application:
     app.on_startup.append(_watch_external_changes)
     app.on_shutdown.append(_close_streams)
     app.on_shutdown.append(stop_claims)
+    app[webhooks.WEBHOOKS] = webhooks.Webhooks()
+    app.on_startup.append(webhooks.start)
+    app.on_shutdown.append(webhooks.stop)
     return app

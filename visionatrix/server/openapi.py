@@ -15,11 +15,21 @@ from visionatrix.server.openapi_parts import errors as _errors
 from visionatrix.server.openapi_parts import json_body as _json
 from visionatrix.server.openapi_parts import ref as _ref
 from visionatrix.server.task_request import MAX_COUNT, MAX_PRIORITY, MIN_PRIORITY
+from visionatrix.server.webhooks import targets
 
 _TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _FLOW_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _EVENT_FILTER = {"name": "task_id", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
                  "description": "Only the events of this task"}
+
+_WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": targets.MAX_URL_CHARS,
+                "description": "http(s) URL POSTed a signed JSON body when the task finishes, fails or is cancelled "
+                               "(docs/security.md, Webhooks); private and loopback addresses are refused at delivery "
+                               "unless VIX_WEBHOOK_ALLOW_HOSTS names the host"}
+_WEBHOOK_HEADERS = {"type": "object", "maxProperties": targets.MAX_HEADERS,
+                    "additionalProperties": {"type": "string", "maxLength": targets.MAX_HEADER_VALUE_CHARS},
+                    "description": "Extra headers sent with the webhook (never shown by the API); Host, Content-*, "
+                                   "hop-by-hop and X-Visionatrix-* headers may not be given"}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -92,6 +102,8 @@ _SCHEMAS: dict[str, Any] = {
             "params": {"type": "object", "description": "Parameter name -> value"},
             "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT, "default": 1},
             "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY, "default": 0},
+            "webhook_url": _WEBHOOK_URL,
+            "webhook_headers": _WEBHOOK_HEADERS,
         },
     },
     "TaskCreateForm": {
@@ -104,6 +116,9 @@ _SCHEMAS: dict[str, Any] = {
             "params": {"type": "string", "description": "A JSON object of parameter name -> value"},
             "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
             "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
+            "webhook_url": _WEBHOOK_URL,
+            "webhook_headers": {"type": "string", "description": "A JSON object of header name -> value, as in "
+                                                                 "the JSON body's webhook_headers"},
         },
         "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "string", "format": "binary"}]},
     },
@@ -147,6 +162,8 @@ _SCHEMAS: dict[str, Any] = {
             "peak_vram_bytes": {"type": ["integer", "null"], "minimum": 0,
                                 "description": "The most bytes torch held allocated on the worker's GPU during the "
                                                "run; null on a CPU worker, before the run ends, or when not measured"},
+            "webhook_url": {"type": ["string", "null"], "description": "Where the task's end is POSTed (its "
+                                                                      "webhook_headers are never shown)"},
             "created_at": {"type": ["string", "null"], "format": "date-time"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
             "finished_at": {"type": ["string", "null"], "format": "date-time"},

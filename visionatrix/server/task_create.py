@@ -47,7 +47,7 @@ async def create_tasks(services: Services, request: TaskCreateRequest, staging: 
         return await services.queue.create(flow.name, graph, request.params, count=request.count,
                                            priority=request.priority, files=inputs,
                                            before_commit=place_inputs if names else None,
-                                           columns={"owner_id": owner_id})
+                                           columns={"owner_id": owner_id, "webhook": request.webhook})
     except BaseException:
         for task_id in adopted:
             with contextlib.suppress(OSError):

@@ -1,7 +1,8 @@
 """Reading a task-creation request: a JSON body, or a multipart form whose file parts are streamed to staging.
 
-JSON: ``{"flow": name, "params": {...}, "count": 1, "priority": 0}``. Multipart: the same fields as text parts
-(``params`` as a JSON object in text), any other text part is one parameter's value, and each file part is the
+JSON: ``{"flow": name, "params": {...}, "count": 1, "priority": 0}``, optionally ``"webhook_url"`` and
+``"webhook_headers"`` (``webhooks.targets``). Multipart: the same fields as text parts (``params`` and
+``webhook_headers`` as JSON objects in text), any other text part is one parameter's value, and each file part is the
 upload of the image parameter its part is named after. Every malformed field is reported at once.
 """
 
@@ -18,12 +19,13 @@ from aiohttp import BodyPartReader, web
 from visionatrix.flows.manifest import PARAM_NAME_RE
 from visionatrix.server import multipart, parsing
 from visionatrix.server.errors import BadRequest, UnsupportedMediaType
+from visionatrix.server.webhooks.targets import check_webhook
 from visionatrix.storage.files import TaskStorage
 
 MAX_COUNT = 100
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 MAX_FIELD_BYTES = 1024 * 1024
-RESERVED_FIELDS = ("flow", "params", "count", "priority")
+RESERVED_FIELDS = ("flow", "params", "count", "priority", "webhook_url", "webhook_headers")
 _SUFFIX_RE = re.compile(r"^\.[a-z0-9]{1,8}$")
 
 
@@ -44,6 +46,8 @@ class TaskCreateRequest:
     count: int = 1
     priority: int = 0
     uploads: dict[str, Upload] = field(default_factory=dict)
+    webhook: dict[str, Any] | None = None
+    """``{"url", "headers"}`` from ``webhook_url`` and ``webhook_headers``; None: no webhook."""
 
 
 class Staging:
@@ -85,11 +89,12 @@ def _from_json(body: Any) -> TaskCreateRequest:
     if not isinstance(params, dict):
         problems["params"] = f"expected an object of parameter name -> value, got {type(params).__name__}"
         params = {}
-    return _finish(body.get("flow"), params, body.get("count", 1), body.get("priority", 0), problems, {})
+    webhook = check_webhook(body.get("webhook_url"), body.get("webhook_headers"), problems)
+    return _finish(body.get("flow"), params, body.get("count", 1), body.get("priority", 0), problems, {}, webhook)
 
 
 def _finish(flow: Any, params: dict[str, Any], count: Any, priority: Any, problems: dict[str, str],
-            uploads: dict[str, Upload]) -> TaskCreateRequest:
+            uploads: dict[str, Upload], webhook: dict[str, Any] | None = None) -> TaskCreateRequest:
     if not isinstance(flow, str) or not flow.strip():
         problems["flow"] = "required: the name of the flow to run"
     checked_count = parsing.int_value("count", count, low=1, high=MAX_COUNT, problems=problems)
@@ -99,7 +104,7 @@ def _finish(flow: Any, params: dict[str, Any], count: Any, priority: Any, proble
         lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
         raise BadRequest("invalid_request", f"the request is malformed: {lines}", problems)
     assert isinstance(flow, str) and checked_count is not None and checked_priority is not None
-    return TaskCreateRequest(flow.strip(), params, checked_count, checked_priority, uploads)
+    return TaskCreateRequest(flow.strip(), params, checked_count, checked_priority, uploads, webhook)
 
 
 async def _read_multipart(request: web.Request, staging: Staging) -> TaskCreateRequest:
@@ -124,22 +129,31 @@ async def _read_multipart(request: web.Request, staging: Staging) -> TaskCreateR
         if name in params:
             problems[name] = "given both in 'params' and as a form field"
         params[name] = value
-    return _finish(fields.get("flow"), params, fields.get("count", 1), fields.get("priority", 0), problems, uploads)
+    headers = _json_field("webhook_headers", fields.get("webhook_headers"), problems)
+    webhook = check_webhook(fields.get("webhook_url"), headers, problems)
+    return _finish(fields.get("flow"), params, fields.get("count", 1), fields.get("priority", 0), problems, uploads,
+                   webhook)
 
 
 def _params_field(raw: str | None, problems: dict[str, str]) -> dict[str, Any]:
+    return _json_field("params", raw, problems) or {}
+
+
+def _json_field(name: str, raw: str | None, problems: dict[str, str]) -> dict[str, Any] | None:
+    """A form field holding a JSON object (None: not given, or a problem noted under ``name``)."""
     if raw is None or not raw.strip():
-        return {}
+        return None
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        problems["params"] = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        problems[name] = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         return {}
     except RecursionError:
-        problems["params"] = "JSON nested too deeply"
+        problems[name] = "JSON nested too deeply"
         return {}
     if not isinstance(value, dict):
-        problems["params"] = f"expected a JSON object of parameter name -> value, got {type(value).__name__}"
+        what = "parameter name -> value" if name == "params" else "header name -> value"
+        problems[name] = f"expected a JSON object of {what}, got {type(value).__name__}"
         return {}
     return value
 

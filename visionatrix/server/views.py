@@ -54,6 +54,7 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "error": error,
         "timings": task.timings,
         "peak_vram_bytes": task.peak_vram_bytes,
+        "webhook_url": task.webhook.get("url") if task.webhook else None,
         "created_at": task.created_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,
