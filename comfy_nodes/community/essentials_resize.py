@@ -133,7 +133,7 @@ class ImageResizePlus:
         new_w, new_h, pads, cut = plan_size(ow, oh, width, height, method, multiple_of)
         out = image
         if condition_holds(condition, ow, oh, new_w, new_h):
-            shapes.check_pixels("width", new_w + pads[0] + pads[1], new_h + pads[2] + pads[3])
+            shapes.check_pixels("width", new_w + pads[0] + pads[1], new_h + pads[2] + pads[3], image.shape[0])
             out = interpolate(image, new_w, new_h, interpolation)
             if any(pads):
                 out = F.pad(out.movedim(-1, 1), pads, value=0.0).movedim(1, -1)

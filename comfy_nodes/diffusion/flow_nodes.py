@@ -16,6 +16,7 @@ from visionatrix.diffusion.dit.loading import flux_mu
 from visionatrix.diffusion.model import DiffusionModel
 from visionatrix.diffusion.sampling import model_sampling as sampling
 from visionatrix.errors import InvalidInput
+from visionatrix.nodes import pixels
 
 MAX_RESOLUTION = 16384
 SD3_LATENT_CHANNELS = 16
@@ -45,6 +46,7 @@ class EmptySD3LatentImage:
     CATEGORY = "latent/sd3"
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "generate"
+    PIXEL_INPUTS = ("width", "height", "batch_size")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -55,6 +57,7 @@ class EmptySD3LatentImage:
     def generate(self, width: int, height: int, batch_size: int = 1) -> tuple[dict[str, Any]]:
         if int(width) < 8 or int(height) < 8 or int(batch_size) < 1:
             raise InvalidInput("width", f"an empty latent of {width}x{height} pixels x {batch_size} has no cells")
+        pixels.check_pixels("width", width, height, batch_size)
         shape = (int(batch_size), SD3_LATENT_CHANNELS, int(height) // 8, int(width) // 8)
         return ({"samples": torch.zeros(shape, dtype=torch.float32)},)
 

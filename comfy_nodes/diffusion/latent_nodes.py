@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from visionatrix.diffusion.vae import require_latent
 from visionatrix.errors import InvalidInput
+from visionatrix.nodes import pixels
 
 MAX_RESOLUTION = 16384
 LATENT_CHANNELS = 4
@@ -27,6 +28,7 @@ class EmptyLatentImage:
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("The empty latent image batch.",)
     FUNCTION = "generate"
+    PIXEL_INPUTS = ("width", "height", "batch_size")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -40,6 +42,7 @@ class EmptyLatentImage:
     def generate(self, width: int, height: int, batch_size: int = 1) -> tuple[dict[str, Any]]:
         if int(width) < 8 or int(height) < 8 or int(batch_size) < 1:
             raise InvalidInput("width", f"an empty latent of {width}x{height} pixels x {batch_size} has no cells")
+        pixels.check_pixels("width", width, height, batch_size)
         shape = (int(batch_size), LATENT_CHANNELS, int(height) // 8, int(width) // 8)
         return ({"samples": torch.zeros(shape, dtype=torch.float32)},)
 
@@ -144,6 +147,7 @@ class LatentUpscale:
             height = max(MIN_UPSCALE_SIZE, round(tensor.shape[-2] * width / tensor.shape[-1]))
         else:
             width, height = max(MIN_UPSCALE_SIZE, width), max(MIN_UPSCALE_SIZE, height)
+        pixels.check_pixels("width", int(width) // 8 * 8, int(height) // 8 * 8, tensor.shape[0])
         return ({**latent, "samples": upscale(tensor, int(width) // 8, int(height) // 8, upscale_method, crop)},)
 
 
@@ -165,6 +169,7 @@ class LatentUpscaleBy:
         if width < 1 or height < 1:
             raise InvalidInput("scale_by", f"scaling {tensor.shape[-1]}x{tensor.shape[-2]} cells by {scale_by} "
                                            "leaves nothing")
+        pixels.check_pixels("scale_by", width * 8, height * 8, tensor.shape[0])
         return ({**latent, "samples": upscale(tensor, width, height, upscale_method, "disabled")},)
 
 
@@ -181,6 +186,8 @@ class RepeatLatentBatch:
     def repeat(self, samples: Any, amount: int) -> tuple[dict[str, Any]]:
         latent = require_latent("samples", samples)
         amount = int(amount)
+        shape = latent["samples"].shape
+        pixels.check_pixels("amount", shape[-1] * 8, shape[-2] * 8, shape[0] * amount)
         out = {**latent, "samples": latent["samples"].repeat(amount, 1, 1, 1)}
         mask = latent.get("noise_mask")
         if isinstance(mask, torch.Tensor) and mask.shape[0] > 1:

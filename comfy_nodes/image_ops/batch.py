@@ -19,6 +19,7 @@ class EmptyImage:
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("IMAGE",)
     FUNCTION = "generate"
+    PIXEL_INPUTS = ("width", "height", "batch_size")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
@@ -33,7 +34,7 @@ class EmptyImage:
         }
 
     def generate(self, width, height, batch_size, color):
-        shapes.check_pixels("width", width, height)
+        shapes.check_pixels("width", width, height, batch_size)
         rgb = shapes.rgb_from_int(color, context.current().device)
         return (rgb.expand(batch_size, height, width, shapes.RGB_CHANNELS).contiguous(),)
 
@@ -54,6 +55,7 @@ class ImageBatch:
         image2 = shapes.require_image("image2", image2)
         channels = max(image1.shape[-1], image2.shape[-1])
         image1 = shapes.match_channels(image1, channels)
+        shapes.check_pixels("image2", image1.shape[2], image1.shape[1], image1.shape[0] + image2.shape[0])
         image2 = compose.fit_to(image2, image1, "bilinear")
         return (torch.cat([image1, image2.to(image1.dtype)], dim=0),)
 

@@ -61,7 +61,7 @@ class ImageScale:
     def upscale(self, image, upscale_method, width, height, crop):
         image = shapes.require_image("image", image)
         width, height = target_size(image.shape[2], image.shape[1], width, height)
-        shapes.check_pixels("width", width, height)
+        shapes.check_pixels("width", width, height, image.shape[0])
         if crop == "center":
             image = center_crop_to_aspect(image, width, height)
         return (sampling.resample(image, width, height, upscale_method),)
@@ -88,7 +88,7 @@ class ImageScaleBy:
         image = shapes.require_image("image", image)
         width = max(1, round(image.shape[2] * scale_by))
         height = max(1, round(image.shape[1] * scale_by))
-        shapes.check_pixels("scale_by", width, height)
+        shapes.check_pixels("scale_by", width, height, image.shape[0])
         return (sampling.resample(image, width, height, upscale_method),)
 
 
@@ -118,7 +118,7 @@ class ImageScaleToTotalPixels:
         scale = math.sqrt(megapixels * 1024 * 1024 / (in_w * in_h))
         width = max(1, round(in_w * scale / resolution_steps)) * resolution_steps
         height = max(1, round(in_h * scale / resolution_steps)) * resolution_steps
-        shapes.check_pixels("megapixels", width, height)
+        shapes.check_pixels("megapixels", width, height, image.shape[0])
         return (sampling.resample(image, width, height, upscale_method),)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from visionatrix.errors import InvalidInput
-from visionatrix.nodes import context
+from visionatrix.nodes import pixels
 
 MAX_RESOLUTION = 16384
 RGB_CHANNELS = 3
@@ -73,13 +73,10 @@ def join_alpha(color: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
     return color if alpha is None else torch.cat([color, alpha], dim=-1)
 
 
-def check_pixels(input_name: str, width: int, height: int) -> None:
-    """Refuse an output size that is empty or larger than the context's pixel limit."""
-    if width < 1 or height < 1:
-        raise InvalidInput(input_name, f"output size {width}x{height} is empty")
-    limit = context.current().max_image_pixels
-    if width * height > limit:
-        raise InvalidInput(input_name, f"output size {width}x{height} exceeds the limit of {limit} pixels")
+def check_pixels(input_name: str, width: int, height: int, batch: int = 1) -> None:
+    """Refuse an output of ``batch`` images of ``width`` * ``height`` that is empty or over the context's pixel
+    limit (the whole batch counts; see :mod:`visionatrix.nodes.pixels`)."""
+    pixels.check_pixels(input_name, width, height, batch)
 
 
 def rgb_from_int(color: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:

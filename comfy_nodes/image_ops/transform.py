@@ -92,7 +92,7 @@ class ImagePadForOutpaint:
     def expand_image(self, image, left, top, right, bottom, feathering):
         image = shapes.require_image("image", image)
         batch, height, width, channels = image.shape
-        shapes.check_pixels("left", width + left + right, height + top + bottom)
+        shapes.check_pixels("left", width + left + right, height + top + bottom, batch)
         padded = torch.full(
             (batch, top + height + bottom, left + width + right, channels),
             PAD_FILL,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from visionatrix.errors import InvalidInput, ModelError
-from visionatrix.nodes import context
+from visionatrix.nodes import context, pixels
 
 from . import tiling
 
@@ -77,11 +77,7 @@ def _check(model: Any, image: Any) -> torch.Tensor:
     if image.shape[-1] != model.input_channels:
         raise InvalidInput("image", f"has {image.shape[-1]} channels; the upscale model takes "
                                     f"{model.input_channels}")
-    pixels = image.shape[1] * image.shape[2] * model.scale**2
-    limit = context.current().max_image_pixels
-    if pixels > limit:
-        raise InvalidInput("image", f"upscaled by {model.scale} it would have {pixels} pixels, over the limit of "
-                                    f"{limit}")
+    pixels.check_pixels("image", image.shape[2] * model.scale, image.shape[1] * model.scale, image.shape[0])
     return image
 
 

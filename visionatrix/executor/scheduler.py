@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from visionatrix.errors import Interrupted, NodeFailed
-from visionatrix.executor import calls, events
+from visionatrix.executor import calls, events, limits
 from visionatrix.executor.cache import CacheEntry, OutputCache, compute_signatures
 from visionatrix.executor.graph import Graph, Node, unwrap
 from visionatrix.executor.validation import Validated
+from visionatrix.nodes import pixels
 from visionatrix.nodes.context import NodeContext, use
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
@@ -38,6 +39,8 @@ class _NodeSpec:
         self.lazy = {n for n, s in declared.items() if len(s) > 1 and isinstance(s[1], dict) and s[1].get("lazy")}
         self.hidden = dict(spec["hidden"])
         self.output_node = getattr(node_class, "OUTPUT_NODE", False) is True
+        self.bounds = limits.bounds_of(spec)
+        self.pixel_inputs = pixels.declared_inputs(node_class)
 
 
 class Run:
@@ -208,9 +211,11 @@ class Run:
         started = time.perf_counter()
         instance = self._instance(node)
         node_class = type(instance)
-        inputs = self._inputs(node, self.spec(node.class_type).lazy, set(node.inputs))
+        spec = self.spec(node.class_type)
+        inputs = self._inputs(node, spec.lazy, set(node.inputs))
         function = getattr(instance, getattr(node_class, "FUNCTION", ""), None)
         try:
+            limits.check_linked(node, spec.bounds, spec.pixel_inputs, inputs, self.ctx.max_image_pixels)
             if function is None:
                 raise AttributeError(f"{node_class.__name__} has no FUNCTION method")
             with use(self._node_ctx(node)):

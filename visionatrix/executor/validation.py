@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from visionatrix.errors import InvalidGraph
+from visionatrix.errors import InvalidGraph, InvalidInput
 from visionatrix.executor import types as vt
 from visionatrix.executor.graph import Graph, Node, is_link, parse_prompt, post_order, unwrap
+from visionatrix.nodes import pixels
 from visionatrix.nodes.context import current as current_context
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
@@ -123,9 +124,22 @@ class _Validator:
                 ok = self._check_link(node, name, input_spec, hook, received_types) and ok
             elif not (hook and hook.skips_value_checks(name)):
                 self._check_constant(node, name, input_spec)
+        self._check_pixels(node, node_class)
         if hook is not None:
             self._run_hook(node, hook, received_types)
         return ok
+
+    def _check_pixels(self, node: Node, node_class: type) -> None:
+        """The pixel limit on ``PIXEL_INPUTS`` given as constants (linked ones are checked at run time)."""
+        names = pixels.declared_inputs(node_class)
+        if names is None or any(n in node.links for n in names if n):
+            return
+        try:
+            pixels.check_declared(names, {n: node.inputs.get(n) for n in names if n},
+                                  limit=current_context().max_image_pixels)
+        except InvalidInput as exc:
+            self.add(node.id, error("image_too_large", "Image larger than the pixel limit", str(exc),
+                                    input_name=exc.input_name, received_value=node.inputs.get(exc.input_name)))
 
     def _check_link(self, node: Node, name: str, input_spec: Any, hook: _ValidateInputsHook | None,
                     received_types: dict[str, str]) -> bool:

@@ -236,7 +236,7 @@ def test_images_the_model_cannot_take_are_refused_naming_the_input(ctx):
     with pytest.raises(InvalidInput, match=r"upscale_model: expected an UPSCALE_MODEL"):
         run_node(ctx, "not a model", image(8, 8))
     small = dataclasses.replace(ctx, max_image_pixels=1000)
-    with pytest.raises(InvalidInput, match="over the limit of 1000"):
+    with pytest.raises(InvalidInput, match="exceeds the limit of 1000"):
         run_node(small, model, image(20, 20))
 
 
