@@ -72,8 +72,12 @@ class WebhookWatcher:
         self._jobs = []
 
     async def _listen(self, subscription: Subscription) -> None:
+        dropped = 0
         try:
             async for event in subscription:
+                if subscription.dropped != dropped:  # fell behind the hub: an end may have been missed
+                    log.warning("webhooks missed %d task events", subscription.dropped - dropped)
+                    dropped = subscription.dropped
                 task_id, kind = event.get("task_id"), event.get("type")
                 if not isinstance(task_id, int):
                     continue
