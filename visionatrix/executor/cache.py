@@ -5,8 +5,9 @@ signature of the linked node and the output slot (a Merkle hash over the ancesto
 matter, so identical sub-graphs share entries; a node whose class is ``NOT_IDEMPOTENT`` or takes the hidden
 ``UNIQUE_ID`` input also hashes its own id. A fingerprint of NaN, or a constant that cannot be serialized, makes
 the node miss every time. Re-running a graph with one changed value therefore recomputes only the nodes
-downstream of it. The cache is an LRU bounded in entries and in estimated bytes of tensors; models the model
-manager keeps are left to its own budgets.
+downstream of it. The cache is an LRU bounded in entries and in the bytes of memory its entries keep alive (whole
+tensor storages, not views: :mod:`visionatrix.executor.footprint`); models the model manager keeps are left to its
+own budgets.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from visionatrix.executor.footprint import Blocks, Owned, compact, estimate_bytes, memory_blocks, never_owned
 from visionatrix.executor.graph import Graph, post_order, unwrap
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
 
 NEVER_EQUAL = object()
+__all__ = ["CacheEntry", "OutputCache", "Owned", "compute_signatures", "estimate_bytes"]
 
 
 @dataclass
@@ -35,19 +37,14 @@ class CacheEntry:
     outputs: list[list[Any]]
     ui: dict[str, Any] | None
     nbytes: int = 0
-    """The estimated bytes of the outputs (set by :meth:`OutputCache.put`)."""
-
-
-Owned = Callable[[object], bool]
-
-
-def _never_owned(value: object) -> bool:
-    return False
+    """The bytes of memory the outputs and ``ui`` keep alive (set by :meth:`OutputCache.put`)."""
+    blocks: Blocks = field(default_factory=dict, repr=False)
 
 
 class OutputCache:
     """A least-recently-used map from signature to :class:`CacheEntry`, holding at most ``max_entries`` entries
-    and ``max_bytes`` estimated bytes of tensors (see :func:`estimate_bytes`); objects ``owned`` says belong to the
+    and ``max_bytes`` bytes of memory (:mod:`visionatrix.executor.footprint`: whole tensor storages, arrays, bytes,
+    PIL images... each block counted once however many entries share it); objects ``owned`` says belong to the
     model manager are not counted, the manager accounts for them. An entry bigger than ``max_bytes`` is not cached.
     Thread-safe: the model manager may drop entries from another thread."""
 
@@ -55,8 +52,9 @@ class OutputCache:
                  owned: Owned | None = None) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.owned = owned or _never_owned
+        self.owned = owned or never_owned
         self.nbytes = 0
+        self._blocks: dict[Any, list[int]] = {}  # block key -> [bytes, entries holding it]
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -75,13 +73,19 @@ class OutputCache:
     def put(self, signature: str, entry: CacheEntry) -> None:
         if self.max_entries <= 0:
             return
-        entry.nbytes = estimate_bytes(entry.outputs, self.owned)
+        entry.outputs = [[compact(item) for item in slot] for slot in entry.outputs]
+        entry.blocks = memory_blocks([entry.outputs, entry.ui], self.owned)
+        entry.nbytes = sum(entry.blocks.values())
         with self._lock:
             self._pop(signature)
             if entry.nbytes > self.max_bytes:
                 return
             self._entries[signature] = entry
-            self.nbytes += entry.nbytes
+            for key, size in entry.blocks.items():
+                held = self._blocks.setdefault(key, [size, 0])
+                if held[1] == 0:
+                    self.nbytes += size
+                held[1] += 1
             while len(self._entries) > self.max_entries or self.nbytes > self.max_bytes:
                 self._pop(next(iter(self._entries)))
 
@@ -96,12 +100,19 @@ class OutputCache:
 
     def _pop(self, signature: str) -> None:
         entry = self._entries.pop(signature, None)
-        if entry is not None:
-            self.nbytes -= entry.nbytes
+        if entry is None:
+            return
+        for key in entry.blocks:
+            held = self._blocks[key]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._blocks[key]
+                self.nbytes -= held[0]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._blocks.clear()
             self.nbytes = 0
 
     def __len__(self) -> int:
@@ -120,37 +131,6 @@ def _holds(item: object, model: object) -> bool:
     if callable(held):
         return any(m is model for m in held())
     return getattr(item, "module", None) is model
-
-
-def estimate_bytes(value: Any, owned: Owned = _never_owned) -> int:
-    """Bytes held by ``value``, without importing torch: tensors (``element_size() * nelement()``) and arrays
-    (``nbytes``), inside lists, tuples and dicts, and modules (parameters and buffers, also behind a descriptor's
-``.model``); an object counted once
-    however often it appears; ``owned`` objects and everything else count 0."""
-    seen: set[int] = set()
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or item is None or isinstance(item, (str, bytes, int, float, bool)):
-            continue
-        seen.add(id(item))
-        if owned(item):
-            continue
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif callable(getattr(item, "element_size", None)) and callable(getattr(item, "nelement", None)):
-            total += int(item.element_size()) * int(item.nelement())
-        elif isinstance(getattr(item, "nbytes", None), int):
-            total += item.nbytes
-        elif callable(getattr(item, "parameters", None)) and callable(getattr(item, "buffers", None)):
-            stack.extend(item.parameters())
-            stack.extend(item.buffers())
-        elif callable(getattr(getattr(item, "model", None), "parameters", None)):
-            stack.append(item.model)  # a model descriptor (spandrel) wrapping a module
-    return total
 
 
 def _canonical(value: Any) -> str | None:

@@ -182,3 +182,93 @@ async def test_models_the_manager_keeps_are_not_counted_and_go_when_it_frees_the
         assert "1" in result.executed and executor.models.loads == 2
     finally:
         executor.close()
+
+
+# --- what the cache keeps alive, not what it shows ----------------------------------------------------------------
+
+
+def real_bytes(cache: OutputCache) -> int:
+    """The bytes of every distinct tensor storage the cache's entries reach (the memory they keep alive)."""
+    storages: dict[int, int] = {}
+    stack: list[Any] = [[entry.outputs, entry.ui] for entry in cache._entries.values()]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, torch.Tensor):
+            storages[item.untyped_storage().data_ptr()] = item.untyped_storage().nbytes()
+    return sum(storages.values())
+
+
+def test_views_bytes_images_arrays_and_object_attributes_count_the_memory_behind_them():
+    from PIL import Image
+
+    from visionatrix.executor.footprint import estimate_bytes as footprint
+
+    big = torch.zeros(1, 512, 512, 3)
+    assert footprint(big[:, :8, :8, :]) == big.nelement() * 4  # a crop keeps the whole storage alive
+    assert footprint([big, big[..., 0]]) == big.nelement() * 4  # one storage, counted once
+    array = np.zeros((100, 100), dtype=np.uint8)
+    assert footprint(array[:2]) == 10_000
+    assert footprint(b"x" * 1000) == 1000 and footprint(bytearray(10)) == 10
+    assert footprint(Image.new("RGB", (10, 20))) == 600
+
+    class Holder:
+        def __init__(self) -> None:
+            self.samples = {"samples": torch.zeros(256)}
+
+    class Slotted:
+        __slots__ = ("value",)
+
+        def __init__(self) -> None:
+            self.value = [torch.zeros(64, dtype=torch.uint8)]
+
+    assert footprint([Holder(), Slotted()]) == 256 * 4 + 64
+
+
+def test_views_are_compacted_before_caching_and_shared_storages_count_once():
+    cache = OutputCache(max_entries=10, max_bytes=4 * MiB)
+    big = torch.zeros(MiB // 4)  # 1 MiB
+    cache.put("big", entry(big))
+    cache.put("alias", entry(big.view(2, -1)))  # the same storage under another entry
+    assert cache.nbytes == MiB
+    cache.put("crop", entry(big[:16]))  # a view of 64 bytes: cached as its own 64 bytes, not the 1 MiB
+    assert cache.nbytes == MiB + 64 == real_bytes(cache)
+    cache.put("big", entry(torch.zeros(4)))
+    assert cache.nbytes == MiB + 64 + 16  # "alias" still holds the 1 MiB storage
+    cache._pop("alias")
+    assert cache.nbytes == 64 + 16 == real_bytes(cache)
+
+
+class CropOfBig:
+    """Makes a distinct 8 MiB image per seed and returns a 64 px corner of it (a view, as ImageCrop does)."""
+
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"seed": ("INT", {"default": 0})}}
+
+    def run(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        big = torch.full((1, 1024, 683, 3), float(seed))  # ~8 MiB
+        return big[:, :64, :64, :], {"samples": big[..., 0], "noise_mask": big[:, :8]}  # type: ignore[return-value]
+
+
+async def test_after_several_runs_the_cache_keeps_at_most_its_budget_of_real_memory(tmp_path):
+    registry = NodeRegistry()
+    registry.register_mappings({"CropOfBig": CropOfBig, "Sink": Sink}, None, python_module="tests", pack="tests")
+    budget = 20 * MiB
+    executor = Executor(registry, ExecutorSettings(device="cpu", output_dir=tmp_path / "out",
+                                                   temp_dir=tmp_path / "tmp", cache_max_bytes=budget))
+    try:
+        for seed in range(6):
+            await executor.execute({"1": {"class_type": "CropOfBig", "inputs": {"seed": seed}},
+                                    "2": {"class_type": "Sink", "inputs": {"value": ["1", 0]}},
+                                    "3": {"class_type": "Sink", "inputs": {"value": ["1", 1]}}})
+            assert executor.cache.nbytes == real_bytes(executor.cache) <= budget
+        assert len(executor.cache) >= 2  # entries of ~8 MiB each still fit
+    finally:
+        executor.close()
