@@ -35,8 +35,8 @@ export function signedIn() {
  */
 export function nextPath(search) {
   const next = new URLSearchParams(search).get("next");
-  if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return null;
-  if (/[\u0000-\u001f\\]/.test(next)) return null;
+  // A backslash anywhere counts as a slash to browsers ("/\host"); control characters are dropped by URL parsing.
+  if (!next || !next.startsWith("/") || next.startsWith("//") || /[\u0000-\u001f\\]/.test(next)) return null;
   try {
     const url = new URL(next, location.origin);
     return url.origin === location.origin ? url.pathname + url.search + url.hash : null;

@@ -134,6 +134,7 @@ async def test_users_sign_in_and_see_only_their_own_tasks_and_controls(auth_serv
     await expect(card.locator("[data-workers-of]")).to_have_count(0)
     await bob.goto(f"{url}/#/workers")  # typed by hand: the flows page instead
     await expect(bob.get_by_role("heading", name="Flows", exact=True)).to_be_visible()
+    await expect(card.get_by_role("link", name="Run e2e gray")).to_be_visible()
     await screenshot(bob, "flows_user")
 
     bob_task = await queue_gray(bob)
@@ -275,6 +276,21 @@ async def test_next_leads_back_to_the_graph_editor_and_a_foreign_next_is_ignored
     await expect(page.get_by_role("heading", name="Flows", exact=True)).to_be_visible()
     await context.close()
 
+
+async def test_too_many_failed_sign_ins_say_how_long_to_wait(auth_service: Service, browser: Browser) -> None:
+    url = auth_service.url
+    watch = Watch(url)
+    context, page = await new_page(browser, watch)
+    for _ in range(10):  # the per-user limit, for a name nobody has (the address limit is 20)
+        answer = await page.request.post(f"{url}/vapi/auth/login", data={"name": "nobody", "password": "guess"})
+        assert answer.status == 401, await answer.text()
+    watch.expect_failure("POST", "/vapi/auth/login", 429)
+    await sign_in(page, "nobody", "guess")
+    await expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^Too many failed sign-ins\. Try again in \d+ seconds\.$"))
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    watch.check()
+    await context.close()
 
 def test_the_graph_editor_sends_an_anonymous_visitor_to_sign_in(auth_service: Service) -> None:
     class NoRedirect(urllib.request.HTTPRedirectHandler):
