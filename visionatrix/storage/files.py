@@ -132,10 +132,13 @@ class TaskStorage:
         return folder
 
     def adopt(self, staged: Path, task_id: int, names: Iterable[str]) -> list[Path]:
-        """Copy the files ``names`` of the staging folder ``staged`` into ``input_dir(task_id)``.
+        """Place the files ``names`` of the staging folder ``staged`` into ``input_dir(task_id)``.
 
-        All or nothing: each copy goes through a temporary file and a rename, and when one name is missing or
-        breaks the naming rules (``NotFound``) the files this call already copied are removed. A file of the same
+        Each file is a hard link to the staged one, so the tasks of one request (``count``) share one stored copy
+        on disk; where a link is impossible (another file system, a file system without links, the link limit)
+        it is copied. Deleting one task's folder removes only its own link. Inputs are never written to in place.
+        All or nothing: each file goes through a temporary name and a rename, and when one name is missing or
+        breaks the naming rules (``NotFound``) the files this call already placed are removed. A file of the same
         name in the input folder is replaced. The staging folder stays until :meth:`discard`.
         """
         source = self._staging_folder(staged)
@@ -143,7 +146,7 @@ class TaskStorage:
         copied: list[Path] = []
         try:
             for name in names:
-                copied.append(_copy_atomic(self._staged_file(source, name), target, name))
+                copied.append(_link_atomic(self._staged_file(source, name), target, name))
         except BaseException:
             for path in copied:
                 path.unlink(missing_ok=True)
@@ -211,14 +214,21 @@ class TaskStorage:
         return folder
 
 
-def _copy_atomic(source: Path, target_dir: Path, name: str) -> Path:
+def _link_atomic(source: Path, target_dir: Path, name: str) -> Path:
+    """``source`` hard-linked (else copied) to ``name`` in ``target_dir``, through a temporary name."""
     dest = target_dir.joinpath(*relative_parts(name))
     dest.parent.mkdir(exist_ok=True)
     fd, tmp = streams.temp_beside(dest)
     os.close(fd)
     try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, streams.FILE_MODE)
+        try:
+            tmp.unlink()
+            if os.stat(source).st_mode & 0o777 != streams.FILE_MODE:
+                os.chmod(source, streams.FILE_MODE)
+            os.link(source, tmp)
+        except OSError:  # EXDEV, EPERM, EMLINK, ENOTSUP...: a copy instead
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, streams.FILE_MODE)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -33,14 +33,33 @@ async def test_adopt_copies_the_staged_files_into_each_tasks_input_folder(storag
     assert sorted(p.name for p in staged.iterdir()) == ["a.png", "b.txt"]  # until discard
 
 
-def test_adopted_files_are_copies_not_links(storage: TaskStorage):
+def test_adopted_files_share_the_staged_copy_and_outlive_it_and_each_other(storage: TaskStorage):
     staged = storage.staging()
     (staged / "a.png").write_bytes(b"A")
-    storage.adopt(staged, 1, ["a.png"])
+    for task_id in (1, 2):
+        storage.adopt(staged, task_id, ["a.png"])
+    first, second = storage.input_dir(1) / "a.png", storage.input_dir(2) / "a.png"
+    assert first.stat().st_ino == second.stat().st_ino == (staged / "a.png").stat().st_ino
+    assert oct(first.stat().st_mode & 0o777) == "0o644"
 
-    (storage.input_dir(1) / "a.png").write_bytes(b"changed by task 1")
+    storage.discard(staged)
+    storage.delete_task(1)
 
-    assert (staged / "a.png").read_bytes() == b"A"
+    assert not first.exists() and second.read_bytes() == b"A" and second.stat().st_nlink == 1
+
+
+def test_adopt_copies_where_a_link_is_impossible(storage: TaskStorage, monkeypatch: pytest.MonkeyPatch):
+    staged = storage.staging()
+    (staged / "a.png").write_bytes(b"A")
+
+    def cross_device(source: object, dest: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("visionatrix.storage.files.os.link", cross_device)
+    [placed] = storage.adopt(staged, 1, ["a.png"])
+
+    assert placed.read_bytes() == b"A" and placed.stat().st_ino != (staged / "a.png").stat().st_ino
+    assert list(storage.input_dir(1).iterdir()) == [placed]  # no temporary file left
 
 
 def test_adopt_copies_only_the_names_given(storage: TaskStorage):
