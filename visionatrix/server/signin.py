@@ -153,11 +153,11 @@ def middleware(signin: SignIn) -> Middleware:
                 what = "worker credentials (WORKER_AUTH or a worker token)" if worker_route else "credentials"
                 return _unauthorized(signin, f"the {what} are wrong, expired or revoked", worker_route)
         request[IDENTITY] = caller
+        if caller.role == "anonymous" and request.method in ("GET", "HEAD") and request.path in EDITOR_PAGES:
+            raise web.HTTPFound("/?next=/comfy/")  # the editor's files are public; its page needs a sign-in first
         if access.allows(caller.role, required):
             return await handler(request)
         if caller.role == "anonymous":
-            if request.method in ("GET", "HEAD") and request.path in EDITOR_PAGES:
-                raise web.HTTPFound(f"/?next={request.path}")
             what = "worker credentials (WORKER_AUTH or a worker token)" if worker_route else \
                 "sign-in (a session, HTTP Basic or an API token)"
             return _unauthorized(signin, f"{request.method} {request.path} requires {what}", worker_route)
