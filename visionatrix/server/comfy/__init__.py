@@ -17,6 +17,7 @@ def setup_comfy_routes(app: web.Application) -> None:
     from visionatrix.server.comfy import files, frontend, internal, jobs, object_info, prompts, shell, socket, userdata
 
     internal.setup(app)
+    files.setup(app)
     socket.setup(app)
     for module in (shell, userdata, files, object_info, prompts, jobs, socket, internal):
         for prefix in PREFIXES:

@@ -1,8 +1,11 @@
 """ComfyUI's file routes (comfyui_api.md §1.2, §1.5): ``view``, ``upload/image`` and ``upload/mask``.
 
 ``view`` serves a file of the input, output or temp folder (:mod:`visionatrix.server.comfy.paths`), raw or
-re-encoded with Pillow (``preview=webp;90`` / ``jpeg;80``, ``channel=rgb`` / ``a``). A bad file name is a 400, a
-subfolder leading out of its folder a 403, a missing file a 404.
+re-encoded with Pillow (``preview=webp;90`` / ``jpeg;80``, ``channel=rgb`` / ``a``). A preview is at most
+``PREVIEW_MAX_SIDE_PX`` on its long side (a bigger image is scaled down; ``channel`` alone keeps the full size).
+Re-encoded bodies are rendered in a thread and kept in the app's preview cache (:mod:`.previews`, keyed by the
+file's path, size and modification time and by the rendering). A bad file name is a 400, a subfolder leading out
+of its folder a 403, a missing file a 404.
 
 An upload streams the image part into a staging folder (refused past ``TaskStorage.max_upload_bytes`` with 413),
 checks it is an image within ``max_image_pixels`` (else 400), then links it into place under its final name:
@@ -28,7 +31,7 @@ from PIL import Image
 
 from visionatrix.errors import Conflict, NotFound
 from visionatrix.server import jsonio, multipart
-from visionatrix.server.comfy import paths
+from visionatrix.server.comfy import paths, previews
 from visionatrix.server.comfy.paths import ComfyFolders, PathEscape
 from visionatrix.server.errors import BadRequest, UnsupportedMediaType
 from visionatrix.server.identity import identity
@@ -40,10 +43,16 @@ from visionatrix.storage.info import file_info
 CHANNELS = ("rgba", "rgb", "a")
 PREVIEW_FORMATS = ("webp", "jpeg")
 DEFAULT_PREVIEW_QUALITY = 90
+PREVIEW_MAX_SIDE_PX = 2048
 UPLOAD_TYPES = ("input", "temp")
 MAX_FIELD_BYTES = 64 * 1024
 MAX_RENAMES = 10_000
 _SCRIPTABLE = ("html", "svg", "javascript", "ecmascript", "xml")
+
+
+def setup(app: web.Application) -> None:
+    """The app state of the ``view`` routes: their preview cache."""
+    previews.setup(app)
 
 
 def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
@@ -81,7 +90,8 @@ async def view(request: web.Request) -> web.StreamResponse:
         await _check_output_owner(request, folders_of(services).output_dir, path, filename)
     if preview is None and channel == "rgba":
         return web.FileResponse(path, headers=_raw_headers(path.name, request))
-    body, content_type = await asyncio.to_thread(_render, services, path, channel, preview)
+    cache = request.app.get(previews.PREVIEWS)
+    body, content_type = await asyncio.to_thread(_render_cached, cache, services, path, channel, preview)
     return web.Response(body=body, content_type=content_type,
                         headers={"Content-Disposition": _disposition("inline", path.name),
                                  "X-Content-Type-Options": "nosniff"})
@@ -116,11 +126,27 @@ def _disposition(kind: str, name: str) -> str:
     return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}"
 
 
+def _render_cached(cache: previews.PreviewCache | None, services: Services, path: Path, channel: str,
+                   preview: str | None) -> tuple[bytes, str]:
+    """:func:`_render`, through ``cache`` when the app has one (runs in a thread)."""
+    if cache is None:
+        return _render(services, path, channel, preview)
+    rendering = (channel, _preview_format(preview, channel) if preview is not None else None)
+    try:
+        key = cache.key_of(path, *rendering)
+    except OSError:
+        raise NotFound("file", path.name) from None
+    return cache.get_or_render(key, lambda: _render(services, path, channel, preview))
+
+
 def _render(services: Services, path: Path, channel: str, preview: str | None) -> tuple[bytes, str]:
-    """The image at ``path`` with ``channel`` applied, as PNG or as the ``preview`` format (runs in a thread)."""
+    """The image at ``path`` with ``channel`` applied, as PNG or as the ``preview`` format (at most
+    ``PREVIEW_MAX_SIDE_PX`` a side)."""
     services.storage.check_image(path, services.max_image_pixels)
     with Image.open(path) as image:
         has_alpha = "A" in image.getbands() or "transparency" in image.info
+        if preview is not None:
+            image.thumbnail((PREVIEW_MAX_SIDE_PX, PREVIEW_MAX_SIDE_PX))
         if channel == "rgb":
             picture = image.convert("RGB")
         elif channel == "a":
