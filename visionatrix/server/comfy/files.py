@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import mimetypes
 import os
 from dataclasses import dataclass
@@ -293,9 +292,9 @@ def _original_ref(raw: str | None) -> dict[str, str]:
     if raw is None:
         raise BadRequest("missing_original_ref", "upload/mask needs an 'original_ref' field")
     try:
-        ref = json.loads(raw)
-    except ValueError:
-        raise BadRequest("invalid_original_ref", "original_ref is not JSON") from None
+        ref = jsonio.loads(raw)
+    except jsonio.JsonRefused as exc:
+        raise BadRequest("invalid_original_ref", f"original_ref {exc}") from None
     if not isinstance(ref, dict) or not isinstance(ref.get("filename"), str) or not ref["filename"]:
         raise BadRequest("invalid_original_ref", 'original_ref must be a JSON object {"filename", "subfolder", '
                          '"type"} with a non-empty filename')

@@ -6,7 +6,6 @@ output and temp folders (``comfyui_api.md`` §1.2).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from visionatrix.server import parsing
 from visionatrix.server.comfy.paths import ComfyFolders, list_images
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.services import SERVICES
@@ -81,10 +81,7 @@ async def get_raw_logs(request: web.Request) -> web.Response:
 
 async def subscribe_logs(request: web.Request) -> web.Response:
     """``{"clientId", "enabled"}``: that socket gets (or stops getting) ``logs`` messages."""
-    try:
-        body = json.loads(await request.read() or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        body = None
+    body = await parsing.read_json(request, optional=True, scripts_ok=True)
     if not isinstance(body, dict) or not isinstance(body.get("clientId"), str) \
             or not isinstance(body.get("enabled"), bool):
         raise BadRequest("invalid_request", 'expected {"clientId": string, "enabled": boolean}')

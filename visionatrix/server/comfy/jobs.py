@@ -17,6 +17,7 @@ from visionatrix.queue.prompts import PromptRecord, PromptTasks
 from visionatrix.server import parsing
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.prompts import canonical_uuid
+from visionatrix.server.errors import BadRequest, UnsupportedMediaType
 from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES
 
@@ -159,9 +160,10 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def cancel_jobs(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except ValueError:
-        return _bad("the body must be JSON: {\"job_ids\": [...]}")
+        body = await parsing.read_json(request, scripts_ok=True)
+    except BadRequest as exc:
+        status = 415 if isinstance(exc, UnsupportedMediaType) else 400
+        return web.json_response({"error": f'{exc.message}; expected {{"job_ids": [...]}}'}, status=status)
     ids = body.get("job_ids") if isinstance(body, dict) else None
     if not isinstance(ids, list):
         return _bad("job_ids must be a list of job ids")

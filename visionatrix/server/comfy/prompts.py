@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import shutil
 import time
 import uuid
@@ -32,7 +31,7 @@ from visionatrix.queue.prompts import Prompt, PromptRecord, PromptTasks
 from visionatrix.server import parsing, views
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.paths import BadName, ComfyFolders, split_annotation
-from visionatrix.server.errors import TooManyRequests
+from visionatrix.server.errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.task_owners import TASK_OWNERS, check_pending_limit, check_task_owner
@@ -44,6 +43,8 @@ WAITING = (TaskStatus.PENDING, TaskStatus.RUNNING)
 QUEUE_PAGE = 1000
 """The most pending prompts one ``GET /queue`` lists (``?limit=``, ``?offset=`` page further)."""
 DONE = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+HISTORY_PAGE = 10_000
+"""The most entries one ``GET /history`` lists (a larger ``max_items`` is taken as this)."""
 
 
 def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
@@ -76,24 +77,30 @@ def _comfy_error(kind: str, message: str, details: str = "", status: int = 400,
 
 
 class _BadBody(ValueError):
-    """A request body that is not a JSON object (the route answers 400 with the message)."""
+    """A request body that is not a JSON object (the route answers 400, or 415 for a content type that is not
+    JSON, with the message)."""
+
+    def __init__(self, message: str, kind: str = "invalid_json", status: int = 400) -> None:
+        super().__init__(message)
+        self.kind, self.status = kind, status
+
+
+async def _json_value(request: web.Request) -> Any:
+    """The body as JSON under :mod:`visionatrix.server.jsonio`'s rules; None when it is empty. A body that breaks
+    them, or is not typed JSON (from a web page; scripts may send it untyped), is :class:`_BadBody`."""
+    try:
+        return await parsing.read_json(request, optional=True, scripts_ok=True)
+    except UnsupportedMediaType as exc:
+        raise _BadBody(exc.message, exc.code, 415) from None
+    except BadRequest as exc:
+        raise _BadBody(exc.message) from None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
     """The body's JSON object; None when the body is empty (ComfyUI's routes treat that as "nothing given"). A body
-    that is not UTF-8 JSON, or JSON but not an object, is :class:`_BadBody`: nothing is done on a guess."""
-    raw = await request.read()
-    if not raw.strip():
-        return None
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise _BadBody("the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise _BadBody(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise _BadBody("the body's JSON is nested too deeply") from None
-    if not isinstance(body, dict):
+    :func:`_json_value` refuses, or JSON but not an object, is :class:`_BadBody`: nothing is done on a guess."""
+    body = await _json_value(request)
+    if body is not None and not isinstance(body, dict):
         raise _BadBody(f"the body must be a JSON object, got {type(body).__name__}")
     return body
 
@@ -101,14 +108,14 @@ async def _json_body(request: web.Request) -> dict[str, Any] | None:
 def _reads_json(handler: Callable[[web.Request], Awaitable[web.Response]],
                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """``handler``, answering 400 (ComfyUI's error shape, type ``invalid_json``) to a body :func:`_json_body`
-    refuses."""
+    refuses (415 ``unsupported_media_type`` to one that is not typed JSON)."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.Response:
         try:
             return await handler(request)
         except _BadBody as exc:
-            return _comfy_error("invalid_json", str(exc))
+            return _comfy_error(exc.kind, str(exc), status=exc.status)
 
     return wrapped
 
@@ -118,16 +125,19 @@ def _reads_json(handler: Callable[[web.Request], Awaitable[web.Response]],
 
 async def post_prompt(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    raw = await request.read()
     try:
-        body = json.loads(raw) if raw.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _comfy_error("invalid_json", "Invalid JSON in the request body", str(exc))
+        body = await _json_value(request)
+    except _BadBody as exc:
+        message = "Invalid JSON in the request body" if exc.status == 400 else str(exc)
+        return _comfy_error(exc.kind, message, str(exc), status=exc.status)
     if not isinstance(body, dict) or "prompt" not in body:
         return _comfy_error("no_prompt", "No prompt provided", "No prompt provided")
     graph = body["prompt"]
     if not isinstance(graph, dict) or not graph:
         return _comfy_error("invalid_prompt", "Invalid prompt", "the prompt must be a JSON object of nodes")
+    if len(graph) > services.security.max_graph_nodes:
+        return _comfy_error("too_many_nodes", "Prompt too large", f"the prompt has {len(graph)} nodes; at most "
+                            f"{services.security.max_graph_nodes} are taken (VIX_MAX_GRAPH_NODES)")
     prompt_id = body.get("prompt_id") or str(uuid.uuid4())
     if not canonical_uuid(prompt_id):
         return _comfy_error("invalid_prompt_id", "Invalid prompt_id", f"{prompt_id!r} is not a canonical UUID")
@@ -374,21 +384,25 @@ async def post_free(request: web.Request) -> web.Response:
 
 async def get_history(request: web.Request) -> web.Response:
     """``{prompt_id: entry}`` of finished prompts, oldest first; ``max_items`` alone: the newest that many."""
-    max_items = _int(request.query.get("max_items"))
-    offset = _int(request.query.get("offset"))
+    problems: dict[str, str] = {}
+    max_items = _int(request, "max_items", 0, problems)
+    offset = _int(request, "offset", -parsing.MAX_ROW_ID, problems)
+    if problems:
+        return _comfy_error("invalid_query", "; ".join(f"{name}: {why}" for name, why in problems.items()))
+    max_items = None if max_items is None else min(max_items, HISTORY_PAGE)
     prompts, owner = _prompts(request), identity(request).owner_filter
     if max_items is not None and (offset is None or offset < 0):
         done = list(reversed(await prompts.list(DONE, limit=max_items, newest_first=True, owner_id=owner)))
     else:
-        done = await prompts.list(DONE, limit=max_items or 10_000, offset=max(offset or 0, 0), owner_id=owner)
+        done = await prompts.list(DONE, limit=max_items or HISTORY_PAGE, offset=max(offset or 0, 0), owner_id=owner)
     return web.json_response({p.prompt_id: records.history_entry(p.task, p.prompt_id, p.extra) for p in done})
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+def _int(request: web.Request, name: str, low: int, problems: dict[str, str]) -> int | None:
+    """The query parameter ``name`` as a whole number from ``low`` (None when absent); the reason into
+    ``problems``."""
+    raw = request.query.get(name)
+    return None if raw is None else parsing.int_value(name, raw, low=low, high=parsing.MAX_ROW_ID, problems=problems)
 
 
 async def get_history_entry(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from visionatrix.errors import Conflict, NotFound, TooLarge
+from visionatrix.server import parsing
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.identity import identity
 from visionatrix.server.middlewares import error_response
@@ -109,13 +110,8 @@ def _saved(path: Path, root: Path, full_info: bool) -> web.Response:
 
 
 async def _json_body(request: web.Request) -> Any:
-    def refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    try:
-        return json.loads((await request.read()).decode("utf-8"), parse_constant=refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest("invalid_json", f"the body is not JSON: {exc}") from None
+    """The settings body (the editor sends it as ``text/plain``), under :mod:`visionatrix.server.jsonio`'s rules."""
+    return await parsing.read_json(request, plain_ok=True, scripts_ok=True)
 
 
 def _make_parents(path: Path) -> list[Path]:

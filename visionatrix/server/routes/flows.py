@@ -10,7 +10,7 @@ from aiohttp import web
 from visionatrix.errors import InvalidFlow
 from visionatrix.flows.importers.source import MAX_FLOW_BYTES
 from visionatrix.server import jsonio, multipart, parsing, views
-from visionatrix.server.errors import BadRequest, UnsupportedMediaType
+from visionatrix.server.errors import BadRequest
 from visionatrix.server.services import SERVICES, Services
 
 
@@ -56,15 +56,18 @@ async def upload_flow(request: web.Request) -> web.Response:
     catalog = services.flows
     name = request.query.get("name") or None
     if request.content_type == "multipart/form-data":
-        data, file_name = await _read_file_part(request)
-        flow = catalog.add(data, name=name or (Path(file_name).stem if file_name else None))
-    elif request.content_type in ("application/json", "application/octet-stream"):
-        body = await parsing.read_json(request)
-        if not isinstance(body, dict):
-            raise InvalidFlow(f"not a flow: expected a JSON object, got {type(body).__name__}")
-        flow = catalog.add(body, name=name)
+        raw, file_name = await _read_file_part(request)
+        try:
+            body = await jsonio.loads_async(raw)
+        except jsonio.JsonRefused as exc:
+            raise BadRequest("invalid_json", f"the flow file {exc}") from None
+        name = name or (Path(file_name).stem if file_name else None)
     else:
-        raise UnsupportedMediaType(request.content_type, ["application/json", "multipart/form-data"])
+        body = await parsing.read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidFlow(f"not a flow: expected a JSON object, got {type(body).__name__}")
+    parsing.check_graph_size(body, services.security.max_graph_nodes, "the flow")
+    flow = catalog.add(body, name=name)
     _changed(services, "uploaded", flow.name)
     return web.json_response(views.flow_view(flow, services), status=201, dumps=jsonio.dumps)
 
