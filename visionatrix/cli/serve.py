@@ -31,6 +31,7 @@ from visionatrix.models.folders import ModelFolders
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.security_config import is_loopback_bind
+from visionatrix.server import host_guard, slow_clients
 from visionatrix.server.app import create_app
 from visionatrix.server.server_models import ServerModels
 from visionatrix.server.services import Services
@@ -90,12 +91,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
                             user_dir=settings.user_dir, model_folders=store.folders,
                             models=ServerModels(store.catalog, store.inventory, store.installer),
                             security=settings.security, bind_host=settings.host)
-        runner = web.AppRunner(create_app(services), access_log=None)
+        runner = web.AppRunner(create_app(services), access_log=None, **slow_clients.runner_options(settings.security))
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
             print(f"Visionatrix {__version__} ({settings.mode}) on http://{settings.host}:{settings.port}/",
                   file=sys.stderr, flush=True)
+            if not is_loopback_bind(settings.host):
+                log.info("allowed hosts: %s", host_guard.AllowedHosts.build(
+                    settings.security.allowed_hosts, settings.host).describe())
             if ready is not None:
                 ready.set()
             await _run_background(settings, services, stop, store)

@@ -17,14 +17,16 @@ from visionatrix.queue.prompts import PromptTasks
 from visionatrix.server import signin, webhooks
 from visionatrix.server.claim_ledger import ClaimLedger
 from visionatrix.server.comfy import setup_comfy_routes
-from visionatrix.server.comfy.origin import origin_guard
 from visionatrix.server.event_feed import LiveStreams
 from visionatrix.server.external_changes import ExternalChanges
+from visionatrix.server.host_guard import host_guard
 from visionatrix.server.middlewares import error_middleware
+from visionatrix.server.response_headers import add_security_headers
 from visionatrix.server.routes import setup_routes
 from visionatrix.server.routes.events import STREAMS
 from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, WORKER_NODE_TYPES, stop_claims
 from visionatrix.server.services import SERVICES, Services
+from visionatrix.server.slow_clients import body_timeouts
 from visionatrix.server.task_owners import TASK_OWNERS, TaskOwners
 from visionatrix.server.worker_auth import WorkerCredentials
 
@@ -53,8 +55,10 @@ def _signin(services: Services) -> signin.SignIn:
 
 def create_app(services: Services) -> web.Application:
     sign_in = _signin(services)
-    middlewares = [error_middleware, origin_guard, signin.middleware(sign_in)]
+    middlewares = [error_middleware, host_guard(services.security, services.bind_host),
+                   body_timeouts(services.security), signin.middleware(sign_in)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY_BYTES)
+    app.on_response_prepare.append(add_security_headers)
     app[signin.SIGNIN] = sign_in
     app[TASK_OWNERS] = TaskOwners(services.queue)
     if services.prompts is None:
