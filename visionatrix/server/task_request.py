@@ -8,7 +8,6 @@ upload of the image parameter its part is named after. Every malformed field is 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +70,10 @@ class Staging:
 async def read_create_request(request: web.Request, staging: Staging) -> TaskCreateRequest:
     if request.content_type == "multipart/form-data":
         return await _read_multipart(request, staging)
-    if request.content_type in ("application/json", "application/octet-stream"):
-        return _from_json(await parsing.read_json(request))
-    raise UnsupportedMediaType(request.content_type, ["application/json", "multipart/form-data"])
+    if not parsing.is_json_type(request.content_type):
+        given = request.content_type if "Content-Type" in request.headers else "none"
+        raise UnsupportedMediaType(given, ["application/json", "multipart/form-data"])
+    return _from_json(await parsing.read_json(request))
 
 
 def _from_json(body: Any) -> TaskCreateRequest:
@@ -143,13 +143,8 @@ def _json_field(name: str, raw: str | None, problems: dict[str, str]) -> dict[st
     """A form field holding a JSON object (None: not given, or a problem noted under ``name``)."""
     if raw is None or not raw.strip():
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        problems[name] = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        return {}
-    except RecursionError:
-        problems[name] = "JSON nested too deeply"
+    value = parsing.json_value(name, raw, problems)
+    if value is None and name in problems:
         return {}
     if not isinstance(value, dict):
         what = "parameter name -> value" if name == "params" else "header name -> value"
