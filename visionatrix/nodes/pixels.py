@@ -10,6 +10,7 @@ Imports no torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,9 +46,12 @@ def check_declared(names: tuple[str, str, str | None], values: Mapping[str, Any]
     """:func:`check_pixels` on the declared inputs' ``values``; an input missing or not a number is left to the
     node (its own checks name it)."""
     width, height, batch = names
-    numbers = [values.get(width), values.get(height), values.get(batch, 1) if batch else 1]
-    if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
+    raw = [values.get(width), values.get(height), values.get(batch, 1) if batch else 1]
+    if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in raw):
         return
+    if not all(math.isfinite(n) for n in raw):  # type: ignore[arg-type]  # numbers, checked above
+        raise InvalidInput(width, f"output size {raw[0]}x{raw[1]} (batch of {raw[2]}) is not finite")
+    numbers = [int(n) for n in raw]  # type: ignore[arg-type]  # checked above
     limit = context.current().max_image_pixels if limit is None else limit
-    blamed = batch if batch and int(numbers[0]) * int(numbers[1]) <= limit else width
+    blamed = batch if batch and numbers[0] * numbers[1] <= limit else width
     check_pixels(blamed, *numbers, limit=limit)
