@@ -86,3 +86,11 @@ async def test_a_pages_own_policy_gets_frame_ancestors_added_and_its_own_headers
     assert ancestors.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
     assert ancestors.headers["Referrer-Policy"] == "no-referrer"
     assert ancestors.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("path", ["/comfy/user.css", "/comfy/api/userdata/user.css", "/api/userdata/user.css"])
+async def test_an_absent_user_stylesheet_is_a_404_stylesheet_not_json(http: TestClient, path: str) -> None:
+    """The editor links both; under nosniff a JSON 404 is a console error, an empty stylesheet is not."""
+    response = await http.get(path)
+    assert response.status == 404 and response.content_type == "text/css"
+    _assert_secured(response.headers, path)

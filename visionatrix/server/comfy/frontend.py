@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from visionatrix.errors import NotFound
+from visionatrix.server.comfy import userdata
 from visionatrix.server.middlewares import error_response
 from visionatrix.server.static_files import confined_file
 
@@ -72,6 +73,8 @@ class EditorPages:
         assert self.static_dir is not None
         path = confined_file(self.static_dir, relative)
         if path is None or not path.is_file():
+            if relative == userdata.USER_CSS:
+                return userdata.no_user_css()
             raise NotFound("editor file", relative)
         if path.name == "index.html":
             return web.FileResponse(path, headers=NO_STORE)

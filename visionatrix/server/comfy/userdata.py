@@ -248,8 +248,16 @@ def _existing_file(request: web.Request, root: Path) -> Path:
 # --- one file --------------------------------------------------------------------------------------------------
 
 
+def no_user_css() -> web.Response:
+    """The answer for an absent ``user.css``: 404, as an empty stylesheet, so the editor's ``<link rel=stylesheet>``
+    finds none instead of a JSON body the browser refuses under ``X-Content-Type-Options: nosniff``."""
+    return web.Response(status=404, text="/* no user.css */\n", content_type="text/css")
+
+
 @_with_user_root
 async def get_userdata(request: web.Request, root: Path) -> web.StreamResponse:
+    if request.match_info["file"] == USER_CSS and not (root / USER_CSS).is_file():
+        return no_user_css()
     path = _existing_file(request, root)
     headers = {"X-Content-Type-Options": "nosniff"}
     if path == root / USER_CSS:
