@@ -97,7 +97,7 @@ def task_id(request: web.Request) -> int:
 
 def row_id(raw: str) -> int | None:
     """``raw`` as a database row id (ASCII digits, 1 to ``MAX_ROW_ID``); None when it cannot be one."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_ROW_ID)):
+    if not raw.isascii() or not raw.isdigit() or len(raw.lstrip("0")) > len(str(MAX_ROW_ID)):
         return None
     value = int(raw)
     return value if 0 < value <= MAX_ROW_ID else None
