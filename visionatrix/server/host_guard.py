@@ -107,12 +107,12 @@ class AllowedHosts:
 
     def describe(self) -> str:
         """The allowed hosts in words, for the startup log."""
-        extra = sorted(self.names) + [f"*{suffix}" for suffix in self.suffixes]
         if self.any_host:
             return "any host (VIX_ALLOWED_HOSTS=*)"
-        listed = ", ".join(extra) if extra else "none"
-        return (f"loopback names, the address a client connected to, and {listed}; other names are refused: "
-                f"add them to {SETTING} (';'-separated, '*' for any)")
+        extra = sorted(self.names) + [f"*{suffix}" for suffix in self.suffixes]
+        listed = f", {', '.join(extra)}" if extra else ""
+        return (f"loopback names, the address a client connected to{listed}; other names are refused: add them to "
+                f"{SETTING} (';'-separated, '*' for any)")
 
 
 def _entry_host(entry: str) -> str:
