@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 from visionatrix.queue.events import Subscription
 from visionatrix.queue.models import TaskStatus
 from visionatrix.queue.prompts import PromptRecord, PromptTasks, is_node_set
+from visionatrix.server import jsonio
 from visionatrix.server.comfy import records
 from visionatrix.server.comfy.internal import LOGS, TERMINAL, RecentLogs
 from visionatrix.server.comfy.shell import feature_flags
@@ -296,8 +297,8 @@ def _progress_state(prompt_id: str, seen: _Seen, *, running: bool, failed: bool 
 def _flags_of(text: str) -> dict[str, Any]:
     """The client's feature flags from its first message (``{"type": "feature_flags", "data": {...}}``)."""
     try:
-        message = json.loads(text)
-    except ValueError:
+        message = jsonio.loads(text)
+    except ValueError:  # jsonio.JsonRefused: broken, too deep, not finite...
         return {}
     data = message.get("data") if isinstance(message, dict) and message.get("type") == "feature_flags" else None
     return data if isinstance(data, dict) else {}

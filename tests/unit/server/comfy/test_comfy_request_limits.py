@@ -158,3 +158,13 @@ async def test_a_prompt_over_vix_max_graph_nodes_is_refused_before_validation(ht
     response = await http.post("/prompt", json={"prompt": graph})
     assert response.status == 400 and (await response.json())["error"]["type"] == "too_many_nodes"
     assert len(await services.queue.list(limit=10)) == 1
+
+
+@pytest.mark.parametrize("text", ["[" * 300_000, '{"type": "feature_flags", "data": {"x": 1e999}}',
+                                  '{"type": "feature_flags", "data": ' * 70 + "1" + "}" * 70])
+async def test_a_hostile_first_socket_message_is_ignored_and_the_socket_answers(http: TestClient, text: str) -> None:
+    async with http.ws_connect("/ws?clientId=abc") as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "status"
+        await ws.send_str(text)
+        reply = await ws.receive_json(timeout=5)
+        assert reply["type"] == "feature_flags" and "max_upload_size" in reply["data"]
