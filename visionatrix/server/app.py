@@ -28,6 +28,7 @@ from visionatrix.server.routes.worker_api import CLAIMS, CLAIMS_CLOSING, WORKER_
 from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.slow_clients import body_timeouts
 from visionatrix.server.task_owners import TASK_OWNERS, TaskOwners
+from visionatrix.server.url_guard import url_guard
 from visionatrix.server.worker_auth import WorkerCredentials
 
 EXTERNAL_CHANGES = web.AppKey("external_changes", ExternalChanges)
@@ -55,7 +56,7 @@ def _signin(services: Services) -> signin.SignIn:
 
 def create_app(services: Services) -> web.Application:
     sign_in = _signin(services)
-    middlewares = [error_middleware, host_guard(services.security, services.bind_host),
+    middlewares = [error_middleware, host_guard(services.security, services.bind_host), url_guard,
                    body_timeouts(services.security), signin.middleware(sign_in)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY_BYTES)
     app.on_response_prepare.append(add_security_headers)

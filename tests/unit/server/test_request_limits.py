@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from tests.unit.server.helpers import staging_leftovers
 from tests.unit.server.test_flows_api import solid_flow
@@ -189,3 +190,20 @@ async def test_a_flow_of_more_nodes_than_vix_max_graph_nodes_is_refused_before_a
     await _nothing_stored(services)
     services.security = dataclasses.replace(services.security, max_graph_nodes=3)
     assert (await http.post("/vapi/flows", json=flow)).status == 201  # 3 nodes: at the limit
+
+
+@pytest.mark.parametrize(("method", "url"), [
+    ("GET", "/vapi/tasks?flow=a%00"), ("GET", "/history/a%00b"), ("GET", "/api/jobs/a%00"),
+    ("PUT", "/vapi/workers/a%00/allowed_flows"), ("GET", "/vapi/flows/a%0Ab"), ("GET", "/api/userdata?dir=a%1F"),
+    ("GET", "/vapi/tasks?fl%00ow=x"), ("GET", "/view?filename=a%7F.png"),
+])
+async def test_a_control_character_in_the_path_or_query_is_400(http: TestClient, method: str, url: str) -> None:
+    """PostgreSQL refuses a NUL in any string: such a value reaching a query was a 500."""
+    response = await http.request(method, URL(url, encoded=True), json={"flows": None})
+    body = await response.json()
+    assert response.status == 400 and body["error"] == "invalid_url", body
+
+
+async def test_ordinary_escapes_in_the_path_and_query_still_pass(http: TestClient) -> None:
+    assert (await http.get(URL("/vapi/tasks?flow=caf%C3%A9+x%20y", encoded=True))).status == 200
+    assert (await http.get(URL("/vapi/flows/caf%C3%A9", encoded=True))).status == 404
