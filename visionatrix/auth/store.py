@@ -125,6 +125,12 @@ class AuthStore:
             row = (await conn.execute(select(USERS).where(USERS.c.id == user_id))).first()
         return None if row is None else _user(row)
 
+    async def credentials(self, user_id: int) -> tuple[UserRecord, str] | None:
+        """The user and their stored password hash (to tell whether a remembered password is still theirs)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(USERS).where(USERS.c.id == user_id))).first()
+        return None if row is None else (_user(row), str(row.password_hash))
+
     async def users(self) -> list[UserRecord]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(USERS).order_by(USERS.c.id))).all()

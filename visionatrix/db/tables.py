@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from visionatrix.db.types import UTCDateTime, json_type
@@ -173,6 +174,7 @@ class NodeSet(Base):
     created_at: Mapped[datetime]
 
 
+NAME_TYPE = String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb")
 TOKEN_KINDS = ("session", "api", "worker")
 """``auth_tokens.kind``: a web UI sign-in, a user's API token, a worker's token."""
 
@@ -184,7 +186,8 @@ class User(Base):
     __table_args__ = (UniqueConstraint("name"), MYSQL_TABLE_ARGS)
 
     id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(NAME_TYPE)
+    """Case-sensitive on every database (MySQL/MariaDB compare text ignoring case unless told otherwise)."""
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean())
     disabled: Mapped[bool] = mapped_column(Boolean())

@@ -35,6 +35,11 @@ class Identity:
         """The value a task this caller creates records as its owner."""
         return self.user_id
 
+    @property
+    def person(self) -> tuple[int | None, str, str]:
+        """Who, whatever the way they signed in (a session and HTTP Basic of one user are the same person)."""
+        return self.user_id, self.name, self.role
+
     def may_see(self, owner_id: int | None) -> bool:
         return self.is_admin or (self.user_id is not None and owner_id == self.user_id)
 

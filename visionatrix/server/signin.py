@@ -29,7 +29,7 @@ SESSION_COOKIE = "vix_session"
 REALM = "visionatrix"
 BASIC_CACHE_S = 300.0
 """A name and password that verified are remembered (as a hash) this long, so a script's every call does not pay
-for scrypt; the user's state (disabled) is still read on every call."""
+for scrypt; the user's state (disabled, a new password) is still read on every call."""
 EDITOR_PAGES = ("/comfy", "/comfy/", "/comfy/index.html")
 
 
@@ -42,7 +42,8 @@ class SignIn:
     worker_credentials: WorkerCredentials | None
     session_ttl_s: float
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
-    _basic_ok: dict[bytes, tuple[int, float]] = field(default_factory=dict)
+    _basic_ok: dict[bytes, tuple[int, str, float]] = field(default_factory=dict)
+    """sha256(name, password) -> (user id, the password hash it verified against, until when)."""
 
     def user_identity(self, user: UserRecord, via: str) -> Identity:
         return Identity(user_id=user.id, name=user.name, role="admin" if user.is_admin else "user", via=via)
@@ -68,17 +69,19 @@ class SignIn:
             return None
         key = hashlib.sha256(f"{name}\0{password}".encode("utf-8", "surrogatepass")).digest()
         cached = self._basic_ok.get(key)
-        if cached is not None and cached[1] > time.monotonic():
-            user = await self.store.user_by_id(cached[0])
-            if user is not None and not user.disabled and user.name == name:
-                return self.user_identity(user, "basic")
-            self._basic_ok.pop(key, None)
+        if cached is not None and cached[2] > time.monotonic():
+            found = await self.store.credentials(cached[0])
+            if found is not None and not found[0].disabled and found[0].name == name and found[1] == cached[1]:
+                return self.user_identity(found[0], "basic")
+            self._basic_ok.pop(key, None)  # disabled, renamed or a new password since: verify afresh
         user = await self.password_sign_in(request.remote or "", name, password)
         if user is None:
             return None
-        if len(self._basic_ok) > 10_000:
-            self._basic_ok.clear()
-        self._basic_ok[key] = (user.id, time.monotonic() + BASIC_CACHE_S)
+        found = await self.store.credentials(user.id)
+        if found is not None:
+            if len(self._basic_ok) > 10_000:
+                self._basic_ok.clear()
+            self._basic_ok[key] = (user.id, found[1], time.monotonic() + BASIC_CACHE_S)
         return self.user_identity(user, "basic")
 
     async def _bearer(self, secret: str, kinds: tuple[str, ...]) -> Identity | None:

@@ -223,9 +223,6 @@ async def test_changing_the_password_ends_sessions_and_keeps_api_tokens(world: W
     assert await _status(world, "GET", "/vapi/tasks", basic("alice", new)) == 200
 
 
-@pytest.mark.xfail(strict=True, reason="signin.SignIn._basic: a cached name/password pair is checked against the "
-                   "user's id, name and disabled flag only, so the old password works over Basic for up to "
-                   "BASIC_CACHE_S (300 s) after a change")
 async def test_the_old_password_stops_working_over_basic_after_a_change(world: World) -> None:
     old = basic("alice", PASSWORDS["alice"])
     assert await _status(world, "GET", "/vapi/tasks", old) == 200  # remembered by the Basic cache

@@ -107,18 +107,19 @@ class PromptSockets:
         await ws.prepare(request)
         caller = identity(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
-        if sid in self.viewers and self.viewers[sid] != caller:
+        if sid in self.viewers and self.viewers[sid].person != caller.person:
             sid = uuid.uuid4().hex  # another caller's client id: never take over their socket
-        previous = self.sockets.get(sid)
-        self.sockets[sid] = ws
-        self.viewers[sid] = caller
-        if previous is not None and previous is not ws:
-            with contextlib.suppress(Exception):
-                await previous.close()
+        self.viewers[sid] = caller  # claimed before any await, so a second caller cannot slip in
         try:
+            # the greeting (with the sid) first: broadcasts reach the socket only once it is registered below
             remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING], owner_id=caller.owner_filter)
             await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}},
                                                            "sid": sid}})
+            previous = self.sockets.get(sid)
+            self.sockets[sid] = ws
+            if previous is not None and previous is not ws:
+                with contextlib.suppress(Exception):
+                    await previous.close()
             answered = False
             async for message in ws:
                 if message.type is WSMsgType.TEXT and not answered:
@@ -131,6 +132,8 @@ class PromptSockets:
             if self.sockets.get(sid) is ws:
                 del self.sockets[sid]
                 self.client_flags.pop(sid, None)
+                self.viewers.pop(sid, None)
+            elif sid not in self.sockets:
                 self.viewers.pop(sid, None)
         return ws
 

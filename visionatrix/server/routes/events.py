@@ -88,8 +88,10 @@ async def _pump(ws: web.WebSocketResponse, feed: EventFeed) -> None:
 
 async def server_sent_events(request: web.Request) -> web.StreamResponse:
     task_id = _task_filter(request)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # the headers alone: a body after them would break a kept-alive connection
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     feed = _feed(request, task_id)
     await feed.start(request.app[STREAMS])

@@ -37,7 +37,8 @@ def upgrade() -> None:
     op.create_table(
         "users",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
-        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(64).with_variant(mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb"),
+                  nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("is_admin", sa.Boolean(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
