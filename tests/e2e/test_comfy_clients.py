@@ -34,5 +34,5 @@ def test_comfy_api_simplified_queues_a_prompt_and_gets_its_image(tmp_path: Path)
             assert image.size == (32, 16)
             assert image.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
         queue = api.get_queue()
-        assert queue == {"queue_running": [], "queue_pending": []}
+        assert queue == {"queue_running": [], "queue_pending": [], "queue_pending_total": 0}
         assert "EmptyImage" in api.get_object_info()

@@ -95,9 +95,10 @@ async def _issue(request: web.Request, kind: str, user_id: int | None) -> web.Re
 
 def _token_id(request: web.Request) -> int:
     raw = request.match_info["token_id"]
-    if not raw.isdigit() or int(raw) > parsing.MAX_ROW_ID:
+    value = parsing.row_id(raw)
+    if value is None:
         raise NotFound("token", raw)
-    return int(raw)
+    return value
 
 
 async def list_tokens(request: web.Request) -> web.Response:
