@@ -39,8 +39,10 @@ _SCHEMAS: dict[str, Any] = {
             "error": {"type": "string", "description": "A stable code: not_found, conflict, invalid_params, "
                       "invalid_graph, invalid_flow, invalid_input, invalid_json, invalid_request, invalid_query, "
                       "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error, "
-                      "invalid_model, model_error, download_refused, download_failed, download_unauthorized; "
-                      "worker routes also: lease_lost, unauthorized, digest_mismatch, missing_outputs"},
+                      "invalid_model, model_error, download_refused, download_failed, download_unauthorized, "
+                      "invalid_url, too_many_nodes, invalid_body, unauthorized, invalid_credentials, forbidden, "
+                      "host_not_allowed, cross_origin_refused, body_timeout, too_many_attempts, too_many_pending; "
+                      "worker routes also: lease_lost, digest_mismatch, missing_outputs"},
             "message": {"type": "string"},
             "details": {"description": "invalid_params: {parameter: problem}; invalid_graph: {error, node_errors} "
                         "(ComfyUI's shape); invalid_request/invalid_query: {field: problem}"},

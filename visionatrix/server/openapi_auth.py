@@ -85,7 +85,10 @@ def state_roles(paths: dict[str, Any]) -> None:
         for method, operation in operations.items():
             role = access.role_for(method.upper(), path)
             operation["x-required-role"] = role
+            responses = operation.setdefault("responses", {})
             if role in ("user", "admin"):
                 operation["security"] = _USER_SECURITY
+                responses.update({code: ref for code, ref in _errors(401, 403 if role == "admin" else 401).items()
+                                  if code not in responses})
             elif role == "public":
                 operation["security"] = [{}]

@@ -13,6 +13,7 @@ ERROR_RESPONSES = {
     404: ("NotFound", "No such object"),
     409: ("Conflict", "Not allowed in the object's current state (`conflict`), or the lease token does not own "
                       "the running task (`lease_lost`)"),
+    408: ("BodyTimeout", "The request body stalled for `VIX_BODY_TIMEOUT_S`"),
     413: ("TooLarge", "An upload or body is over its size limit"),
     415: ("UnsupportedMediaType", "The body's content type is not accepted"),
     429: ("TooManyRequests", "Too many failed sign-ins from this address or for this user; see `Retry-After`"),
