@@ -60,8 +60,9 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_post(f"{prefix}/upload/mask", upload_mask)
 
 
-def folders_of(services: Services) -> ComfyFolders:
-    return ComfyFolders(services.storage.root)
+def folders_of(request: web.Request) -> ComfyFolders:
+    """The caller's folders (``paths.folders_for``)."""
+    return paths.folders_for(request)
 
 
 # -- view --------------------------------------------------------------------------------------------------------
@@ -80,13 +81,13 @@ async def view(request: web.Request) -> web.StreamResponse:
                          {"accepted": CHANNELS})
     preview = query.get("preview")
     try:
-        path = await asyncio.to_thread(folders_of(services).existing, kind, query.get("subfolder", ""), filename)
+        path = await asyncio.to_thread(folders_of(request).existing, kind, query.get("subfolder", ""), filename)
     except PathEscape as exc:
         if exc.field == "filename":
             raise
         raise web.HTTPForbidden(text=exc.message) from None
     if kind == "output":
-        await _check_output_owner(request, folders_of(services).output_dir, path, filename)
+        await _check_output_owner(request, folders_of(request).output_dir, path, filename)
     if preview is None and channel == "rgba":
         return web.FileResponse(path, headers=_raw_headers(path.name, request))
     cache = request.app.get(previews.PREVIEWS)
@@ -206,7 +207,7 @@ async def _upload(request: web.Request, *, mask: bool) -> web.Response:
     staging = Staging(services.storage)
     try:
         form = await _read_form(request, services, staging)
-        reply = await asyncio.to_thread(_store, services, form, mask)
+        reply = await asyncio.to_thread(_store, services, folders_of(request), form, mask)
     finally:
         await asyncio.to_thread(staging.discard)
     return web.json_response(reply, dumps=jsonio.dumps)
@@ -250,10 +251,10 @@ async def _receive_image(part: BodyPartReader, form: UploadForm, services: Servi
     form.staged, form.sha256, form.filename = staged, info.sha256, filename
 
 
-def _store(services: Services, form: UploadForm, mask: bool) -> dict[str, str]:
-    """Check the staged image and link it into place; the reply ``{"name", "subfolder", "type"}`` (in a thread)."""
+def _store(services: Services, folders: ComfyFolders, form: UploadForm, mask: bool) -> dict[str, str]:
+    """Check the staged image and link it into the caller's ``folders``; the reply ``{"name", "subfolder",
+    "type"}`` (in a thread)."""
     assert form.staged is not None
-    folders = folders_of(services)
     services.storage.check_image(form.staged, services.max_image_pixels)
     staged, sha256, filename = form.staged, form.sha256, form.filename
     if mask:

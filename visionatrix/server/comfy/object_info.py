@@ -18,7 +18,7 @@ from aiohttp import web
 
 from visionatrix.nodes.context import NodeContext, use
 from visionatrix.server import jsonio
-from visionatrix.server.comfy.paths import ComfyFolders
+from visionatrix.server.comfy.paths import ComfyFolders, folders_for
 from visionatrix.server.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,23 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
 
 async def get_object_info(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    info = await asyncio.to_thread(catalogue, services, lambda: services.registry.object_info())
+    info = await asyncio.to_thread(catalogue, services, lambda: services.registry.object_info(), folders_for(request))
     return web.json_response(info, dumps=jsonio.dumps)
 
 
 async def get_node_info(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = request.match_info["node_class"]
-    info = await asyncio.to_thread(catalogue, services, lambda: _one(services, name))
+    info = await asyncio.to_thread(catalogue, services, lambda: _one(services, name), folders_for(request))
     return web.json_response(info, dumps=jsonio.dumps)
 
 
-def catalogue(services: Services, describe: Callable[[], dict[str, NodeInfo]]) -> dict[str, NodeInfo]:
-    """What ``describe`` returns when run with our ComfyUI folders as the node context, with the input-image
-    choices filled in (blocking: directory listings and every node's ``INPUT_TYPES``)."""
-    folders = ComfyFolders(services.storage.root)
+def catalogue(services: Services, describe: Callable[[], dict[str, NodeInfo]],
+              folders: ComfyFolders | None = None) -> dict[str, NodeInfo]:
+    """What ``describe`` returns when run with the caller's ComfyUI ``folders`` (default: sign-in off's) as the node
+    context, with the input-image choices filled in (blocking: directory listings and every node's
+    ``INPUT_TYPES``)."""
+    folders = folders or ComfyFolders(services.storage.root)
     context = NodeContext(input_dir=folders.input_dir, output_dir=folders.output_dir, temp_dir=folders.temp_dir,
                           max_image_pixels=services.max_image_pixels, models_dir=services.models_dir,
                           model_folders=services.model_folders)

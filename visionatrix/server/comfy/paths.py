@@ -6,6 +6,10 @@ ComfyUI addresses a file as ``{"filename", "subfolder", "type"}`` (comfyui_api.m
     output  <root>/output/           every task's outputs: ``output/<task id>/<name>``
     temp    <root>/comfy/temp/       previews and other disposable files
 
+With sign-in on, each signed-in user has their own input and temp folders, ``<root>/comfy/users/<name>/input`` and
+``.../temp`` (``folders_for(request)``): one user's uploads are neither listed, shown nor loadable for another.
+Outputs stay in their tasks' folders, where the task's owner decides who may see them.
+
 A name given by a client is split on ``/`` and each component must be non-empty, not hidden (dot-leading, which
 also refuses ``.`` and ``..``), free of NUL, backslash and control characters, and at most 255 characters; the
 resolved path (symlinks followed) must stay inside its folder. A subfolder that tries to leave the folder raises
@@ -19,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from visionatrix.errors import NotFound
 from visionatrix.server.errors import BadRequest
+from visionatrix.server.identity import identity
+from visionatrix.server.services import SERVICES
 from visionatrix.storage.names import MAX_PART_CHARS, is_hidden, is_image_name
 
 TYPES = ("input", "output", "temp")
@@ -41,13 +49,19 @@ class PathEscape(BadName):
 
 @dataclass(frozen=True)
 class ComfyFolders:
-    """The ComfyUI folders of one storage root."""
+    """The ComfyUI folders of one storage root, as one user sees them (``user`` None: sign-in off)."""
 
     root: Path
+    user: str | None = None
+    """A signed-in user's name (``users.name``: letters, digits, ``.``, ``_``, ``@``, ``-``; never ``..``)."""
+
+    @property
+    def _own(self) -> Path:
+        return self.root / "comfy" if self.user is None else self.root / "comfy" / "users" / self.user
 
     @property
     def input_dir(self) -> Path:
-        return self.root / "comfy" / "input"
+        return self._own / "input"
 
     @property
     def output_dir(self) -> Path:
@@ -55,7 +69,7 @@ class ComfyFolders:
 
     @property
     def temp_dir(self) -> Path:
-        return self.root / "comfy" / "temp"
+        return self._own / "temp"
 
     def folder(self, kind: str) -> Path:
         """The folder of ``kind`` (``input``, ``output`` or ``temp``); ``BadRequest`` for any other kind."""
@@ -94,6 +108,12 @@ class ComfyFolders:
         """Relative names (``a.png``, ``sub/b.png``) of the image files in the input folder, sorted; hidden
         entries and symlinks are skipped. LoadImage's choice list."""
         return list_images(self.input_dir)
+
+
+def folders_for(request: web.Request) -> ComfyFolders:
+    """The ComfyUI folders of the caller: their own input and temp folders when signed in."""
+    caller = identity(request)
+    return ComfyFolders(request.app[SERVICES].storage.root, caller.name if caller.user_id is not None else None)
 
 
 def split_parts(what: str, value: Any, *, allow_empty: bool = False) -> list[str]:

@@ -30,7 +30,7 @@ from visionatrix.queue.models import FileRecord, TaskStatus
 from visionatrix.queue.prompts import Prompt, PromptRecord, PromptTasks
 from visionatrix.server import parsing, views
 from visionatrix.server.comfy import records
-from visionatrix.server.comfy.paths import BadName, ComfyFolders, split_annotation
+from visionatrix.server.comfy.paths import BadName, ComfyFolders, folders_for, split_annotation
 from visionatrix.server.errors import BadRequest, TooManyRequests, UnsupportedMediaType
 from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES, Services
@@ -57,11 +57,6 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_get(f"{prefix}/history", get_history)
     router.add_post(f"{prefix}/history", post_history)
     router.add_get(f"{prefix}/history/{{prompt_id}}", get_history_entry)
-
-
-def input_folder(services: Services) -> Path:
-    """The editor's input folder (``docs/comfy-api.md``, Files)."""
-    return ComfyFolders(services.storage.root).input_dir
 
 
 def _prompts(request: web.Request) -> PromptTasks:
@@ -146,11 +141,12 @@ async def post_prompt(request: web.Request) -> web.Response:
     targets = body.get("partial_execution_targets")
     if targets is not None and (not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)):
         return _comfy_error("invalid_targets", "Invalid partial_execution_targets", "expected a list of node ids")
-    folder = input_folder(services)
+    folders = folders_for(request)
+    folder = folders.input_dir
     validated = await asyncio.to_thread(_validate, services, graph, targets, folder)
     if validated.error is not None and not validated.outputs:
         return web.json_response({"error": validated.error, "node_errors": validated.node_errors}, status=400)
-    inputs, problems = await asyncio.to_thread(_inputs, services, graph, folder)
+    inputs, problems = await asyncio.to_thread(_inputs, services, graph, folders)
     problems.update(await _foreign_outputs(request, inputs))
     if problems:
         first = next(iter(problems.values()))["errors"][0]
@@ -200,14 +196,13 @@ def _validate(services: Services, graph: dict[str, Any], targets: list[str] | No
         return validate(graph, services.registry, targets=targets)
 
 
-def _inputs(services: Services, graph: dict[str, Any], folder: Path
+def _inputs(services: Services, graph: dict[str, Any], folders: ComfyFolders
             ) -> tuple[list[tuple[Path, FileRecord]], dict[str, Any]]:
     """The files the graph's image inputs name (``(source, record)``), or the node errors of those that are not
     there. A value naming the output or temp folder (``x.png [output]``) is rewritten to the copy's name in the
     task's input folder (``output/x.png``)."""
     found: dict[str, tuple[Path, FileRecord]] = {}
     problems: dict[str, Any] = {}
-    folders = ComfyFolders(services.storage.root)
     info = services.registry.object_info()
     for node_id, node in graph.items():
         if not isinstance(node, dict) or not isinstance(node.get("inputs"), dict):

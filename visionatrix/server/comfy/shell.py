@@ -23,6 +23,7 @@ from aiohttp import web
 from visionatrix.errors import NotFound
 from visionatrix.hostinfo import host_memory
 from visionatrix.models.folders import ModelFolders
+from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.static_files import confined_file
 
@@ -127,8 +128,19 @@ async def list_model_library(request: web.Request) -> web.Response:
     if folders is None:
         return web.json_response([])
     names = await asyncio.to_thread(folders.folder_names)
-    return web.json_response([{"name": name, "folders": [str(root.absolute()) for root in folders.roots(name)]}
+    shown = _absolute if identity(request).is_admin else _placeholder
+    return web.json_response([{"name": name, "folders": [shown(root, name, index)
+                                                         for index, root in enumerate(folders.roots(name))]}
                               for name in names if name not in NOT_MODEL_FOLDERS])
+
+
+def _absolute(root: Path, _name: str, _index: int) -> str:
+    return str(root.absolute())
+
+
+def _placeholder(_root: Path, name: str, index: int) -> str:
+    """What a user who is not an admin sees instead of a root's absolute path (the index still tells them apart)."""
+    return f"models/{name}" if index == 0 else f"models ({index + 1})/{name}"
 
 
 async def list_model_library_folder(request: web.Request) -> web.Response:

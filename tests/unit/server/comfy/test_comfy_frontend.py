@@ -85,7 +85,7 @@ async def test_static_files_are_served_with_their_type(aiohttp_client: Any, serv
 
 @pytest.mark.parametrize("path", ["/comfy/missing.js", "/comfy/assets", "/comfy/assets/", "/comfy/..%2Fsecret.txt",
                                   "/comfy/assets%2F..%2F..%2Fsecret.txt", "/comfy/%2Fetc%2Fpasswd",
-                                  "/comfy/assets%5Cstyle.css", "/comfy/a%00b", "/comfy/.%2Findex.html"])
+                                  "/comfy/assets%5Cstyle.css", "/comfy/.%2Findex.html"])
 async def test_anything_but_a_file_of_the_static_folder_is_404(aiohttp_client: Any, services: Services,
                                                                 static_dir: Path, path: str) -> None:
     http = await _editor(aiohttp_client, services, static_dir=static_dir)
@@ -93,6 +93,13 @@ async def test_anything_but_a_file_of_the_static_folder_is_404(aiohttp_client: A
     assert response.status == 404
     body = await response.json()
     assert body["error"] == "not_found" and "outside" not in await response.text()
+
+
+async def test_a_control_character_in_the_path_is_refused_before_the_static_folder(
+        aiohttp_client: Any, services: Services, static_dir: Path) -> None:
+    http = await _editor(aiohttp_client, services, static_dir=static_dir)
+    response = await http.get(URL("/comfy/a%00b", encoded=True))
+    assert response.status == 400 and (await response.json())["error"] == "invalid_url"
 
 
 async def test_a_symlink_out_of_the_static_folder_is_404(aiohttp_client: Any, services: Services,

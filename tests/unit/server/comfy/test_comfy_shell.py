@@ -114,12 +114,18 @@ async def test_a_model_folder_lists_its_model_files_at_any_depth(http: TestClien
 
 
 @pytest.mark.parametrize("folder", ["unknown", "..", "%2E%2E", "..%2Floras", "checkpoints%2Fxl", ".cache",
-                                    "stray.safetensors", "%2Fetc", "loras%00"])
+                                    "stray.safetensors", "%2Fetc"])
 async def test_a_model_folder_that_is_not_a_subfolder_of_models_dir_is_404(
         http: TestClient, models: Path, folder: str) -> None:
     for route in ("/api/models", "/api/experiment/models"):
         body = await _json(http, f"{route}/{folder}", 404)
         assert body["error"] == "not_found"
+
+
+async def test_a_model_folder_with_a_control_character_is_refused_as_a_bad_url(http: TestClient,
+                                                                               models: Path) -> None:
+    for route in ("/api/models", "/api/experiment/models"):
+        assert (await _json(http, f"{route}/loras%00", 400))["error"] == "invalid_url"
 
 
 async def test_the_model_library_lists_folders_with_absolute_paths_but_not_configs(
