@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # aiosqlite logs every statement with its parameters at DEBUG: password hashes and token digests among them
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     return _dispatch(args, settings)
 
 
