@@ -75,15 +75,15 @@ class PromptTasks:
 
     async def create(self, prompt: Prompt, files: Sequence[FileRecord] = (), *,
                      before_commit: Callable[[list[int]], Awaitable[None]] | None = None,
-                     owner_id: int | None = None) -> int:
-        """One pending task for ``prompt`` (its node set recorded first) owned by ``owner_id``; its id.
-        ``before_commit`` as in ``TaskQueue.create``."""
+                     owner_id: int | None = None, webhook: dict[str, Any] | None = None) -> int:
+        """One pending task for ``prompt`` (its node set recorded first) owned by ``owner_id``, with its
+        ``webhook`` (``{"url", "headers"}``); its id. ``before_commit`` as in ``TaskQueue.create``."""
         flow = node_set_flow(prompt.node_types)
         await self._record_node_set(flow, prompt.node_types)
         (task_id,) = await self.queue.create(
             flow, prompt.graph, {}, priority=prompt.priority, files=files, before_commit=before_commit,
             columns={"prompt_id": prompt.prompt_id, "client_id": prompt.client_id, "prompt_extra": prompt.extra,
-                     "owner_id": owner_id})
+                     "owner_id": owner_id, "webhook": webhook})
         self._node_sets[flow] = prompt.node_types
         return task_id
 

@@ -258,3 +258,26 @@ async def test_a_task_a_database_worker_finishes_is_found_in_the_database_and_po
     [(headers, body)] = receiver.requests
     assert _verified(headers, body)["event"] == "task_finished"
     await elsewhere.aclose()
+
+
+async def test_a_comfyui_prompt_takes_its_webhook_from_extra_data(server: TestServer, services: Services,
+                                                                  receiver: Receiver) -> None:
+    from tests.unit.server.comfy.test_comfy_prompts import solid_prompt
+
+    async with TestClient(server) as http:
+        bad = await http.post("/prompt", json={"prompt": solid_prompt(), "extra_data": {"webhook_url": "ftp://x"}})
+        assert bad.status == 400 and (await bad.json())["error"]["type"] == "invalid_webhook"
+        assert await services.queue.list() == []
+        answer = await http.post("/prompt", json={"prompt": solid_prompt(), "extra_data": {
+            "webhook_url": receiver.url, "webhook_headers": {"Authorization": "Bearer prompt-hook"}}})
+        assert answer.status == 200, await answer.text()
+        prompt_id = (await answer.json())["prompt_id"]
+        [task] = await services.queue.list()
+        assert task.webhook == {"url": receiver.url, "headers": {"Authorization": "Bearer prompt-hook"}}
+        await services.queue.cancel(task.id)
+        assert (await _outcome(server, task.id)).delivered
+        [(headers, body)] = receiver.requests
+        assert headers["Authorization"] == "Bearer prompt-hook" and _verified(headers, body)["task_id"] == task.id
+        shown = json.dumps([await (await http.get("/queue")).json(), await (await http.get("/history")).json(),
+                            await (await http.get(f"/api/jobs/{prompt_id}")).json()])
+        assert "prompt-hook" not in shown and "webhook_headers" not in shown

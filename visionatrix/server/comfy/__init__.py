@@ -14,12 +14,23 @@ PREFIXES = ("", "/api", "/comfy", "/comfy/api")
 
 
 def setup_comfy_routes(app: web.Application) -> None:
-    from visionatrix.server.comfy import files, frontend, internal, jobs, object_info, prompts, shell, socket, userdata
+    from visionatrix.server.comfy import (
+        files,
+        frontend,
+        internal,
+        jobs,
+        object_info,
+        prompts,
+        queue_history,
+        shell,
+        socket,
+        userdata,
+    )
 
     internal.setup(app)
     files.setup(app)
     socket.setup(app)
-    for module in (shell, userdata, files, object_info, prompts, jobs, socket, internal):
+    for module in (shell, userdata, files, object_info, prompts, queue_history, jobs, socket, internal):
         for prefix in PREFIXES:
             module.add_routes(app.router, prefix)
     frontend.add_frontend_routes(app.router)
