@@ -1,5 +1,5 @@
-"""Reading the bodies about models: an install request (``POST /vapi/models/install``, ``POST
-/vapi/workers/{name}/install``) and the ``models`` part of a worker's report.
+"""Reading the bodies about models: the ``models`` part of a worker's report. An install request (``POST
+/vapi/models/install``, ``POST /vapi/workers/{name}/install``) is ``request_models.ModelInstallRequest``.
 
 Like every body of the API: unknown fields, missing fields and wrong types are all reported at once in one 400
 ``invalid_request`` whose ``details`` map each field to its problem.
@@ -7,35 +7,18 @@ Like every body of the API: unknown fields, missing fields and wrong types are a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from visionatrix.server import request_models
+from visionatrix.server.request_models import MAX_MODELS
 from visionatrix.server.worker_request import MAX_BYTES, MAX_ID_CHARS, Fields
 
-MAX_MODELS = 1000
 PROGRESS_STATES = ("queued", "downloading", "verifying", "installed", "failed", "cancelled")
 MAX_ERROR_CHARS = 2000
 
 
-@dataclass
-class InstallRequest:
-    """Install the catalog models ``names``, or every catalog model the flow ``flow`` needs."""
-
-    names: list[str] | None
-    flow: str | None
-
-
-def read_install(body: Any) -> InstallRequest:
-    """``{"names": [...]}`` or ``{"flow": NAME}``: exactly one of the two."""
-    fields = Fields(body, ("names", "flow"))
-    names = fields.names("names", optional=True, what="model", most=MAX_MODELS)
-    flow = fields.text("flow", max_chars=MAX_ID_CHARS, optional=True)
-    if not fields.problems and (names is None) == (flow is None):
-        fields.problems["names"] = "give either 'names' (a list of catalog model names) or 'flow' (a flow name)"
-    if names == []:
-        fields.problems["names"] = "names no model"
-    fields.done()
-    return InstallRequest(names, flow)
+InstallRequest = request_models.ModelInstallRequest
+"""An install request: ``names`` (catalog models) or ``flow`` (every catalog model the flow needs)."""
 
 
 def read_worker_models(fields: Fields) -> dict[str, Any] | None:

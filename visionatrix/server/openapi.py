@@ -1,7 +1,9 @@
-"""The OpenAPI 3.1 description of the REST API, written as data (served at ``GET /vapi/openapi.json``).
+"""The OpenAPI 3.1 description of the REST API (served at ``GET /vapi/openapi.json``).
 
-A test checks that its paths and methods are exactly the application's routes. The worker protocol's part is in
-``openapi_worker``.
+The request bodies' schemas (and some answers') are generated from their pydantic models (``request_models``,
+``auth_models``), who may call each operation from the access table (``openapi_auth.state_roles``); the rest is
+written here as data. A test checks that its paths and methods are exactly the application's routes. The worker
+protocol's part is in ``openapi_worker``, the models' in ``openapi_models``.
 """
 
 from __future__ import annotations
@@ -9,27 +11,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from visionatrix.server import openapi_auth, openapi_models, openapi_worker
-from visionatrix.server.openapi_parts import ERROR_RESPONSES
+from visionatrix.server import openapi_auth, openapi_models, openapi_worker, request_models
+from visionatrix.server.openapi_parts import ERROR_RESPONSES, model_schemas
 from visionatrix.server.openapi_parts import errors as _errors
 from visionatrix.server.openapi_parts import json_body as _json
 from visionatrix.server.openapi_parts import ref as _ref
-from visionatrix.server.task_request import MAX_COUNT, MAX_PRIORITY, MIN_PRIORITY
-from visionatrix.server.webhooks import targets
 
 _TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _FLOW_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _EVENT_FILTER = {"name": "task_id", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
                  "description": "Only the events of this task"}
-
-_WEBHOOK_URL = {"type": "string", "format": "uri", "maxLength": targets.MAX_URL_CHARS,
-                "description": "http(s) URL POSTed a signed JSON body when the task finishes, fails or is cancelled "
-                               "(docs/security.md, Webhooks); private and loopback addresses are refused at delivery "
-                               "unless VIX_WEBHOOK_ALLOW_HOSTS names the host"}
-_WEBHOOK_HEADERS = {"type": "object", "maxProperties": targets.MAX_HEADERS,
-                    "additionalProperties": {"type": "string", "maxLength": targets.MAX_HEADER_VALUE_CHARS},
-                    "description": "Extra headers sent with the webhook (never shown by the API); Host, Content-*, "
-                                   "hop-by-hop and X-Visionatrix-* headers may not be given"}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -91,40 +82,9 @@ _SCHEMAS: dict[str, Any] = {
         },
         "additionalProperties": True,
     },
-    "FlowList": {"type": "object", "properties": {"flows": {"type": "array", "items": _ref("Flow")}}},
     "BundledFlowList": {"type": "object", "properties": {"flows": {"type": "array", "items": {
         "allOf": [_ref("Flow"), {"type": "object", "required": ["installed"],
                                  "properties": {"installed": {"type": "boolean"}}}]}}}},
-    "TaskCreateRequest": {
-        "type": "object",
-        "required": ["flow"],
-        "additionalProperties": False,
-        "properties": {
-            "flow": {"type": "string"},
-            "params": {"type": "object", "description": "Parameter name -> value"},
-            "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT, "default": 1},
-            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY, "default": 0},
-            "webhook_url": _WEBHOOK_URL,
-            "webhook_headers": _WEBHOOK_HEADERS,
-        },
-    },
-    "TaskCreateForm": {
-        "type": "object",
-        "required": ["flow"],
-        "description": "Any other text field is one parameter's value; each file part is the upload of the image "
-                       "parameter it is named after.",
-        "properties": {
-            "flow": {"type": "string"},
-            "params": {"type": "string", "description": "A JSON object of parameter name -> value"},
-            "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
-            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
-            "webhook_url": _WEBHOOK_URL,
-            "webhook_headers": {"type": "string", "description": "A JSON object of header name -> value, as in "
-                                                                 "the JSON body's webhook_headers"},
-        },
-        "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "string", "format": "binary"}]},
-    },
-    "TasksCreated": {"type": "object", "properties": {"task_ids": {"type": "array", "items": {"type": "integer"}}}},
     "TaskFile": {
         "type": "object",
         "properties": {
@@ -172,14 +132,6 @@ _SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": ["string", "null"], "format": "date-time"},
             "inputs": {"type": "array", "items": _ref("TaskFile")},
             "outputs": {"type": "array", "items": _ref("TaskFile")},
-        },
-    },
-    "TaskList": {
-        "type": "object",
-        "properties": {
-            "tasks": {"type": "array", "items": _ref("Task")},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
         },
     },
     "Worker": {
@@ -360,6 +312,24 @@ _PATHS: dict[str, Any] = {
 }
 
 
+def _task_form(body: dict[str, Any]) -> dict[str, Any]:
+    """The multipart form of ``POST /vapi/tasks``: the JSON body's fields as text parts, read into the same model."""
+    properties = copy.deepcopy(body["properties"])
+    properties["params"] = {"type": "string", "description": "A JSON object of parameter name -> value"}
+    properties["webhook_headers"] = {"type": "string", "description": "A JSON object of header name -> value, as in "
+                                                                      "the JSON body's webhook_headers"}
+    return {"type": "object", "required": body["required"], "properties": properties,
+            "description": "Any other text field is one parameter's value; each file part is the upload of the "
+                           "image parameter it is named after.",
+            "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "string", "format": "binary"}]}}
+
+
+def _generated_schemas() -> dict[str, Any]:
+    schemas = model_schemas(*request_models.BODIES, *request_models.RESPONSES)
+    schemas["TaskCreateForm"] = _task_form(schemas["TaskCreateRequest"])
+    return schemas
+
+
 def document(version: str) -> dict[str, Any]:
     """The OpenAPI document for a server of ``version``."""
     paths = copy.deepcopy({**_PATHS, **openapi_models.PATHS, **openapi_worker.PATHS, **openapi_auth.paths()})
@@ -372,7 +342,7 @@ def document(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": copy.deepcopy({**_SCHEMAS, **openapi_models.SCHEMAS, **openapi_worker.SCHEMAS,
-                                      **openapi_auth.schemas()}),
+                                      **openapi_auth.schemas()}) | _generated_schemas(),
             "responses": {name: _json(_ref("Error"), description) for name, description in ERROR_RESPONSES.values()},
             "securitySchemes": copy.deepcopy({**openapi_worker.SECURITY_SCHEMES, **openapi_auth.SECURITY_SCHEMES}),
         },

@@ -51,25 +51,6 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": True,
     },
     "ModelList": {"type": "object", "properties": {"models": {"type": "array", "items": _ref("Model")}}},
-    "ModelInstallRequest": {
-        "type": "object",
-        "description": "Either `names` (catalog model names) or `flow` (every catalog model the flow needs)",
-        "properties": {"names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                       "flow": {"type": "string"}},
-        "additionalProperties": False,
-    },
-    "ModelInstallStarted": {
-        "type": "object",
-        "properties": {"started": {"type": "array", "items": {"type": "string"},
-                                   "description": "downloads started (or already running)"},
-                       "installed": {"type": "array", "items": {"type": "string"},
-                                     "description": "already installed: nothing to do"}},
-    },
-    "WorkerCommandQueued": {
-        "type": "object",
-        "properties": {"worker_id": {"type": "string"},
-                       "queued": {"description": "the model names to install, or \"free\""}},
-    },
     "WorkerModels": {
         "type": "object",
         "description": "The worker's models as it last reported them",

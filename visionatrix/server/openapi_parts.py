@@ -1,9 +1,11 @@
 """Building blocks of the OpenAPI document (``openapi``, ``openapi_worker``): references, JSON bodies, the shared
-error responses."""
+error responses, the components generated from pydantic models."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel
 
 ERROR_RESPONSES = {
     400: ("BadRequest", "The request is malformed or invalid (see `error` and `details`)"),
@@ -30,3 +32,24 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def errors(*codes: int) -> dict[str, Any]:
     return {str(code): {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"} for code in codes}
+
+
+def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The components of pydantic ``models`` (and the models they use), by class name; an ``{"x-component": NAME}``
+    marker (a view the document describes by hand) becomes a reference to that component."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return _resolve_markers(schemas)
+
+
+def _resolve_markers(node: Any) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"x-component"}:
+            return ref(node["x-component"])
+        return {key: _resolve_markers(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve_markers(value) for value in node]
+    return node

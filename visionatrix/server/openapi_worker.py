@@ -150,13 +150,6 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"allowed_flows": {**_FLOW_NAMES, "type": ["array", "null"],
                                          "description": "null: every flow the worker has installed"}},
     },
-    "AllowedFlowsRequest": {
-        "type": "object",
-        "required": ["flows"],
-        "additionalProperties": False,
-        "properties": {"flows": {**_FLOW_NAMES, "type": ["array", "null"],
-                                 "description": "null lifts the restriction"}},
-    },
 }
 
 

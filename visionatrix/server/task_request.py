@@ -1,7 +1,7 @@
 """Reading a task-creation request: a JSON body, or a multipart form whose file parts are streamed to staging.
 
-JSON: ``{"flow": name, "params": {...}, "count": 1, "priority": 0}``, optionally ``"webhook_url"`` and
-``"webhook_headers"`` (``webhooks.targets``). Multipart: the same fields as text parts (``params`` and
+Both end in one model, ``request_models.TaskCreateRequest`` (``flow``, ``params``, ``count``, ``priority``,
+``webhook_url``, ``webhook_headers``), which holds the rules. Multipart: the same fields as text parts (``params`` and
 ``webhook_headers`` as JSON objects in text), any other text part is one parameter's value, and each file part is the
 upload of the image parameter its part is named after. Every malformed field is reported at once.
 """
@@ -16,15 +16,13 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from visionatrix.flows.manifest import PARAM_NAME_RE
-from visionatrix.server import multipart, parsing
-from visionatrix.server.errors import BadRequest, UnsupportedMediaType
-from visionatrix.server.webhooks.targets import check_webhook
+from visionatrix.server import multipart, parsing, request_models
+from visionatrix.server.errors import UnsupportedMediaType
 from visionatrix.storage.files import TaskStorage
 
-MAX_COUNT = 100
-MIN_PRIORITY, MAX_PRIORITY = -100, 100
 MAX_FIELD_BYTES = 1024 * 1024
-RESERVED_FIELDS = ("flow", "params", "count", "priority", "webhook_url", "webhook_headers")
+RESERVED_FIELDS = tuple(request_models.TaskCreateRequest.model_fields)
+"""The form fields that are the JSON body's fields; any other text field is one parameter's value."""
 _SUFFIX_RE = re.compile(r"^\.[a-z0-9]{1,8}$")
 
 
@@ -73,42 +71,18 @@ async def read_create_request(request: web.Request, staging: Staging) -> TaskCre
     if not parsing.is_json_type(request.content_type):
         given = request.content_type if "Content-Type" in request.headers else "none"
         raise UnsupportedMediaType(given, ["application/json", "multipart/form-data"])
-    return _from_json(await parsing.read_json(request))
+    body = request_models.parse(request_models.TaskCreateRequest, await parsing.read_json(request))
+    return _request(body, {})
 
 
-def _from_json(body: Any) -> TaskCreateRequest:
-    if not isinstance(body, dict):
-        raise BadRequest("invalid_request", f"expected a JSON object, got {type(body).__name__}")
-    problems: dict[str, str] = {}
-    unknown = sorted(set(body) - set(RESERVED_FIELDS))
-    for name in unknown:
-        problems[name] = "unknown field (flow parameters go into 'params')"
-    params = body.get("params", {})
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        problems["params"] = f"expected an object of parameter name -> value, got {type(params).__name__}"
-        params = {}
-    webhook = check_webhook(body.get("webhook_url"), body.get("webhook_headers"), problems)
-    return _finish(body.get("flow"), params, body.get("count", 1), body.get("priority", 0), problems, {}, webhook)
-
-
-def _finish(flow: Any, params: dict[str, Any], count: Any, priority: Any, problems: dict[str, str],
-            uploads: dict[str, Upload], webhook: dict[str, Any] | None = None) -> TaskCreateRequest:
-    if not isinstance(flow, str) or not flow.strip():
-        problems["flow"] = "required: the name of the flow to run"
-    checked_count = parsing.int_value("count", count, low=1, high=MAX_COUNT, problems=problems)
-    checked_priority = parsing.int_value("priority", priority, low=MIN_PRIORITY, high=MAX_PRIORITY,
-                                         problems=problems)
-    if problems:
-        lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
-        raise BadRequest("invalid_request", f"the request is malformed: {lines}", problems)
-    assert isinstance(flow, str) and checked_count is not None and checked_priority is not None
-    return TaskCreateRequest(flow.strip(), params, checked_count, checked_priority, uploads, webhook)
+def _request(body: request_models.TaskCreateRequest, uploads: dict[str, Upload]) -> TaskCreateRequest:
+    return TaskCreateRequest(body.flow, body.params, body.count, body.priority, uploads, body.webhook)
 
 
 async def _read_multipart(request: web.Request, staging: Staging) -> TaskCreateRequest:
-    fields: dict[str, str] = {}
+    """The form's fields are read into the JSON body's model; the problems of the form itself (a field given twice,
+    JSON text that breaks the rules, a badly named file) are reported with the model's."""
+    fields: dict[str, Any] = {}
     values: dict[str, str] = {}
     uploads: dict[str, Upload] = {}
     problems: dict[str, str] = {}
@@ -129,10 +103,14 @@ async def _read_multipart(request: web.Request, staging: Staging) -> TaskCreateR
         if name in params:
             problems[name] = "given both in 'params' and as a form field"
         params[name] = value
-    headers = _json_field("webhook_headers", fields.get("webhook_headers"), problems)
-    webhook = check_webhook(fields.get("webhook_url"), headers, problems)
-    return _finish(fields.get("flow"), params, fields.get("count", 1), fields.get("priority", 0), problems, uploads,
-                   webhook)
+    fields["params"] = params
+    fields["webhook_headers"] = _json_field("webhook_headers", fields.get("webhook_headers"), problems)
+    body, invalid = request_models.check(request_models.TaskCreateRequest, fields)
+    problems.update({name: why for name, why in invalid.items() if name not in problems})
+    if problems:
+        raise request_models.invalid(problems)
+    assert body is not None
+    return _request(body, uploads)
 
 
 def _params_field(raw: str | None, problems: dict[str, str]) -> dict[str, Any]:

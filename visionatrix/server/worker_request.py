@@ -1,4 +1,4 @@
-"""Reading the bodies of the worker protocol (``/vapi/worker/...``) and the admin's ``allowed_flows`` call.
+"""Reading the bodies of the worker protocol (``/vapi/worker/...``).
 
 Each body is a JSON object; unknown fields, missing fields and values of the wrong type or out of range are all
 reported at once in one 400 ``invalid_request`` whose ``details`` map each field to its problem.
@@ -341,12 +341,3 @@ def _read_resources(fields: Fields) -> dict[str, Any] | None:
     fields.problems.update({f"resources.{name}": why for name, why in inner.problems.items()})
     return resources
 
-
-def read_allowed_flows(body: Any) -> list[str] | None:
-    """``{"flows": [...] | null}``: the flows a worker may take (null lifts the restriction)."""
-    fields = Fields(body, ("flows",))
-    if isinstance(body, dict) and "flows" not in body:
-        fields.problems["flows"] = "required: a list of flow names, or null for every flow the worker has"
-    flows = fields.names("flows", optional=True)
-    fields.done()
-    return flows

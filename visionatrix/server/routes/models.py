@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from visionatrix.errors import Conflict, NotFound
-from visionatrix.server import jsonio, model_request, parsing
+from visionatrix.server import jsonio, request_models
 from visionatrix.server.routes.worker_api import worker_id_of
 from visionatrix.server.server_models import ServerModels
 from visionatrix.server.services import SERVICES, Services
@@ -38,10 +38,11 @@ async def install_models(request: web.Request) -> web.Response:
     is unknown."""
     services = request.app[SERVICES]
     models = _models(services)
-    names = models.resolve(model_request.read_install(await parsing.read_json(request)), services.flows)
+    names = models.resolve(await request_models.read(request, request_models.ModelInstallRequest), services.flows)
     started = models.installer.start(names)
-    installed = [name for name in names if name not in started]
-    return web.json_response({"started": started, "installed": installed}, status=202, dumps=jsonio.dumps)
+    answer = request_models.ModelInstallStarted(started=started,
+                                                installed=[name for name in names if name not in started])
+    return web.json_response(answer.model_dump(), status=202, dumps=jsonio.dumps)
 
 
 async def cancel_install(request: web.Request) -> web.Response:
@@ -70,9 +71,11 @@ async def install_on_worker(request: web.Request) -> web.Response:
     ``{"queued": [...]}``; the worker takes the command with its next report and reports its progress."""
     services = request.app[SERVICES]
     worker_id = worker_id_of(request)
-    names = _models(services).resolve(model_request.read_install(await parsing.read_json(request)), services.flows)
+    body = await request_models.read(request, request_models.ModelInstallRequest)
+    names = _models(services).resolve(body, services.flows)
     await services.queue.queue_command(worker_id, {"type": "install", "names": names})
-    return web.json_response({"worker_id": worker_id, "queued": names}, status=202, dumps=jsonio.dumps)
+    answer = request_models.WorkerCommandQueued(worker_id=worker_id, queued=names)
+    return web.json_response(answer.model_dump(), status=202, dumps=jsonio.dumps)
 
 
 async def free_worker(request: web.Request) -> web.Response:
@@ -80,4 +83,5 @@ async def free_worker(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     worker_id = worker_id_of(request)
     await services.queue.queue_command(worker_id, {"type": "free"})
-    return web.json_response({"worker_id": worker_id, "queued": "free"}, status=202, dumps=jsonio.dumps)
+    answer = request_models.WorkerCommandQueued(worker_id=worker_id, queued="free")
+    return web.json_response(answer.model_dump(), status=202, dumps=jsonio.dumps)

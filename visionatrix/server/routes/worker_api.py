@@ -19,7 +19,7 @@ from visionatrix.errors import LeaseLost, NotFound
 from visionatrix.queue.events import Subscription
 from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, TaskStatus, WorkerRecord, effective_flows
 from visionatrix.queue.prompts import PromptTasks, is_node_set
-from visionatrix.server import jsonio, parsing, views, worker_request
+from visionatrix.server import jsonio, parsing, request_models, views, worker_request
 from visionatrix.server.claim_ledger import ClaimLedger, Key
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.services import SERVICES
@@ -287,5 +287,5 @@ async def set_allowed_flows(request: web.Request) -> web.Response:
     """Admin: restrict a worker to some flows (``null`` lifts the restriction); 404 for a worker never seen."""
     queue = request.app[SERVICES].queue
     worker_id = worker_id_of(request)
-    flows = worker_request.read_allowed_flows(await parsing.read_json(request))
-    return _reply(views.worker_view(await queue.set_allowed_flows(worker_id, flows)))
+    body = await request_models.read(request, request_models.AllowedFlowsRequest)
+    return _reply(views.worker_view(await queue.set_allowed_flows(worker_id, body.flows)))
