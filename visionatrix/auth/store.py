@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -201,14 +202,16 @@ class AuthStore:
         if not secret.startswith(tuple(TOKEN_PREFIX[kind] for kind in kinds)) or len(secret) > 128:
             return None
         digest = token_hash(secret)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(TOKENS).where(TOKENS.c.token_hash == digest))).first()
-            if row is None:
-                return None
-            token = _token(row)
-            user_row = None
-            if token.user_id is not None:
-                user_row = (await conn.execute(select(USERS).where(USERS.c.id == token.user_id))).first()
+        user_columns = [column.label(f"u_{column.name}") for column in USERS.c if column.name != "password_hash"]
+        query = (select(TOKENS, *user_columns).select_from(TOKENS.outerjoin(USERS, USERS.c.id == TOKENS.c.user_id))
+                 .where(TOKENS.c.token_hash == digest))
+        async with self.engine.connect() as conn:  # one query per request: the token and its user together
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        token = _token(row)
+        user_row = None if row.u_id is None else SimpleNamespace(
+            id=row.u_id, name=row.u_name, is_admin=row.u_is_admin, disabled=row.u_disabled, created_at=row.u_created_at)
         now = _now()
         if token.kind not in kinds or token.revoked_at is not None or (
                 token.expires_at is not None and token.expires_at <= now):
