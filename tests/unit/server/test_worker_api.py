@@ -439,7 +439,10 @@ async def test_a_hostile_output_name_is_400(http: TestClient, vix: VixClient, se
     response = await _upload(http, task, name, b"data")
     assert response.status == 400, name
     body = await response.json()
-    assert body["error"] == "invalid_request" and set(body["details"]) == {"name"}
+    if name == "a%00b":  # a control character in the path is refused for every route before its handler
+        assert body["error"] == "invalid_url"
+    else:
+        assert body["error"] == "invalid_request" and set(body["details"]) == {"name"}
     root = services.storage.root
     assert [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "input"] == []
     assert not [p for p in tmp_path.rglob("*") if p.name in ("escape.png", "x.png", "passwd", "c.png")]
