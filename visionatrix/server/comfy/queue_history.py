@@ -73,15 +73,20 @@ async def get_queue(request: web.Request) -> web.Response:
 @reads_json
 async def post_queue(request: web.Request) -> web.Response:
     """``{"clear": true}`` removes every pending prompt; ``{"delete": [prompt_id, ...]}`` those (pending only)."""
-    body = await json_body(request)
-    prompts = prompt_tasks(request)
-    if isinstance(body, dict):
-        if body.get("clear") is True:
-            await _delete(request, await prompts.list([TaskStatus.PENDING], owner_id=identity(request).owner_filter))
-        if isinstance(body.get("delete"), list):
-            chosen = [await _visible(request, str(i)) for i in body["delete"] if isinstance(i, str)]
-            await _delete(request, [p for p in chosen if p is not None and p.task.status is TaskStatus.PENDING])
+    await _clear_or_delete(request, (TaskStatus.PENDING,))
     return web.Response(status=200)
+
+
+async def _clear_or_delete(request: web.Request, statuses: tuple[TaskStatus, ...]) -> None:
+    """``{"clear": true}``: every prompt of ``statuses`` the caller may see; ``{"delete": [ids]}``: those of them."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        return
+    if body.get("clear") is True:
+        await _delete(request, await prompt_tasks(request).list(statuses, owner_id=identity(request).owner_filter))
+    if isinstance(body.get("delete"), list):
+        chosen = [await _visible(request, str(i)) for i in body["delete"] if isinstance(i, str)]
+        await _delete(request, [p for p in chosen if p is not None and p.task.status in statuses])
 
 
 async def _visible(request: web.Request, prompt_id: str) -> PromptRecord | None:
@@ -171,12 +176,5 @@ async def get_history_entry(request: web.Request) -> web.Response:
 @reads_json
 async def post_history(request: web.Request) -> web.Response:
     """``{"clear": true}`` deletes every finished prompt (rows and files); ``{"delete": [prompt_id, ...]}`` those."""
-    body = await json_body(request)
-    prompts = prompt_tasks(request)
-    if isinstance(body, dict):
-        if body.get("clear") is True:
-            await _delete(request, await prompts.list(DONE, owner_id=identity(request).owner_filter))
-        if isinstance(body.get("delete"), list):
-            chosen = [await _visible(request, str(i)) for i in body["delete"] if isinstance(i, str)]
-            await _delete(request, [p for p in chosen if p is not None and p.task.status in DONE])
+    await _clear_or_delete(request, DONE)
     return web.Response(status=200)
