@@ -205,3 +205,25 @@ async def test_a_failed_create_leaves_no_row_and_no_file(vix: VixClient, service
     assert staging_leftovers(services) == []
     obstacle.unlink()
     assert task_folders(services) == [services.storage.input_dir(second)]
+
+
+async def test_a_big_flow_is_bound_and_validated_off_the_event_loop_with_the_same_result(
+        vix: VixClient, services: Services) -> None:
+    from visionatrix.server.task_create import INLINE_NODES
+
+    flow = solid_flow("long_chain")
+    graph = flow["graph"]
+    previous = "1"
+    for index in range(INLINE_NODES + 5):
+        node_id = str(100 + index)
+        graph[node_id] = {"class_type": "ImageInvert", "inputs": {"image": [previous, 0]}}
+        previous = node_id
+    graph["3"]["inputs"]["images"] = [previous, 0]
+    services.flows.add(flow)
+    [task_id] = await vix.create_task("long_chain", {"width": 16, "mood": "loud"})
+    stored = await services.queue.get(task_id)
+    assert len(stored.graph) == len(graph) and stored.graph["1"]["inputs"]["width"] == 16
+    assert stored.graph["3"]["inputs"]["filename_prefix"] == "loud"
+    with pytest.raises(VixClientError) as refused:
+        await vix.create_task("long_chain", {"width": -5})
+    assert refused.value.status == 400
