@@ -47,7 +47,8 @@ def _call(url: str, method: str = "GET", body: Any = None, *, auth: str | None =
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:  # its response holds the connection
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 def _basic(name: str, password: str) -> str:

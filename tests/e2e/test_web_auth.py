@@ -65,7 +65,8 @@ def call(url: str, method: str = "GET", token: str | None = None) -> int:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
-        return int(error.code)
+        with error:  # its response holds the connection
+            return int(error.code)
 
 
 async def new_page(browser: Browser, watch: Watch, path: str = "/") -> tuple[BrowserContext, Page]:
@@ -300,5 +301,6 @@ def test_the_graph_editor_sends_an_anonymous_visitor_to_sign_in(auth_service: Se
     opener = urllib.request.build_opener(NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as answer:
         opener.open(f"{auth_service.url}/comfy/", timeout=10)
-    assert answer.value.code == 302
-    assert answer.value.headers["Location"] == "/?next=/comfy/"
+    with answer.value:  # its response holds the connection
+        assert answer.value.code == 302
+        assert answer.value.headers["Location"] == "/?next=/comfy/"
