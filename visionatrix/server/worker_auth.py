@@ -3,7 +3,8 @@
 ``user:password`` → ``Authorization: Basic base64(user:password)``; a value without ``:`` is a token →
 ``Authorization: Bearer <token>``. A request without them, or with wrong ones, is answered 401 ``unauthorized``
 with a ``WWW-Authenticate`` challenge. The comparison takes the same time whatever the given value is (both sides
-are hashed first, so not even the length leaks). Every other route is unaffected.
+are hashed first, so not even the length leaks). The sign-in middleware (``signin.py``) applies it on the worker
+routes, beside worker tokens.
 """
 
 from __future__ import annotations
@@ -13,12 +14,6 @@ import binascii
 import hashlib
 import hmac
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
-
-from visionatrix.server.middlewares import Handler, error_response
-
-PROTECTED_PREFIX = "/vapi/worker/"
 REALM = "visionatrix workers"
 
 
@@ -52,28 +47,3 @@ class WorkerCredentials:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             return None
-
-
-def is_protected(request: web.Request) -> bool:
-    """Whether the request is for a worker route: by the matched route's template, and by the decoded path (so an
-    encoded slash cannot route around the check, and an unknown worker path is refused like a known one)."""
-    resource = request.match_info.route.resource
-    template = resource.canonical if resource is not None else ""
-    return template.startswith(PROTECTED_PREFIX) or request.path.startswith(PROTECTED_PREFIX)
-
-
-def middleware(secret: str | None) -> Middleware:
-    """The middleware that checks the worker credentials ``secret``; when None it lets every request through."""
-    credentials = WorkerCredentials(secret) if secret is not None else None
-
-    @web.middleware
-    async def check_worker_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if credentials is None or not is_protected(request):
-            return await handler(request)
-        if not credentials.accepts(request.headers.get("Authorization")):
-            return error_response(401, "unauthorized",
-                                  f"worker routes require the worker credentials (Authorization: "
-                                  f"{credentials.scheme} ...)", None, {"WWW-Authenticate": credentials.challenge})
-        return await handler(request)
-
-    return check_worker_auth
