@@ -1,9 +1,10 @@
 """The OpenAPI 3.1 description of the REST API (served at ``GET /vapi/openapi.json``).
 
 The request bodies' schemas (and some answers') are generated from their pydantic models (``request_models``,
-``auth_models``), who may call each operation from the access table (``openapi_auth.state_roles``); the rest is
-written here as data. A test checks that its paths and methods are exactly the application's routes. The worker
-protocol's part is in ``openapi_worker``, the models' in ``openapi_models``.
+``worker_models``, ``auth_models``), who may call each operation from the access table
+(``openapi_auth.state_roles``); the rest is written here as data. A test checks that its paths and methods are
+exactly the application's routes. The worker protocol's part is in ``openapi_worker``, the models' in
+``openapi_models``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from visionatrix.server import openapi_auth, openapi_models, openapi_worker, request_models
+from visionatrix.server import openapi_auth, openapi_models, openapi_worker, request_models, worker_models
 from visionatrix.server.openapi_parts import ERROR_RESPONSES, model_schemas
 from visionatrix.server.openapi_parts import errors as _errors
 from visionatrix.server.openapi_parts import json_body as _json
@@ -152,16 +153,6 @@ _SCHEMAS: dict[str, Any] = {
                       "description": "The flows it takes now: installed_flows narrowed by allowed_flows"},
             "resources": {"oneOf": [{"type": "null"}, _ref("WorkerResources")]},
             "models": {"oneOf": [{"type": "null"}, _ref("WorkerModels")]},
-        },
-    },
-    "WorkerResources": {
-        "type": "object",
-        "description": "Memory as the worker last measured it, in bytes (null: unknown); for a CPU device the "
-                       "device memory is the host's RAM",
-        "properties": {
-            "device_name": {"type": ["string", "null"]},
-            **{name: {"type": ["integer", "null"]} for name in ("device_memory_total", "device_memory_free",
-                                                                "ram_total", "ram_free")},
         },
     },
     "WorkerList": {"type": "object", "properties": {"workers": {"type": "array", "items": _ref("Worker")}}},
@@ -325,7 +316,7 @@ def _task_form(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _generated_schemas() -> dict[str, Any]:
-    schemas = model_schemas(*request_models.BODIES, *request_models.RESPONSES)
+    schemas = model_schemas(*request_models.BODIES, *request_models.RESPONSES, *worker_models.BODIES)
     schemas["TaskCreateForm"] = _task_form(schemas["TaskCreateRequest"])
     return schemas
 

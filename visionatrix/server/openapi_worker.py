@@ -1,5 +1,6 @@
 """The worker protocol's part of the OpenAPI document: the routes under ``/vapi/worker/`` and the admin's
-``PUT /vapi/workers/{worker_id}/allowed_flows``."""
+``PUT /vapi/workers/{worker_id}/allowed_flows``, and the answers' schemas. The request bodies' schemas are generated
+from their models (``worker_models``) by ``openapi.document``."""
 
 from __future__ import annotations
 
@@ -23,11 +24,6 @@ _FILE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type":
               "description": "File name inside the task's folder (may contain one subfolder)"}
 _LEASE = {"name": "X-Vix-Lease", "in": "header", "required": True, "schema": {"type": "string"},
           "description": "The task's lease token"}
-_TOKEN = {"type": "string", "maxLength": limits.MAX_TOKEN_CHARS, "description": "The lease token of the claim"}
-_NAME_OR_NULL = {"type": ["string", "null"], "maxLength": limits.MAX_ID_CHARS}
-_PEAK_VRAM = {"type": ["integer", "null"], "minimum": 0, "maximum": limits.MAX_BYTES,
-              "description": "The most bytes torch held allocated on the GPU during the run (null: a CPU worker, or "
-                             "not measured); shown as the task's peak_vram_bytes"}
 _FLOW_NAMES = {"type": "array", "maxItems": limits.MAX_FLOWS,
                "items": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS}}
 
@@ -36,32 +32,7 @@ def _status(*values: str) -> dict[str, Any]:
     return {"type": "object", "required": ["status"], "properties": {"status": {"enum": list(values)}}}
 
 
-SCHEMAS: dict[str, Any] = {
-    "ClaimRequest": {
-        "type": "object",
-        "required": ["worker_id", "installed_flows"],
-        "additionalProperties": False,
-        "properties": {
-            "worker_id": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS},
-            "installed_flows": _FLOW_NAMES,
-            "last_flow": {**_NAME_OR_NULL, "description": "Preferred when it has a task (its models are loaded)"},
-            "wait_s": {"type": "number", "minimum": 0, "maximum": limits.MAX_WAIT_S,
-                       "default": limits.DEFAULT_WAIT_S, "description": "How long to wait for a task"},
-            "ahead": {"type": "boolean", "default": False,
-                      "description": "Claimed while the worker is busy: after a wake-up it waits a moment so that "
-                                     "idle workers take the new task first"},
-            "claim_id": {"type": "string", "maxLength": limits.MAX_TOKEN_CHARS,
-                         "description": "The worker's id of this claim, the same on every retry: a retry answers "
-                                        "the task a lost reply carried; a withdrawn claim answers null"},
-        },
-    },
-    "WithdrawRequest": {
-        "type": "object",
-        "required": ["worker_id", "claim_id"],
-        "additionalProperties": False,
-        "properties": {"worker_id": {"type": "string", "minLength": 1, "maxLength": limits.MAX_ID_CHARS},
-                       "claim_id": {"type": "string", "minLength": 1, "maxLength": limits.MAX_TOKEN_CHARS}},
-    },
+SCHEMAS: dict[str, Any] = {  # the request bodies' schemas are generated from ``worker_models``
     "WithdrawReply": {"type": "object", "required": ["released_task_id"],
                       "properties": {"released_task_id": {"type": ["integer", "null"]}}},
     "ClaimedTask": {
@@ -86,64 +57,11 @@ SCHEMAS: dict[str, Any] = {
     },
     "ClaimReply": {"type": "object", "required": ["task"],
                    "properties": {"task": {"oneOf": [ref("ClaimedTask"), {"type": "null"}]}}},
-    "Heartbeat": {
-        "type": "object",
-        "required": ["lease_token"],
-        "additionalProperties": False,
-        "properties": {
-            "lease_token": _TOKEN,
-            "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100,
-                         "description": "When given, stored with current_node (else only the lease is extended)"},
-            "current_node": _NAME_OR_NULL,
-        },
-    },
     "HeartbeatReply": {"type": "object", "required": ["cancel_requested"],
                        "properties": {"cancel_requested": {"type": "boolean"}}},
     "OutputUploaded": {"type": "object", "required": ["name", "size_bytes", "sha256"],
                        "properties": {"name": {"type": "string"}, "size_bytes": {"type": "integer"},
                                       "sha256": {"type": "string"}}},
-    "FinishRequest": {
-        "type": "object",
-        "required": ["lease_token"],
-        "additionalProperties": False,
-        "properties": {
-            "lease_token": _TOKEN,
-            "timings": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                        "description": "node id -> seconds"},
-            "outputs": {"type": "array", "items": {
-                "type": "object", "required": ["name"], "additionalProperties": False,
-                "properties": {"name": {"type": "string", "maxLength": limits.MAX_NAME_CHARS},
-                               "node_id": _NAME_OR_NULL}},
-                "description": "Files already uploaded to the task's output folder"},
-            "peak_vram_bytes": _PEAK_VRAM,
-        },
-    },
-    "FailRequest": {
-        "type": "object",
-        "required": ["lease_token", "message"],
-        "additionalProperties": False,
-        "properties": {"lease_token": _TOKEN, "node_id": _NAME_OR_NULL, "class_type": _NAME_OR_NULL,
-                       "message": {"type": "string"}, "traceback": {"type": ["string", "null"]},
-                       "peak_vram_bytes": _PEAK_VRAM},
-    },
-    "LeaseRequest": {"type": "object", "required": ["lease_token"], "additionalProperties": False,
-                     "properties": {"lease_token": _TOKEN}},
-    "WorkerReport": {
-        "type": "object",
-        "required": ["mode", "device", "installed_flows"],
-        "additionalProperties": False,
-        "properties": {
-            "mode": {"type": "string", "minLength": 1, "maxLength": limits.MAX_MODE_CHARS},
-            "device": {"type": "string", "minLength": 1, "maxLength": limits.MAX_DEVICE_CHARS},
-            "installed_flows": _FLOW_NAMES,
-            "current_task_id": {"type": ["integer", "null"], "minimum": 1},
-            "node_types": {"type": ["array", "null"], "items": {"type": "string", "minLength": 1},
-                           "description": "The node types registered on the worker: it may take ComfyUI prompts "
-                                          "made of them"},
-            "resources": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/WorkerResources"}]},
-            "stopping": {"type": "boolean", "description": "The last report of a worker that is shutting down"},
-        },
-    },
     "AllowedFlows": {
         "type": "object",
         "required": ["allowed_flows"],

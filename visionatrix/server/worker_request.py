@@ -1,16 +1,16 @@
-"""Reading the bodies of the worker protocol (``/vapi/worker/...``).
+"""The checks of the worker protocol's bodies (``/vapi/worker/...``) and their limits: the messages a wrong value
+gets. The bodies themselves are the pydantic models of ``worker_models``, whose validators call these checks; other
+bodies read with ``Fields`` (``model_request``) report their problems in the same words.
 
-Each body is a JSON object; unknown fields, missing fields and values of the wrong type or out of range are all
-reported at once in one 400 ``invalid_request`` whose ``details`` map each field to its problem.
+Unknown fields, missing fields and values of the wrong type or out of range are all reported at once in one 400
+``invalid_request`` whose ``details`` map each field to its problem.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from visionatrix.server import parsing
 from visionatrix.server.errors import BadRequest
 from visionatrix.storage.names import relative_parts
 
@@ -28,70 +28,6 @@ MAX_NAME_CHARS = 511
 """A task file's relative name (``task_files.name`` holds 512)."""
 
 
-@dataclass
-class ClaimRequest:
-    worker_id: str
-    installed_flows: list[str]
-    last_flow: str | None
-    wait_s: float
-    ahead: bool = False
-    """A claim made while the worker's executor is busy: it yields new tasks to idle workers."""
-    claim_id: str | None = None
-    """The worker's id of this claim, the same on every retry (``claim_ledger``)."""
-
-
-@dataclass
-class WithdrawRequest:
-    worker_id: str
-    claim_id: str
-
-
-@dataclass
-class HeartbeatRequest:
-    lease_token: str
-    progress: float | None
-    current_node: str | None
-
-
-@dataclass
-class OutputRef:
-    """A file the worker put in the task's output folder, and the node that wrote it."""
-
-    name: str
-    node_id: str | None
-
-
-@dataclass
-class FinishRequest:
-    lease_token: str
-    timings: dict[str, float]
-    outputs: list[OutputRef] = field(default_factory=list)
-    peak_vram_bytes: int | None = None
-    """The most GPU memory torch held during the run (None: a CPU worker, or not measured)."""
-
-
-@dataclass
-class FailRequest:
-    lease_token: str
-    node_id: str | None
-    class_type: str | None
-    message: str
-    traceback: str | None
-    peak_vram_bytes: int | None = None
-
-
-@dataclass
-class WorkerReportRequest:
-    mode: str
-    device: str
-    installed_flows: list[str]
-    current_task_id: int | None
-    node_types: list[str] | None = None
-    resources: dict[str, Any] | None = None
-    stopping: bool = False
-    models: dict[str, Any] | None = None
-
-
 RESOURCE_BYTES = ("device_memory_total", "device_memory_free", "ram_total", "ram_free")
 MAX_BYTES = 1 << 62
 """The largest byte count a worker may report (a memory size; fits the database's signed 64-bit integers)."""
@@ -99,6 +35,49 @@ MAX_BYTES = 1 << 62
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+def text_problem(value: Any, *, max_chars: int, empty_ok: bool = False) -> str | None:
+    """What is wrong with ``value`` as a string of at most ``max_chars`` (None: nothing)."""
+    if not isinstance(value, str) or not (value or empty_ok):
+        return f"expected a {'' if empty_ok else 'non-empty '}string, got {_kind(value)}"
+    if len(value) > max_chars:
+        return f"longer than {max_chars} characters"
+    return None
+
+
+def number_problem(value: Any, *, low: float, high: float) -> str | None:
+    """What is wrong with ``value`` as a finite number in ``low..high`` (None: nothing)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"expected a number from {low:g} to {high:g}, got {_kind(value)}"
+    if not low <= value <= high:
+        return f"{value} is out of range: expected {low:g} to {high:g}"
+    return None
+
+
+def integer_problem(value: Any, *, low: int, high: int) -> str | None:
+    """What is wrong with ``value`` as a whole number in ``low..high`` (None: nothing)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"expected a whole number from {low} to {high}, got {value!r}"
+    return None
+
+
+def names_problem(value: Any, *, what: str = "flow", most: int = MAX_FLOWS) -> str | None:
+    """What is wrong with ``value`` as a list of at most ``most`` non-empty names (None: nothing)."""
+    if not isinstance(value, list):
+        return f"expected a list of {what} names, got {_kind(value)}"
+    if len(value) > most:
+        return f"more than {most} {what}s"
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item or len(item) > MAX_ID_CHARS:
+            return (f"item {index}: expected a {what} name (a non-empty string of at most {MAX_ID_CHARS} "
+                    f"characters), got {item!r}")
+    return None
+
+
+def flag_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as true or false (None: nothing)."""
+    return None if isinstance(value, bool) else f"expected true or false, got {_kind(value)}"
 
 
 class Fields:
@@ -118,41 +97,31 @@ class Fields:
             self.problems[name] = "required" if name not in self.body else "must not be null"
         return False
 
+    def _checked(self, name: str, problem: str | None) -> bool:
+        if problem is not None:
+            self.problems[name] = problem
+        return problem is None
+
     def text(self, name: str, *, max_chars: int, optional: bool = False, empty_ok: bool = False) -> str | None:
         """A string of at most ``max_chars``; None when ``optional`` and absent or null."""
         if not self._present(name, optional):
             return None
         value = self.body[name]
-        if not isinstance(value, str) or not (value or empty_ok):
-            self.problems[name] = f"expected a {'' if empty_ok else 'non-empty '}string, got {_kind(value)}"
-            return None
-        if len(value) > max_chars:
-            self.problems[name] = f"longer than {max_chars} characters"
-            return None
-        return value
+        return value if self._checked(name, text_problem(value, max_chars=max_chars, empty_ok=empty_ok)) else None
 
     def number(self, name: str, *, low: float, high: float, optional: bool = False) -> float | None:
         """A number in ``low..high``; None when ``optional`` and absent or null."""
         if not self._present(name, optional):
             return None
         value = self.body[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.problems[name] = f"expected a number from {low:g} to {high:g}, got {_kind(value)}"
-            return None
-        if not low <= value <= high:
-            self.problems[name] = f"{value} is out of range: expected {low:g} to {high:g}"
-            return None
-        return float(value)
+        return float(value) if self._checked(name, number_problem(value, low=low, high=high)) else None
 
     def integer(self, name: str, *, low: int, high: int, optional: bool = False) -> int | None:
         """A whole number in ``low..high``; None when ``optional`` and absent or null."""
         if not self._present(name, optional):
             return None
         value = self.body[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.problems[name] = f"expected a whole number from {low} to {high}, got {value!r}"
-            return None
-        return value
+        return value if self._checked(name, integer_problem(value, low=low, high=high)) else None
 
     def names(self, name: str, *, optional: bool = False, what: str = "flow", most: int = MAX_FLOWS
               ) -> list[str] | None:
@@ -161,28 +130,14 @@ class Fields:
         if not self._present(name, optional):
             return None
         value = self.body[name]
-        if not isinstance(value, list):
-            self.problems[name] = f"expected a list of {what} names, got {_kind(value)}"
-            return None
-        if len(value) > most:
-            self.problems[name] = f"more than {most} {what}s"
-            return None
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or not item or len(item) > MAX_ID_CHARS:
-                self.problems[name] = (f"item {index}: expected a {what} name (a non-empty string of at most "
-                                       f"{MAX_ID_CHARS} characters), got {item!r}")
-                return None
-        return list(value)
+        return list(value) if self._checked(name, names_problem(value, what=what, most=most)) else None
 
     def flag(self, name: str) -> bool:
         """A boolean; False when absent or null."""
         if not self._present(name, True):
             return False
         value = self.body[name]
-        if not isinstance(value, bool):
-            self.problems[name] = f"expected true or false, got {_kind(value)}"
-            return False
-        return value
+        return bool(value) if self._checked(name, flag_problem(value)) else False
 
     def done(self) -> None:
         """Raise every recorded problem as one 400 ``invalid_request``."""
@@ -191,60 +146,8 @@ class Fields:
             raise BadRequest("invalid_request", f"the request is malformed: {lines}", self.problems)
 
 
-def read_claim(body: Any) -> ClaimRequest:
-    fields = Fields(body, ("worker_id", "installed_flows", "last_flow", "wait_s", "ahead", "claim_id"))
-    worker_id = fields.text("worker_id", max_chars=MAX_ID_CHARS)
-    installed = fields.names("installed_flows")
-    last_flow = fields.text("last_flow", max_chars=MAX_ID_CHARS, optional=True)
-    wait_s = fields.number("wait_s", low=0, high=MAX_WAIT_S, optional=True)
-    ahead = fields.flag("ahead")
-    claim_id = fields.text("claim_id", max_chars=MAX_TOKEN_CHARS, optional=True)
-    fields.done()
-    assert worker_id is not None and installed is not None
-    return ClaimRequest(worker_id, installed, last_flow, DEFAULT_WAIT_S if wait_s is None else wait_s, ahead,
-                        claim_id)
-
-
-def read_withdraw(body: Any) -> WithdrawRequest:
-    fields = Fields(body, ("worker_id", "claim_id"))
-    worker_id = fields.text("worker_id", max_chars=MAX_ID_CHARS)
-    claim_id = fields.text("claim_id", max_chars=MAX_TOKEN_CHARS)
-    fields.done()
-    assert worker_id is not None and claim_id is not None
-    return WithdrawRequest(worker_id, claim_id)
-
-
-def read_lease_token(body: Any) -> str:
-    """The body of ``cancelled`` and ``release``: ``{"lease_token"}``."""
-    fields = Fields(body, ("lease_token",))
-    token = fields.text("lease_token", max_chars=MAX_TOKEN_CHARS)
-    fields.done()
-    assert token is not None
-    return token
-
-
-def read_heartbeat(body: Any) -> HeartbeatRequest:
-    fields = Fields(body, ("lease_token", "progress", "current_node"))
-    token = fields.text("lease_token", max_chars=MAX_TOKEN_CHARS)
-    progress = fields.number("progress", low=0, high=100, optional=True)
-    current_node = fields.text("current_node", max_chars=MAX_ID_CHARS, optional=True)
-    fields.done()
-    assert token is not None
-    return HeartbeatRequest(token, progress, current_node)
-
-
-def read_finish(body: Any) -> FinishRequest:
-    fields = Fields(body, ("lease_token", "timings", "outputs", "peak_vram_bytes"))
-    token = fields.text("lease_token", max_chars=MAX_TOKEN_CHARS)
-    timings = _timings(fields.body.get("timings"), fields.problems)
-    outputs = _outputs(fields.body.get("outputs"), fields.problems)
-    peak = fields.integer("peak_vram_bytes", low=0, high=MAX_BYTES, optional=True)
-    fields.done()
-    assert token is not None
-    return FinishRequest(token, timings, outputs, peak)
-
-
-def _timings(raw: Any, problems: dict[str, str]) -> dict[str, float]:
+def read_timings(raw: Any, problems: dict[str, str]) -> dict[str, float]:
+    """A finish's ``timings`` (node id -> seconds, absent or null: none); a problem is recorded as ``timings``."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -258,7 +161,9 @@ def _timings(raw: Any, problems: dict[str, str]) -> dict[str, float]:
     return {str(node_id): float(seconds) for node_id, seconds in raw.items()}
 
 
-def _outputs(raw: Any, problems: dict[str, str]) -> list[OutputRef]:
+def read_outputs(raw: Any, problems: dict[str, str]) -> list[dict[str, Any]]:
+    """A finish's ``outputs`` as ``{"name", "node_id"}`` (absent or null: none); problems are recorded as
+    ``outputs`` or ``outputs[<index>].<field>``."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -267,7 +172,7 @@ def _outputs(raw: Any, problems: dict[str, str]) -> list[OutputRef]:
     if len(raw) > MAX_OUTPUTS:
         problems["outputs"] = f"more than {MAX_OUTPUTS} outputs"
         return []
-    outputs: list[OutputRef] = []
+    outputs: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, item in enumerate(raw):
         where = f"outputs[{index}]"
@@ -288,56 +193,22 @@ def _outputs(raw: Any, problems: dict[str, str]) -> list[OutputRef]:
                 seen.add(name)
         problems.update({f"{where}.{key}": why for key, why in entry.problems.items()})
         if not entry.problems:
-            assert name is not None
-            outputs.append(OutputRef(name, node_id))
+            outputs.append({"name": name, "node_id": node_id})
     return outputs
 
 
-def read_fail(body: Any) -> FailRequest:
-    fields = Fields(body, ("lease_token", "node_id", "class_type", "message", "traceback", "peak_vram_bytes"))
-    token = fields.text("lease_token", max_chars=MAX_TOKEN_CHARS)
-    node_id = fields.text("node_id", max_chars=MAX_ID_CHARS, optional=True)
-    class_type = fields.text("class_type", max_chars=MAX_ID_CHARS, optional=True)
-    message = fields.text("message", max_chars=1_000_000, empty_ok=True)
-    traceback = fields.text("traceback", max_chars=10_000_000, optional=True, empty_ok=True)
-    peak = fields.integer("peak_vram_bytes", low=0, high=MAX_BYTES, optional=True)
-    fields.done()
-    assert token is not None and message is not None
-    return FailRequest(token, node_id, class_type, message, traceback, peak)
-
-
-def read_worker_report(body: Any) -> WorkerReportRequest:
-    from visionatrix.server.model_request import read_worker_models
-
-    fields = Fields(body, ("mode", "device", "installed_flows", "current_task_id", "node_types", "resources",
-                           "stopping", "models"))
-    mode = fields.text("mode", max_chars=MAX_MODE_CHARS)
-    device = fields.text("device", max_chars=MAX_DEVICE_CHARS)
-    installed = fields.names("installed_flows")
-    current = fields.integer("current_task_id", low=1, high=parsing.MAX_ROW_ID, optional=True)
-    node_types = fields.names("node_types", optional=True, what="node type", most=MAX_NODE_TYPES)
-    resources = _read_resources(fields)
-    stopping = fields.flag("stopping")
-    models = read_worker_models(fields)
-    fields.done()
-    assert mode is not None and device is not None and installed is not None
-    return WorkerReportRequest(mode, device, installed, current, node_types, resources, stopping, models)
-
-
-def _read_resources(fields: Fields) -> dict[str, Any] | None:
-    """``resources``: ``device_name`` (text) and the byte counts of ``RESOURCE_BYTES`` (each optional, null
-    allowed); problems are recorded as ``resources.<field>``."""
-    value = fields.body.get("resources")
+def read_resources(value: Any, problems: dict[str, str]) -> dict[str, Any] | None:
+    """A report's ``resources``: ``device_name`` (text) and the byte counts of ``RESOURCE_BYTES`` (each optional,
+    null allowed); problems are recorded as ``resources`` or ``resources.<field>``."""
     if value is None:
         return None
     if not isinstance(value, dict):
-        fields.problems["resources"] = f"expected an object, got {_kind(value)}"
+        problems["resources"] = f"expected an object, got {_kind(value)}"
         return None
     inner = Fields(value, ("device_name", *RESOURCE_BYTES))
     resources: dict[str, Any] = {"device_name": inner.text("device_name", max_chars=MAX_DEVICE_CHARS * 2,
                                                            optional=True)}
     for name in RESOURCE_BYTES:
         resources[name] = inner.integer(name, low=0, high=MAX_BYTES, optional=True)
-    fields.problems.update({f"resources.{name}": why for name, why in inner.problems.items()})
+    problems.update({f"resources.{name}": why for name, why in inner.problems.items()})
     return resources
-

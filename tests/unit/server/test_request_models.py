@@ -1,5 +1,5 @@
-"""The REST routes' JSON bodies are pydantic models: the OpenAPI document's request schemas are generated from them,
-and the limits the document states are the ones a request meets."""
+"""The JSON bodies of the REST routes and of the worker protocol are pydantic models: the OpenAPI document's request
+schemas are generated from them, and the limits the document states are the ones a request meets."""
 
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
 from tests.unit.server.helpers import SAMPLE, staging_leftovers
-from visionatrix.server import auth_models, request_models
+from visionatrix.server import auth_models, request_models, worker_models
 from visionatrix.server.openapi import document
 from visionatrix.server.openapi_parts import model_schemas
 from visionatrix.server.services import Services
 
 HAND_WRITTEN = {("post", "/vapi/flows")}
 """JSON bodies no model describes: a flow upload is any graph or workflow."""
-WORKER_PROTOCOL = "/vapi/worker/"
-"""The worker protocol's bodies are still described by hand (``openapi_worker``)."""
 SCHEMA_KEYWORDS = {
     "type", "properties", "required", "additionalProperties", "items", "anyOf", "oneOf", "allOf", "$ref",
     "description", "title", "default", "enum", "const", "format", "minimum", "maximum", "exclusiveMinimum",
@@ -41,24 +39,25 @@ def _json_bodies(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _model_named(name: str) -> type[BaseModel]:
-    model = getattr(request_models, name, None) or getattr(auth_models, name, None)
+    model = next((getattr(module, name) for module in (request_models, worker_models, auth_models)
+                  if hasattr(module, name)), None)
     assert isinstance(model, type) and issubclass(model, BaseModel), f"{name} is no pydantic model"
     return model
 
 
-def test_every_rest_json_body_is_the_schema_of_its_pydantic_model() -> None:
+def test_every_json_body_is_the_schema_of_its_pydantic_model() -> None:
     doc = document("1")
     components = doc["components"]["schemas"]
     checked = set()
     for (method, path), schema in _json_bodies(doc).items():
-        if path.startswith(WORKER_PROTOCOL) or (method, path) in HAND_WRITTEN:
+        if (method, path) in HAND_WRITTEN:
             continue
         name = schema["$ref"].removeprefix("#/components/schemas/")
         model = _model_named(name)
         assert components[name] == model_schemas(model)[name], (method, path)
         assert components[name]["additionalProperties"] is False, f"{name} refuses unknown fields"
         checked.add(name)
-    assert {model.__name__ for model in request_models.BODIES} <= checked
+    assert {model.__name__ for model in (*request_models.BODIES, *worker_models.BODIES)} <= checked
     assert {"TaskCreateRequest", "ModelInstallRequest", "AllowedFlowsRequest", "LoginRequest"} <= checked
 
 
@@ -155,3 +154,90 @@ async def test_a_body_the_model_refuses_is_the_same_400_on_the_route(http: TestC
     answer = await response.json()
     assert response.status == 400 and answer["error"] == "invalid_request"
     assert answer["details"] == expected and set(expected) == {"flows", "other"}
+
+
+# -- the worker protocol -------------------------------------------------------------------------------------------
+
+WORKER_BODIES = [
+    ("post", "/vapi/worker/claim", worker_models.ClaimRequest,
+     {"worker_id": "", "installed_flows": [TASK_FLOW, 3], "wait_s": True, "flows": []}),
+    ("post", "/vapi/worker/claim/withdraw", worker_models.WithdrawRequest, {"worker_id": None}),
+    ("post", "/vapi/worker/tasks/1/heartbeat", worker_models.Heartbeat, {"progress": 101, "current_node": ""}),
+    ("post", "/vapi/worker/tasks/1/finish", worker_models.FinishRequest,
+     {"lease_token": "t", "outputs": [{"name": "../x.png"}, "a.png", {"name": "a", "node": 1}],
+      "timings": {"7": -1}, "peak_vram_bytes": 2**63}),
+    ("post", "/vapi/worker/tasks/1/fail", worker_models.FailRequest, {"lease_token": "t" * 65, "node_id": 6}),
+    ("post", "/vapi/worker/tasks/1/cancelled", worker_models.LeaseRequest, {"lease_token": 1, "status": "x"}),
+    ("post", "/vapi/worker/tasks/1/release", worker_models.LeaseRequest, {"lease_token": None, "x": 1}),
+    ("put", "/vapi/worker/workers/w1", worker_models.WorkerReport,
+     {"mode": "M" * 17, "device": None, "installed_flows": "all", "current_task_id": "5", "stopping": "yes",
+      "resources": {"ram_total": -1, "vram": 1}, "models": {"loaded": [{"name": "a", "kind": "b", "bytes": -1,
+                                                                         "where": "disk"}]}}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "model", "body"), WORKER_BODIES, ids=[row[1] for row in WORKER_BODIES])
+async def test_a_worker_body_the_model_refuses_is_the_same_400_on_the_route(
+        http: TestClient, method: str, path: str, model: type[request_models.RequestBody], body: dict[str, Any],
+) -> None:
+    _, expected = request_models.check(model, body)
+    response = await http.request(method, path, json=body)
+    answer = await response.json()
+    assert response.status == 400 and answer["error"] == "invalid_request", answer
+    assert answer["details"] == expected and len(expected) >= 2, expected
+
+
+def test_the_worker_models_name_every_problem_as_the_protocol_always_did() -> None:
+    _, report = request_models.check(worker_models.WorkerReport, WORKER_BODIES[-1][3])
+    assert report == {
+        "mode": "longer than 16 characters", "device": "must not be null",
+        "installed_flows": "expected a list of flow names, got str",
+        "current_task_id": f"expected a whole number from 1 to {2**63 - 1}, got '5'",
+        "resources.ram_total": f"expected a whole number from 0 to {2**62}, got -1",
+        "resources.vram": "unknown field", "stopping": "expected true or false, got str",
+        "models.loaded.0.bytes": f"expected a whole number from 0 to {2**62}, got -1",
+        "models.loaded.0.where": "expected 'ram' or 'vram'"}
+    _, finish = request_models.check(worker_models.FinishRequest, WORKER_BODIES[3][3])
+    assert set(finish) == {"outputs[0].name", "outputs[1]", "outputs[2].node", "timings", "peak_vram_bytes"}
+    assert finish["outputs[2].node"] == "unknown field"
+    _, claim = request_models.check(worker_models.ClaimRequest, {"installed_flows": []})
+    assert claim == {"worker_id": "required"}
+
+
+def test_a_worker_body_is_read_into_the_values_the_routes_use() -> None:
+    claim = request_models.parse(worker_models.ClaimRequest, {"worker_id": "w", "installed_flows": [TASK_FLOW],
+                                                              "wait_s": 3, "ahead": None, "last_flow": None})
+    assert (claim.wait_s, claim.ahead, claim.last_flow, claim.claim_id) == (3.0, False, None, None)
+    assert request_models.parse(worker_models.ClaimRequest, {"worker_id": "w", "installed_flows": [],
+                                                             "wait_s": None}).wait_s == 20.0
+    finish = request_models.parse(worker_models.FinishRequest, {
+        "lease_token": "t", "outputs": [{"name": "sub/a.png", "node_id": "7"}], "timings": {"7": 1}})
+    assert [(o.name, o.node_id) for o in finish.outputs] == [("sub/a.png", "7")] and finish.timings == {"7": 1.0}
+    report = request_models.parse(worker_models.WorkerReport, {
+        "mode": "WORKER_HTTP", "device": "cpu", "installed_flows": [], "resources": {"ram_total": 5}})
+    assert report.resources_dict() == {"device_name": None, "device_memory_total": None, "device_memory_free": None,
+                                       "ram_total": 5, "ram_free": None}
+    assert report.models is None and report.stopping is False
+
+
+async def test_the_worker_limits_the_document_states_are_the_ones_enforced(http: TestClient) -> None:
+    schemas = (await (await http.get("/vapi/openapi.json")).json())["components"]["schemas"]
+    report = {"device": "cpu", "installed_flows": []}
+    mode = schemas["WorkerReport"]["properties"]["mode"]
+    response = await http.put("/vapi/worker/workers/w1", json={**report, "mode": "M" * (mode["maxLength"] + 1)})
+    assert response.status == 400 and set((await response.json())["details"]) == {"mode"}
+    response = await http.put("/vapi/worker/workers/w1", json={**report, "mode": "M" * mode["maxLength"]})
+    assert response.status == 200, await response.text()
+    wait = schemas["ClaimRequest"]["properties"]["wait_s"]
+    claim = {"worker_id": "w1", "installed_flows": [TASK_FLOW]}
+    response = await http.post("/vapi/worker/claim", json={**claim, "wait_s": wait["maximum"] + 0.5})
+    assert response.status == 400 and set((await response.json())["details"]) == {"wait_s"}
+    response = await http.post("/vapi/worker/claim", json={**claim, "wait_s": wait["minimum"]})
+    assert response.status == 200 and await response.json() == {"task": None}
+    peak = schemas["FailRequest"]["properties"]["peak_vram_bytes"]["anyOf"][0]
+    response = await http.post("/vapi/worker/tasks/1/fail", json={"lease_token": "t", "message": "",
+                                                                  "peak_vram_bytes": peak["maximum"] + 1})
+    assert response.status == 400 and set((await response.json())["details"]) == {"peak_vram_bytes"}
+    response = await http.post("/vapi/worker/tasks/1/fail", json={"lease_token": "t", "message": "",
+                                                                  "peak_vram_bytes": peak["maximum"]})
+    assert response.status == 409, "a valid body reaches the queue (its token owns no task here)"

@@ -19,7 +19,7 @@ from visionatrix.errors import LeaseLost, NotFound
 from visionatrix.queue.events import Subscription
 from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, TaskStatus, WorkerRecord, effective_flows
 from visionatrix.queue.prompts import PromptTasks, is_node_set
-from visionatrix.server import jsonio, parsing, request_models, views, worker_request
+from visionatrix.server import jsonio, parsing, request_models, views, worker_models, worker_request
 from visionatrix.server.claim_ledger import ClaimLedger, Key
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.services import SERVICES
@@ -59,7 +59,7 @@ async def claim(request: web.Request) -> web.Response:
     that claim got (its reply was lost) or, withdrawn, no task.
     """
     services = request.app[SERVICES]
-    body = worker_request.read_claim(await parsing.read_json(request))
+    body = await request_models.read(request, worker_models.ClaimRequest)
     key: Key | None = None
     if body.claim_id is not None:
         key = (body.worker_id, body.claim_id)
@@ -111,7 +111,7 @@ async def _hand_over(request: web.Request, task: ClaimedTask, key: Key | None) -
 
 async def withdraw_claim(request: web.Request) -> web.Response:
     """The worker gave up on a claim (it cancelled the request): the task that claim got, if any, is released."""
-    body = worker_request.read_withdraw(await parsing.read_json(request))
+    body = await request_models.read(request, worker_models.WithdrawRequest)
     task = request.app[CLAIMS].withdraw((body.worker_id, body.claim_id))
     released = None
     if task is not None:
@@ -182,7 +182,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     """Extend the lease; with ``progress``, also store the progress and the running node."""
     queue = request.app[SERVICES].queue
     task_id = parsing.task_id(request)
-    body = worker_request.read_heartbeat(await parsing.read_json(request))
+    body = await request_models.read(request, worker_models.Heartbeat)
     if body.progress is None:
         state = await queue.extend_lease(task_id, body.lease_token)
     else:
@@ -195,7 +195,7 @@ async def finish(request: web.Request) -> web.Response:
     """The run succeeded; the named outputs must already be in ``output/<id>/`` (the server measures them)."""
     services = request.app[SERVICES]
     task_id = parsing.task_id(request)
-    body = worker_request.read_finish(await parsing.read_json(request))
+    body = await request_models.read(request, worker_models.FinishRequest)
     outputs, missing = await asyncio.to_thread(_describe_outputs, services.storage, task_id, body.outputs)
     if missing:
         await services.queue.extend_lease(task_id, body.lease_token)  # a lost lease is the answer that matters
@@ -206,7 +206,7 @@ async def finish(request: web.Request) -> web.Response:
     return _reply({"status": TaskStatus.FINISHED.value})
 
 
-def _describe_outputs(storage: TaskStorage, task_id: int, outputs: list[worker_request.OutputRef],
+def _describe_outputs(storage: TaskStorage, task_id: int, outputs: list[worker_models.OutputRef],
                       ) -> tuple[list[FileRecord], list[str]]:
     """The output rows of the named files, measured on disk; or the names that are not there."""
     found, missing = [], []
@@ -227,7 +227,7 @@ def _describe_outputs(storage: TaskStorage, task_id: int, outputs: list[worker_r
 
 async def fail(request: web.Request) -> web.Response:
     task_id = parsing.task_id(request)
-    body = worker_request.read_fail(await parsing.read_json(request))
+    body = await request_models.read(request, worker_models.FailRequest)
     await request.app[SERVICES].queue.mark_failed(task_id, body.lease_token, node_id=body.node_id,
                                                   class_type=body.class_type, message=body.message,
                                                   traceback=body.traceback, peak_vram_bytes=body.peak_vram_bytes)
@@ -237,8 +237,8 @@ async def fail(request: web.Request) -> web.Response:
 async def cancelled(request: web.Request) -> web.Response:
     """The worker stopped the run of a task whose cancel was requested."""
     task_id = parsing.task_id(request)
-    token = worker_request.read_lease_token(await parsing.read_json(request))
-    await request.app[SERVICES].queue.mark_cancelled(task_id, token)
+    body = await request_models.read(request, worker_models.LeaseRequest)
+    await request.app[SERVICES].queue.mark_cancelled(task_id, body.lease_token)
     return _reply({"status": TaskStatus.CANCELLED.value})
 
 
@@ -246,8 +246,8 @@ async def release(request: web.Request) -> web.Response:
     """Give the task back: ``pending`` again, or ``cancelled`` when its cancel was requested."""
     queue = request.app[SERVICES].queue
     task_id = parsing.task_id(request)
-    token = worker_request.read_lease_token(await parsing.read_json(request))
-    await queue.release(task_id, token)
+    body = await request_models.read(request, worker_models.LeaseRequest)
+    await queue.release(task_id, body.lease_token)
     try:  # a released task is pending unless its cancel was requested (cancelled is where it then stays)
         cancelled_now = (await queue.get(task_id)).status == TaskStatus.CANCELLED
     except NotFound:  # deleted in the meantime
@@ -271,13 +271,13 @@ async def report_worker(request: web.Request) -> web.Response:
     commands an admin queued for it (each handed out once)."""
     queue = request.app[SERVICES].queue
     worker_id = worker_id_of(request)
-    body = worker_request.read_worker_report(await parsing.read_json(request))
+    body = await request_models.read(request, worker_models.WorkerReport)
     if body.node_types is not None:
         request.app[WORKER_NODE_TYPES][worker_id] = frozenset(body.node_types)
     now = datetime.now(UTC)
     allowed = await queue.upsert_worker(WorkerRecord(
         worker_id=worker_id, mode=body.mode, device=body.device, installed_flows=body.installed_flows,
-        current_task_id=body.current_task_id, last_seen_at=now, resources=body.resources,
+        current_task_id=body.current_task_id, last_seen_at=now, resources=body.resources_dict(),
         stopped_at=now if body.stopping else None, models=body.models))
     commands = [] if body.stopping else await queue.take_commands(worker_id)
     return _reply({"allowed_flows": allowed, "commands": commands})
