@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the REST API (served at ``GET /vapi/openapi.json``).
 
 The request bodies' schemas (and some answers') are generated from their pydantic models (``request_models``,
-``worker_models``, ``auth_models``), who may call each operation from the access table
+``worker_models``, ``response_models``, ``auth_models``), who may call each operation from the access table
 (``openapi_auth.state_roles``); the rest is written here as data. A test checks that its paths and methods are
 exactly the application's routes. The worker protocol's part is in ``openapi_worker``, the models' in
 ``openapi_models``.
@@ -12,7 +12,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from visionatrix.server import openapi_auth, openapi_models, openapi_worker, request_models, worker_models
+from visionatrix.server import (
+    openapi_auth,
+    openapi_models,
+    openapi_worker,
+    request_models,
+    response_models,
+    worker_models,
+)
 from visionatrix.server.openapi_parts import ERROR_RESPONSES, model_schemas
 from visionatrix.server.openapi_parts import errors as _errors
 from visionatrix.server.openapi_parts import json_body as _json
@@ -86,55 +93,6 @@ _SCHEMAS: dict[str, Any] = {
     "BundledFlowList": {"type": "object", "properties": {"flows": {"type": "array", "items": {
         "allOf": [_ref("Flow"), {"type": "object", "required": ["installed"],
                                  "properties": {"installed": {"type": "boolean"}}}]}}}},
-    "TaskFile": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "kind": {"enum": ["input", "output"]},
-            "param": {"type": ["string", "null"]},
-            "node_id": {"type": ["string", "null"]},
-            "size_bytes": {"type": "integer"},
-            "sha256": {"type": "string"},
-            "url": {"type": "string", "description": "Path that downloads the file"},
-        },
-    },
-    "TaskError": {
-        "type": ["object", "null"],
-        "properties": {
-            "node_id": {"type": ["string", "null"]},
-            "class_type": {"type": ["string", "null"]},
-            "message": {"type": "string"},
-        },
-    },
-    "Task": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "flow": {"type": "string"},
-            "status": {"enum": ["pending", "running", "finished", "failed", "cancelled"]},
-            "priority": {"type": "integer"},
-            "params": {"type": "object"},
-            "progress": {"type": "number", "minimum": 0, "maximum": 100},
-            "current_node": {"type": ["string", "null"]},
-            "worker_id": {"type": ["string", "null"]},
-            "attempt": {"type": "integer"},
-            "cancel_requested": {"type": "boolean"},
-            "error": _ref("TaskError"),
-            "timings": {"type": "object", "additionalProperties": {"type": "number"},
-                        "description": "node id -> seconds"},
-            "peak_vram_bytes": {"type": ["integer", "null"], "minimum": 0,
-                                "description": "The most bytes torch held allocated on the worker's GPU during the "
-                                               "run; null on a CPU worker, before the run ends, or when not measured"},
-            "webhook_url": {"type": ["string", "null"], "description": "Where the task's end is POSTed (its "
-                                                                      "webhook_headers are never shown)"},
-            "created_at": {"type": ["string", "null"], "format": "date-time"},
-            "started_at": {"type": ["string", "null"], "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "updated_at": {"type": ["string", "null"], "format": "date-time"},
-            "inputs": {"type": "array", "items": _ref("TaskFile")},
-            "outputs": {"type": "array", "items": _ref("TaskFile")},
-        },
-    },
     "Worker": {
         "type": "object",
         "properties": {
@@ -316,7 +274,8 @@ def _task_form(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _generated_schemas() -> dict[str, Any]:
-    schemas = model_schemas(*request_models.BODIES, *request_models.RESPONSES, *worker_models.BODIES)
+    schemas = model_schemas(*request_models.BODIES, *request_models.RESPONSES, *worker_models.BODIES,
+                            *response_models.RESPONSES)
     schemas["TaskCreateForm"] = _task_form(schemas["TaskCreateRequest"])
     return schemas
 

@@ -37,6 +37,7 @@ def file_view(task_id: int, record: FileRecord) -> dict[str, Any]:
 
 
 def task_view(task: TaskRecord) -> dict[str, Any]:
+    """A task as the API shows it; its shape is ``response_models.Task`` (a test holds the two together)."""
     error = None
     if task.error:
         error = {key: task.error.get(key) for key in ("node_id", "class_type", "message")}
