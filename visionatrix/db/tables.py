@@ -29,7 +29,8 @@ from visionatrix.db.types import UTCDateTime, json_type
 
 TASK_STATUSES = ("pending", "running", "finished", "failed", "cancelled")
 """The values ``tasks.status`` may hold (the queue's ``TaskStatus``; a unit test keeps the two equal)."""
-FILE_KINDS = ("input", "output")
+FILE_KINDS = ("input", "output", "temp")
+"""``task_files.kind``: a task's inputs, its outputs and its temporary outputs (previews; see ``storage.files``)."""
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
