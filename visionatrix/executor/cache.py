@@ -148,11 +148,14 @@ def _fingerprint(value: Any) -> str | None:
 
 
 def compute_signatures(graph: Graph, registry: NodeRegistry, node_ids: set[str],
-                       fingerprints: dict[str, Any]) -> dict[str, str]:
-    """Signatures of ``node_ids`` and their ancestors; ``fingerprints`` holds each node's IS_CHANGED result."""
-    memo: dict[str, str] = {}
+                       fingerprints: dict[str, Any], known: dict[str, str] | None = None) -> dict[str, str]:
+    """Signatures of ``node_ids`` and their ancestors; ``fingerprints`` holds each node's IS_CHANGED result.
+    Signatures in ``known`` (nodes a node expansion links to) are taken as they are."""
+    memo: dict[str, str] = dict(known or {})
     keyed: dict[str, bool] = {}
     for node_id in post_order(graph, sorted(node_ids)).order:
+        if node_id in memo:
+            continue
         class_type = graph.node(node_id).class_type
         if class_type not in keyed:
             keyed[class_type] = _keyed_by_id(registry.node_class(class_type))

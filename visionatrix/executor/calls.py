@@ -13,6 +13,13 @@ from typing import Any
 from visionatrix.errors import VisionatrixError
 
 
+class Resolved:
+    """An output slot's items taken whole from another node's output (a resolved node-expansion link)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+
 class BadNodeResult(VisionatrixError):
     """A node returned something that is not a tuple of its outputs or a ``{"ui", "result"}`` dict."""
 
@@ -55,7 +62,9 @@ def merge_results(node_class: type, results: list[Any]) -> tuple[list[list[Any]]
         for slot, value in enumerate(values):
             if slot >= len(outputs):
                 break
-            if is_list[slot]:
+            if isinstance(value, Resolved):
+                outputs[slot].extend(value.items)
+            elif is_list[slot]:
                 outputs[slot].extend(value)
             else:
                 outputs[slot].append(value)
@@ -64,8 +73,8 @@ def merge_results(node_class: type, results: list[Any]) -> tuple[list[list[Any]]
 
 def _split(result: Any, count: int) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
     if isinstance(result, dict):
-        if "expand" in result:
-            raise BadNodeResult("node expansion ('expand' results) is not supported")
+        if result.get("expand") is not None:
+            raise BadNodeResult("an 'expand' result reached the merge unexpanded")
         values = result.get("result", ())
         ui = result.get("ui")
         if ui is not None and not isinstance(ui, dict):

@@ -63,7 +63,7 @@ class Graph:
         self.prompt: dict[str, Any] = dict(prompt)
         self.nodes: dict[str, Node] = {}
         for node_id, raw in prompt.items():
-            self.nodes[str(node_id)] = _parse_node(str(node_id), raw)
+            self.nodes[str(node_id)] = parse_node(str(node_id), raw)
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self.nodes
@@ -76,6 +76,16 @@ class Graph:
 
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]
+
+    def copy(self) -> Graph:
+        """A graph sharing this one's nodes and prompt whose node table can grow (node expansion) on its own."""
+        clone = Graph({})
+        clone.prompt = self.prompt
+        clone.nodes = dict(self.nodes)
+        return clone
+
+    def add(self, node: Node) -> None:
+        self.nodes[node.id] = node
 
     def ancestors(self, node_ids: list[str]) -> set[str]:
         """Every node reachable upstream of ``node_ids`` (included), following links to existing nodes."""
@@ -90,7 +100,7 @@ class Graph:
         return seen
 
 
-def _parse_node(node_id: str, raw: Any) -> Node:
+def parse_node(node_id: str, raw: Any) -> Node:
     if not isinstance(raw, dict):
         raise InvalidGraph(_bad_prompt(f"node {node_id} is not an object"), {})
     class_type = raw.get("class_type")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from visionatrix.errors import Interrupted, NodeFailed
-from visionatrix.executor import calls, events, limits
+from visionatrix.executor import calls, events, expansion, limits
 from visionatrix.executor.cache import CacheEntry, OutputCache, compute_signatures
 from visionatrix.executor.graph import Graph, Node, unwrap
 from visionatrix.executor.validation import Validated
@@ -24,6 +24,7 @@ from visionatrix.nodes import pixels
 from visionatrix.nodes.context import NodeContext, use
 from visionatrix.nodes.describe import input_types
 from visionatrix.nodes.registry import NodeRegistry
+from visionatrix.nodes.v3 import graph_utils
 
 Emit = Callable[[events.Event], None]
 _HIDDEN_SOURCES = ("PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID")
@@ -50,7 +51,7 @@ class Run:
                  objects: dict[tuple[str, str], Any], ctx: NodeContext, prompt_id: str,
                  extra_data: dict[str, Any], emit: Emit) -> None:
         self.registry = registry
-        self.graph: Graph = validated.graph
+        self.graph: Graph = validated.graph.copy()  # node expansion adds nodes to this run's copy only
         self.outputs = validated.outputs
         self.cache = cache
         self.objects = objects
@@ -61,6 +62,10 @@ class Run:
         self.values: dict[str, list[list[Any]]] = {}
         self.specs: dict[str, _NodeSpec] = {}
         self.result = events.ExecutionResult(prompt_id)
+        self.expanding: dict[str, tuple[expansion.Expansion, float]] = {}
+        """Expanded nodes waiting for their subgraphs, with the time each started."""
+        self.parents: dict[str, str] = {}
+        """Subgraph node id -> the node that expanded into it."""
 
     def spec(self, class_type: str) -> _NodeSpec:
         if class_type not in self.specs:
@@ -125,6 +130,14 @@ class Run:
             if node_id in self.values or (node_id not in looked_up and self._from_cache(node_id)):
                 stack.pop()
                 continue
+            if node_id in self.expanding:
+                missing = [s for s in self.expanding[node_id][0].sources() if s not in self.values]
+                if missing:
+                    stack.extend(dict.fromkeys(missing))
+                else:
+                    self._finish_expansion(self.graph.node(node_id))
+                    stack.pop()
+                continue
             looked_up.add(node_id)
             node = self.graph.node(node_id)
             lazy = self.spec(node.class_type).lazy
@@ -137,8 +150,11 @@ class Run:
                 continue
             if lazy & set(node.links) and self._request_lazy(node, lazy, wanted):
                 continue
-            self._run_node(node)
-            stack.pop()
+            subgraph_roots = self._run_node(node)
+            if subgraph_roots is None:
+                stack.pop()
+            else:  # the node expanded: it stays on the stack until its subgraph has run
+                stack.extend(dict.fromkeys(subgraph_roots))
 
     def _from_cache(self, node_id: str) -> bool:
         if self.spec(self.graph.node(node_id).class_type).output_node:
@@ -163,7 +179,7 @@ class Run:
         except Interrupted:
             raise
         except Exception as exc:
-            raise NodeFailed(node.id, node.class_type, exc) from exc
+            raise self._failure(node, exc) from exc
         new = {n for n in needed if n in lazy and n in node.links and n not in wanted}
         wanted.update(new)
         if new:
@@ -203,7 +219,8 @@ class Run:
 
         return dataclasses.replace(self.ctx, node_id=node.id, on_progress=progress)
 
-    def _run_node(self, node: Node) -> None:
+    def _run_node(self, node: Node) -> list[str] | None:
+        """Run one node; when it expands, returns the subgraph nodes to run before its outputs resolve."""
         self.ctx.check_interrupt()
         index = len(self.result.executed) + 1
         self.planned = max(self.planned, index)
@@ -218,16 +235,21 @@ class Run:
             limits.check_linked(node, spec.bounds, spec.pixel_inputs, inputs, self.ctx.max_image_pixels)
             if function is None:
                 raise AttributeError(f"{node_class.__name__} has no FUNCTION method")
-            with use(self._node_ctx(node)):
+            with use(self._node_ctx(node)), graph_utils.prefix_scope(node.id):
                 results = calls.mapped_calls(node_class, inputs, self._hidden(node), self.ctx.check_interrupt,
                                              function)
+            if any(expansion.is_expansion(r) for r in results):
+                return self._expand(node, results, started)
             outputs, ui = calls.merge_results(node_class, results)
         except Interrupted:
             raise
         except Exception as exc:
-            failure = NodeFailed(node.id, node.class_type, exc)
-            failure.traceback = traceback.format_exc()  # type: ignore[attr-defined]
-            raise failure from exc
+            raise self._failure(node, exc) from exc
+        self._finish_node(node, outputs, ui, started)
+        return None
+
+    def _finish_node(self, node: Node, outputs: list[list[Any]], ui: dict[str, Any] | None,
+                     started: float) -> None:
         elapsed = time.perf_counter() - started
         self.values[node.id] = outputs
         if not self.spec(node.class_type).output_node:
@@ -237,3 +259,47 @@ class Run:
         if ui is not None:
             self.result.ui[node.id] = ui
         self.emit(events.NodeFinished(self.prompt_id, node.id, node.class_type, elapsed, ui))
+
+    def _failure(self, node: Node, exc: Exception) -> NodeFailed:
+        """``NodeFailed`` for ``node``; a failure inside a subgraph is reported against the graph's own node that
+        expanded into it, naming the subgraph node."""
+        top = node
+        while top.id in self.parents:
+            top = self.graph.node(self.parents[top.id])
+        failure = NodeFailed(top.id, top.class_type, exc)
+        if top is not node:
+            failure.args = (f"node {top.id} ({top.class_type}) failed in its expansion, at node {node.id} "
+                            f"({node.class_type}): {type(exc).__name__}: {exc}",)
+            failure.subgraph_node_id = node.id  # type: ignore[attr-defined]
+        failure.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+        return failure
+
+    def _expand(self, node: Node, results: list[Any], started: float) -> list[str]:
+        """Add the subgraphs of ``node``'s results to the graph (see :mod:`visionatrix.executor.expansion`)."""
+        if expansion.depth(node.id, self.parents) >= expansion.MAX_DEPTH:
+            raise expansion.BadExpansion(f"node expansions nested deeper than {expansion.MAX_DEPTH}")
+        found = expansion.expand(
+            node, results, self.graph, ready=lambda node_id: node_id in self.values,
+            output_count=lambda class_type: len(getattr(self.registry.node_class(class_type), "RETURN_TYPES", ())),
+            known_type=lambda class_type: class_type in self.registry)
+        found.output_nodes = [n.id for n in found.nodes if self.spec(n.class_type).output_node]
+        for sub in found.nodes:
+            self.graph.add(sub)
+            self.parents[sub.id] = node.id
+        new = {sub.id for sub in found.nodes}
+        self.signatures.update(compute_signatures(self.graph, self.registry, new, self._fingerprints(new),
+                                                  known=self.signatures))
+        self.expanding[node.id] = (found, started)
+        roots = found.sources()
+        self._plan(roots)
+        self.planned = max(self.planned, len(self.planned_ids))
+        return roots
+
+    def _finish_expansion(self, node: Node) -> None:
+        """The expanded ``node``'s outputs, now that its subgraph has run."""
+        found, started = self.expanding.pop(node.id)
+        try:
+            outputs, ui = calls.merge_results(self.registry.node_class(node.class_type), found.resolve(self.values))
+        except Exception as exc:
+            raise self._failure(node, exc) from exc
+        self._finish_node(node, outputs, ui, started)
