@@ -24,13 +24,16 @@ def setup_comfy_routes(app: web.Application) -> None:
         queue_history,
         shell,
         socket,
+        templates,
         userdata,
     )
 
     internal.setup(app)
     files.setup(app)
     socket.setup(app)
-    for module in (shell, userdata, files, object_info, prompts, queue_history, jobs, socket, internal):
+    templates.setup(app)
+    for module in (shell, templates, userdata, files, object_info, prompts, queue_history, jobs, socket,
+                   internal):
         for prefix in PREFIXES:
             module.add_routes(app.router, prefix)
     frontend.add_frontend_routes(app.router)

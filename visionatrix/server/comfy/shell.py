@@ -2,9 +2,10 @@
 it loads at boot (extensions, embeddings, translations, templates, subgraph blueprints, node replacements), the
 model folders and ``system_stats``.
 
-Our one JS extension (``extensions/open_flow.js``: ``comfy/?vix_flow=<name>`` opens an installed flow) is listed in
-``/extensions`` and served at ``/extensions/visionatrix/<file>``; we ship no translations, templates or blueprints,
-so those answer empty. The model routes answer from the
+Our JS extensions (``extensions/*.js``; ``open_flow.js``: ``comfy/?vix_flow=<name>`` opens an installed flow) are
+listed in ``/extensions`` and served at ``/extensions/visionatrix/<file>``; we ship no translations, custom-node
+templates or blueprints, so those answer empty (the Templates dialog reads ``templates/index.json``:
+``templates.py``). The model routes answer from the
 :class:`~visionatrix.models.folders.ModelFolders` of the services: the folders are ComfyUI's standard ones plus the
 other subfolders of ``VIX_MODELS_DIR`` and the folders of ``VIX_EXTRA_MODEL_PATHS``; a folder's models are the files
 with a model extension at any depth in any of its roots (``pathIndex`` says which root).

@@ -76,8 +76,9 @@ async def test_boot_lists_answer_empty(http: TestClient, path: str, expected: An
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
-async def test_our_editor_extension_is_listed_and_served_and_nothing_else_is(http: TestClient, prefix: str) -> None:
-    assert await _json(http, f"{prefix}/extensions") == ["/extensions/visionatrix/open_flow.js"]
+async def test_our_editor_extensions_are_listed_and_served_and_nothing_else_is(http: TestClient, prefix: str) -> None:
+    assert await _json(http, f"{prefix}/extensions") == ["/extensions/visionatrix/flow_templates.js",
+                                                         "/extensions/visionatrix/open_flow.js"]
     # the editor at /comfy/ imports it through its own base: /comfy/extensions/visionatrix/open_flow.js
     response = await http.get(f"{prefix}/extensions/visionatrix/open_flow.js")
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/javascript")
