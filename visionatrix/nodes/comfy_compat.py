@@ -4,7 +4,8 @@ Packs written for ComfyUI reach for ``comfy.utils.ProgressBar``, ``comfy.model_m
 checks) and ``folder_paths`` (input/output/temp folders, and the model folders: ``get_filename_list``,
 ``get_full_path``, ``models_dir``, ``folder_names_and_paths``, ... answer from the node context's
 ``model_folders``). :func:`install` registers small modules under those
-names in ``sys.modules`` (only where no real module of that name is already imported) so such packs load
+names, plus ``comfy_api`` (V3 nodes) and ``comfy_execution.graph_utils`` (:mod:`visionatrix.nodes.v3`), in
+``sys.modules`` (only where no real module of that name is already imported) so such packs load
 unchanged. Every function reads the running node's :mod:`visionatrix.nodes.context`. It is called by the pack
 loader before third-party packs are imported, never at import time.
 """
@@ -19,6 +20,7 @@ from typing import Any, cast
 from visionatrix.errors import Interrupted
 from visionatrix.models.folders import FOLDER_ALIASES, MODEL_EXTENSIONS, ModelFileList, ModelFolders
 from visionatrix.nodes import context
+from visionatrix.nodes.v3 import modules as v3_modules
 
 
 def _torch_device() -> Any:
@@ -180,3 +182,7 @@ def install() -> None:
         sys.modules.update({"comfy": comfy, "comfy.utils": utils, "comfy.model_management": mm})
     if "folder_paths" not in sys.modules:
         sys.modules["folder_paths"] = _folder_paths()
+    stand_ins = v3_modules.stand_ins()  # comfy_api (V3 nodes) and comfy_execution.graph_utils
+    for root in ("comfy_api", "comfy_execution"):
+        if root not in sys.modules:
+            sys.modules.update({n: m for n, m in stand_ins.items() if n == root or n.startswith(f"{root}.")})

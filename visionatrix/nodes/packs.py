@@ -1,8 +1,10 @@
 """Import node packs from a folder, following ComfyUI's custom-node discovery rules (comfyui_api.md §5.3).
 
 Each entry of the folder is a pack: a package directory (imported from its ``__init__.py``) or a single ``.py``
-file. ``__pycache__``, hidden names, names ending in ``.disabled`` and other files are skipped. A pack that fails
-to import is logged, recorded in ``registry.failures`` and skipped; loading goes on with the next pack.
+file. A pack exports ``NODE_CLASS_MAPPINGS`` (V1), ``comfy_entrypoint`` (V3: its ``ComfyExtension``'s node list,
+registered by ``node_id``), or both. ``__pycache__``, hidden names, names ending in ``.disabled`` and other files
+are skipped. A pack that fails to import is logged, recorded in ``registry.failures`` and skipped; loading goes on
+with the next pack.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from visionatrix.nodes import comfy_compat
+from visionatrix.nodes.v3 import modules as v3_modules
 
 if TYPE_CHECKING:
     from visionatrix.nodes.registry import NodeRegistry
@@ -84,16 +87,18 @@ def load_dir(registry: NodeRegistry, folder: Path, *, core: bool) -> None:
         try:
             module = import_pack(entry, module_name)
             mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
-            if not isinstance(mappings, dict):
-                raise ImportError("the pack exports no NODE_CLASS_MAPPINGS dict")
+            entrypoint = getattr(module, "comfy_entrypoint", None)
+            if not isinstance(mappings, dict) and not callable(entrypoint):
+                raise ImportError("the pack exports neither a NODE_CLASS_MAPPINGS dict nor comfy_entrypoint")
             python_module = module_name if core else f"custom_nodes.{name}"
-            count = registry.register_mappings(
-                mappings,
-                getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None),
-                python_module=python_module,
-                pack=name,
-                core=core,
-            )
+            count = 0
+            if isinstance(mappings, dict):
+                count += registry.register_mappings(mappings, getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None),
+                                                    python_module=python_module, pack=name, core=core)
+            if callable(entrypoint):  # a V3 pack: comfy_entrypoint() -> ComfyExtension
+                v3_mappings, v3_names = v3_modules.entrypoint_nodes(entrypoint)
+                count += registry.register_mappings(v3_mappings, v3_names, python_module=python_module, pack=name,
+                                                    core=core)
         except Exception as exc:
             log.error("IMPORT FAILED: node pack %s (%s): %s", name, entry, exc)
             registry.failures.append(PackFailure(name, str(entry), "".join(traceback.format_exception_only(exc))))

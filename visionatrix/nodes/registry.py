@@ -14,6 +14,7 @@ from typing import Any
 
 from visionatrix.errors import NotFound
 from visionatrix.nodes import describe as describe_mod
+from visionatrix.nodes.v3 import adapter as v3_adapter
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class NodeRegistry:
         pack: str = "",
         core: bool = False,
     ) -> None:
-        """Add one node type; a third-party pack cannot replace a core node, later packs replace earlier ones."""
+        """Add one node type; a third-party pack cannot replace a core node, later packs replace earlier ones.
+        A V3 node class (``comfy_api.latest.io.ComfyNode``) is registered in its V1 shape."""
+        if v3_adapter.is_v3(node_class):
+            node_class = v3_adapter.to_v1(node_class)
         existing = self._types.get(name)
         if existing is not None and existing.python_module.startswith("comfy_nodes.") and not core:
             log.warning("pack %s: node %s is a core node and was not overridden", pack, name)
