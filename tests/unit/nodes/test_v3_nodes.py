@@ -32,8 +32,12 @@ def executor(registry, tmp_path):
     ex.close()
 
 
+def _pack():
+    return next(m for name, m in sys.modules.items() if name.startswith("vix_custom_nodes.v3_pack"))
+
+
 def _show():
-    return next(m for name, m in sys.modules.items() if name.startswith("vix_custom_nodes.v3_pack")).Show
+    return _pack().Show
 
 
 def test_the_extensions_nodes_are_registered_under_their_node_ids(registry):
@@ -144,3 +148,18 @@ def test_a_v3_class_in_node_class_mappings_is_registered_in_its_v1_shape(registr
     node_class = other.node_class("Combine2")
     assert node_class.RETURN_TYPES == ("INT", "STRING") and node_class.FUNCTION == "_vix_execute"
     assert other.describe("Combine2")["input"]["required"]["mode"][0] == ["add", "mul"]
+
+
+async def test_preview_image_ui_saves_temp_pngs_and_fingerprint_inputs_drive_the_cache(executor, tmp_path):
+    from PIL import Image
+
+    prompt = {"1": {"class_type": "V3Gradient", "inputs": {"width": 5, "height": 2}},
+              "2": {"class_type": "V3Preview", "inputs": {"images": ["1", 0]}}}
+    _pack().Gradient.calls = 0
+    first = await executor.execute(prompt)
+    (saved,) = first.ui["2"]["images"]
+    assert saved["type"] == "temp" and saved["subfolder"] == ""
+    with Image.open(tmp_path / "tmp" / saved["filename"]) as png:
+        assert png.size == (5, 2)
+    again = await executor.execute(prompt)
+    assert _pack().Gradient.calls == 1 and again.cached == ["1"]
