@@ -47,6 +47,8 @@ class Settings:
     max_image_pixels: int = 64 * 1024 * 1024
     cache_max_entries: int = 256
     temp_dir: Path = field(default_factory=lambda: Path("vix_temp"))
+    temp_max_age_h: float = 24.0
+    """``VIX_TEMP_MAX_AGE_H``: a finished task's temporary outputs (previews) are removed this long after it ended."""
     log_level: str = "INFO"
     mode: str = "DEFAULT"
     host: str = "127.0.0.1"
@@ -309,6 +311,7 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
                               low=1),
         progress_interval_s=_float("VIX_PROGRESS_INTERVAL_S", env.get("VIX_PROGRESS_INTERVAL_S"),
                                    defaults.progress_interval_s, low=0.0),
+        temp_max_age_h=_float("VIX_TEMP_MAX_AGE_H", env.get("VIX_TEMP_MAX_AGE_H"), defaults.temp_max_age_h, low=0.0),
         worker_name=_pick(flags, "worker_name", env, "VIX_WORKER_NAME", "VIX_WORKER_ID") or None,
         worker_flows=_flow_names("VIX_WORKER_FLOWS", _pick(flags, "flows", env, "VIX_WORKER_FLOWS")),
         worker_auth=_worker_auth(_pick(flags, "worker_auth", env, "WORKER_AUTH")),

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from visionatrix.models.download import DownloadProgress
 from visionatrix.models.folders import ModelFolders
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.manager import TaskQueue
+from visionatrix.queue.temp_files import delete_old_temps
 from visionatrix.security_config import is_loopback_bind
 from visionatrix.server import host_guard, slow_clients
 from visionatrix.server.app import create_app
@@ -128,10 +130,11 @@ async def check_sign_in(settings: Settings, store: AuthStore) -> None:
 
 async def _run_background(settings: Settings, services: Services, stop: asyncio.Event,
                           store: model_store.ModelStore) -> None:
-    """The lease reaper and, in DEFAULT mode, the in-process worker (sharing the server's models folder and
-    downloads), until ``stop``."""
+    """The lease reaper, the sweeper of old temporary outputs and, in DEFAULT mode, the in-process worker (sharing
+    the server's models folder and downloads), until ``stop``."""
     jobs: list[asyncio.Task[Any]] = [
-        asyncio.create_task(_reap_expired(services.queue, settings.task_lease_s / 2, stop))]
+        asyncio.create_task(_reap_expired(services.queue, settings.task_lease_s / 2, stop)),
+        asyncio.create_task(_sweep_temps(services, settings.temp_max_age_h * 3600, stop))]
     executor = None
     if settings.mode == "DEFAULT":
         executor = Executor(services.registry, ExecutorSettings(
@@ -185,6 +188,34 @@ async def _reap_expired(queue: TaskQueue, interval_s: float, stop: asyncio.Event
             log.exception("requeue of expired leases failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+TEMP_SWEEP_INTERVAL_S = 600.0
+
+
+async def sweep_old_temps(queue: TaskQueue, storage: TaskStorage, max_age_s: float) -> int:
+    """Remove the temporary outputs (rows, then files) of the tasks that ended more than ``max_age_s`` ago; returns
+    how many tasks had some."""
+    swept = 0
+    while True:
+        task_ids = await delete_old_temps(queue, finished_before=datetime.now(UTC) - timedelta(seconds=max_age_s))
+        for task_id in task_ids:
+            await asyncio.to_thread(storage.delete_temps, task_id)
+        swept += len(task_ids)
+        if not task_ids:
+            return swept
+
+
+async def _sweep_temps(services: Services, max_age_s: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            count = await sweep_old_temps(services.queue, services.storage, max_age_s)
+            if count:
+                log.info("removed the temporary outputs of %d task(s) older than %.0f h", count, max_age_s / 3600)
+        except Exception:
+            log.exception("removing old temporary outputs failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=TEMP_SWEEP_INTERVAL_S)
 
 
 async def _wake_on_new_tasks(events: TaskEvents, wakeup: asyncio.Event, stop: asyncio.Event) -> None:

@@ -75,12 +75,12 @@ class Executor:
         with use(self._context(input_dir, None)):
             return validate(prompt, self.registry, targets=targets)
 
-    def _context(self, input_dir: Path | None, output_dir: Path | None) -> NodeContext:
+    def _context(self, input_dir: Path | None, output_dir: Path | None, temp_dir: Path | None = None) -> NodeContext:
         return NodeContext(
             device=self.device,
             input_dir=input_dir or self.settings.input_dir,
             output_dir=output_dir or self.settings.output_dir,
-            temp_dir=self.settings.temp_dir,
+            temp_dir=temp_dir or self.settings.temp_dir,
             max_image_pixels=self.settings.max_image_pixels,
             interrupt_event=self._interrupt,
             model_folders=self.settings.model_folders,
@@ -119,12 +119,14 @@ class Executor:
         on_event: EventCallback | None = None,
         input_dir: Path | None = None,
         output_dir: Path | None = None,
+        temp_dir: Path | None = None,
     ) -> events.ExecutionResult:
-        """Validate (raising :class:`InvalidGraph` with every problem) and run ``prompt``."""
+        """Validate (raising :class:`InvalidGraph` with every problem) and run ``prompt`` (``temp_dir``: where this
+        run's temporary files go; None: the settings' folder)."""
         validated = self.validate(prompt, targets=targets, input_dir=input_dir)
         validated.raise_for_errors()
         return await self.run_validated(validated, prompt_id=prompt_id, extra_data=extra_data, on_event=on_event,
-                                        input_dir=input_dir, output_dir=output_dir)
+                                        input_dir=input_dir, output_dir=output_dir, temp_dir=temp_dir)
 
     async def run_validated(
         self,
@@ -135,6 +137,7 @@ class Executor:
         on_event: EventCallback | None = None,
         input_dir: Path | None = None,
         output_dir: Path | None = None,
+        temp_dir: Path | None = None,
     ) -> events.ExecutionResult:
         """Run an already validated prompt; raises :class:`NodeFailed` or :class:`Interrupted`."""
         loop = asyncio.get_running_loop()
@@ -146,7 +149,7 @@ class Executor:
 
         async with self._run_lock:
             self._interrupt = threading.Event()
-            ctx = self._context(input_dir, output_dir)
+            ctx = self._context(input_dir, output_dir, temp_dir)
             run = Run(registry=self.registry, validated=validated, cache=self.cache, objects=self.objects, ctx=ctx,
                       prompt_id=prompt_id, extra_data=extra_data or {}, emit=emit)
             try:

@@ -6,6 +6,7 @@ from typing import Any, TypeAlias
 
 from sqlalchemy import Row
 
+from visionatrix.db.tables import FILE_KINDS
 from visionatrix.queue.models import FileRecord, TaskRecord, TaskStatus, WorkerRecord
 
 AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
@@ -41,8 +42,8 @@ def file_record(row: AnyRow) -> FileRecord:
 
 
 def file_row(task_id: int, record: FileRecord) -> dict[str, Any]:
-    if record.kind not in ("input", "output"):
-        raise ValueError(f"a file's kind is 'input' or 'output', not {record.kind!r}")
+    if record.kind not in FILE_KINDS:
+        raise ValueError(f"a file's kind is one of {', '.join(FILE_KINDS)}, not {record.kind!r}")
     return {"task_id": task_id, "kind": record.kind, "name": record.name, "node_id": record.node_id,
             "size_bytes": record.size_bytes, "sha256": record.sha256, "param": record.param}
 

@@ -108,6 +108,7 @@ POLICY: dict[str, dict[tuple[str, ...], str]] = {
     "/vapi/worker/tasks/{task_id}/heartbeat": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/preview": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/outputs/{name}": {("PUT",): "worker"},
+    "/vapi/worker/tasks/{task_id}/temps/{name}": {("PUT",): "worker"},
     "/vapi/worker/tasks/{task_id}/finish": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/fail": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/cancelled": {("POST",): "worker"},

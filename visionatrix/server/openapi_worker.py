@@ -138,6 +138,19 @@ PATHS: dict[str, Any] = {
             "responses": {"201": json_body(ref("OutputUploaded"), "Stored"), **errors(400, 401, 409, 413)},
         },
     },
+    "/vapi/worker/tasks/{task_id}/temps/{name}": {
+        "put": {
+            "summary": "Upload one temporary output (a preview image; the raw body), listed in the finish's temps",
+            "operationId": "workerUploadTemp", "security": _WORKER_SECURITY,
+            "parameters": [_TASK_ID, _FILE_NAME, _LEASE,
+                           {"name": "X-Vix-SHA256", "in": "header", "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                            "description": "The body's SHA-256; a body that differs is refused (digest_mismatch)"}],
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}},
+            "responses": {"201": json_body(ref("OutputUploaded"), "Stored"), **errors(400, 401, 409, 413)},
+        },
+    },
     "/vapi/worker/tasks/{task_id}/finish": _post(
         "The run succeeded: record the uploaded outputs (measured by the server) and the timings", "workerFinish",
         "FinishRequest", _status("finished"), 400, 401, 409),

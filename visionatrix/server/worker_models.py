@@ -165,6 +165,8 @@ class FinishRequest(RequestBody):
         default_factory=dict, description="node id -> seconds")
     outputs: Annotated[list[OutputRef], Field(max_length=MAX_OUTPUTS), _nested(checks.read_outputs)] = Field(
         default_factory=list, description="Files already uploaded to the task's output folder")
+    temps: Annotated[list[OutputRef], Field(max_length=MAX_OUTPUTS), _nested(checks.read_outputs)] = Field(
+        default_factory=list, description="Temporary outputs (previews) already uploaded with `PUT .../temps/{name}`")
     peak_vram_bytes: PeakVram = None
 
 

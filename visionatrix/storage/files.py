@@ -4,6 +4,7 @@ Layout under ``root`` (``TASKS_FILES_DIR``)::
 
     input/<task_id>/<name>      files a task reads (uploads, adopted from staging)
     output/<task_id>/<name>     files a task wrote (``<name>`` may hold one subfolder)
+    temp/<task_id>/<name>       temporary files a task wrote (previews): removed with the task, or sooner when old
     staging/<random>/<name>     uploads received before their task exists
 
 Every name that comes from outside goes through :func:`visionatrix.storage.names.relative_parts` and is then
@@ -27,7 +28,7 @@ from visionatrix.storage.names import is_hidden, relative_parts
 
 log = logging.getLogger(__name__)
 
-KINDS = ("input", "output")
+KINDS = ("input", "output", "temp")
 STAGING = "staging"
 
 
@@ -52,6 +53,10 @@ class TaskStorage:
     def output_dir(self, task_id: int) -> Path:
         """``root/output/<task_id>/``, created when missing."""
         return self._ensure(self._task_dir("output", task_id))
+
+    def temp_dir(self, task_id: int) -> Path:
+        """``root/temp/<task_id>/``, created when missing."""
+        return self._ensure(self._task_dir("temp", task_id))
 
     def resolve(self, task_id: int, kind: str, name: str) -> Path:
         """The existing regular file ``name`` of the task's ``kind`` folder.
@@ -163,25 +168,47 @@ class TaskStorage:
 
     # -- reading and cleaning up -------------------------------------------------------------------------------
 
-    def describe_outputs(self, task_id: int) -> list[tuple[str, FileInfo]]:
-        """``(relative name, FileInfo)`` of each file in ``output/<task_id>/``, sorted by name.
+    def describe_outputs(self, task_id: int, kind: str = "output") -> list[tuple[str, FileInfo]]:
+        """``(relative name, FileInfo)`` of each file in ``<kind>/<task_id>/`` (``output`` or ``temp``), sorted.
 
         Files directly in the folder and in its subfolders (one level) count; deeper files are logged and left
         out, as are symlinks and hidden names (temporary files among them). A missing folder gives ``[]``.
         """
-        base = self._task_dir("output", task_id)
+        if kind not in ("output", "temp"):
+            raise ValueError(f"no outputs of kind {kind!r}")
+        base = self._task_dir(kind, task_id)
         if base.is_symlink() or not base.is_dir():
             return []
         return [(name, file_info(path)) for name, path in sorted(_output_files(base, task_id))]
 
     def delete_task(self, task_id: int) -> None:
-        """Remove ``input/<task_id>/`` and ``output/<task_id>/``; a missing folder is fine."""
+        """Remove ``input/<task_id>/``, ``output/<task_id>/`` and ``temp/<task_id>/``; a missing folder is fine."""
         for kind in KINDS:
-            folder = self._task_dir(kind, task_id)
-            if folder.is_symlink():
-                folder.unlink()
-            elif folder.exists():
-                shutil.rmtree(folder)
+            self._remove(self._task_dir(kind, task_id))
+
+    def keep_temps(self, task_id: int, folder: Path) -> None:
+        """Make ``folder`` (a run's temporary folder inside ``root``) the task's ``temp/<task_id>/``, replacing an
+        earlier run's; it is moved, not copied. Nothing happens when ``folder`` is missing."""
+        folder = Path(folder)
+        if folder.is_symlink() or not folder.is_dir():
+            return
+        if not folder.resolve().is_relative_to(self.root):
+            raise ValueError(f"{folder} is not a folder under {self.root}")
+        target = self._task_dir("temp", task_id)
+        self._remove(target)
+        self._ensure(target.parent)
+        os.replace(folder, target)
+
+    def delete_temps(self, task_id: int) -> None:
+        """Remove ``temp/<task_id>/`` only (old previews); a missing folder is fine."""
+        self._remove(self._task_dir("temp", task_id))
+
+    @staticmethod
+    def _remove(folder: Path) -> None:
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from visionatrix.executor.run import Executor
 from visionatrix.queue.models import effective_flows
 from visionatrix.queue.prompts import is_node_set
 from visionatrix.worker.held import HeldTask, LeaseKeeper
-from visionatrix.worker.outputs import output_files
+from visionatrix.worker.outputs import output_files, run_temp_dir, temp_files
 from visionatrix.worker.reports import WorkerReports
 from visionatrix.worker.source import SourceStopped, TaskSource
 from visionatrix.worker.waiting import cancel_and_wait
@@ -314,7 +314,7 @@ class Worker(WorkerReports):
             graph = models.graph_for_run(task.graph) if models is not None else task.graph
             result = await self.executor.execute(
                 graph, prompt_id=str(task.id), on_event=held.tracker, input_dir=held.input_dir,
-                output_dir=held.output_dir,
+                output_dir=held.output_dir, temp_dir=run_temp_dir(held.output_dir),
                 extra_data={"extra_pnginfo": {"visionatrix_task": {"id": task.id, "flow": task.flow}}})
         except Interrupted:
             return _Outcome("interrupted")
@@ -360,10 +360,12 @@ class Worker(WorkerReports):
         task = held.task
         assert held.output_dir is not None
         outputs = await asyncio.to_thread(output_files, held.output_dir, result)
+        temps = await asyncio.to_thread(temp_files, held.output_dir, result)
         if result.peak_vram_bytes is not None:
             log.info("task %s: peak VRAM %.1f MiB", task.id, result.peak_vram_bytes / 2**20)
         try:
-            await self.source.finish(task, result.timings_s, outputs, peak_vram_bytes=result.peak_vram_bytes)
+            await self.source.finish(task, result.timings_s, outputs, peak_vram_bytes=result.peak_vram_bytes,
+                                     temps=temps)
         except (LeaseLost, SourceStopped):
             raise
         except Exception as exc:

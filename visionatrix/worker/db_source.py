@@ -28,6 +28,7 @@ from visionatrix.queue.models import AHEAD_GRACE_S, ClaimedTask, FileRecord, Lea
 from visionatrix.queue.prompts import PromptTasks
 from visionatrix.queue.wakeups import TaskWakeups
 from visionatrix.storage.files import TaskStorage
+from visionatrix.worker.outputs import run_temp_dir
 from visionatrix.worker.waiting import wait_event
 
 log = logging.getLogger(__name__)
@@ -114,17 +115,28 @@ class DatabaseSource:
                                                 current_node=current_node)
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float],
-                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None) -> None:
-        owners = dict(outputs)
-        described = await asyncio.to_thread(self.storage.describe_outputs, task.id)
-        records = [FileRecord(kind="output", name=name, node_id=owners[name], size_bytes=info.size_bytes,
+                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None,
+                     temps: Sequence[tuple[str, str | None]] = ()) -> None:
+        """The outputs stay where the run wrote them; its temporary folder becomes the task's ``temp/<id>/``."""
+        await asyncio.to_thread(self.storage.keep_temps, task.id, run_temp_dir(self.storage.output_dir(task.id)))
+        records = await self._records(task, "output", outputs)
+        records += await self._records(task, "temp", temps)
+        await self.queue.mark_finished(task.id, task.lease_token, timings=timings, outputs=records,
+                                       peak_vram_bytes=peak_vram_bytes)
+
+    async def _records(self, task: ClaimedTask, kind: str,
+                       files: Sequence[tuple[str, str | None]]) -> list[FileRecord]:
+        """The rows of ``files`` (``(name, node_id)``) found in the task's ``kind`` folder, measured there."""
+        owners = dict(files)
+        described = await asyncio.to_thread(self.storage.describe_outputs, task.id, kind)
+        records = [FileRecord(kind=kind, name=name, node_id=owners[name], size_bytes=info.size_bytes,
                               sha256=info.sha256, param=None)
                    for name, info in described if name in owners]
         missing = sorted(set(owners) - {record.name for record in records})
         if missing:
-            log.warning("task %s: outputs not found in its folder, not recorded: %s", task.id, ", ".join(missing))
-        await self.queue.mark_finished(task.id, task.lease_token, timings=timings, outputs=records,
-                                       peak_vram_bytes=peak_vram_bytes)
+            log.warning("task %s: %s files not found in its folder, not recorded: %s", task.id, kind,
+                        ", ".join(missing))
+        return records
 
     async def fail(self, task: ClaimedTask, *, node_id: str | None, class_type: str | None, message: str,
                    traceback: str | None, peak_vram_bytes: int | None = None) -> None:

@@ -35,6 +35,7 @@ from visionatrix.errors import LeaseLost, VisionatrixError
 from visionatrix.queue.models import ClaimedTask, LeaseState, WorkerRecord
 from visionatrix.storage.names import relative_parts
 from visionatrix.worker.http_transfer import HttpTransport
+from visionatrix.worker.outputs import run_temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -206,19 +207,28 @@ class HttpSource:
         return LeaseState(cancel_requested=bool(answer.get("cancel_requested")))
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float],
-                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None) -> None:
-        held = _http(task)
+                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None,
+                     temps: Sequence[tuple[str, str | None]] = ()) -> None:
+        """Upload the outputs (``PUT .../outputs/{name}``) and the temporary outputs (``PUT .../temps/{name}``, from
+        ``outputs.run_temp_dir``), then ``finish`` naming them."""
         output_dir = self.task_dir(task.id) / "output"
-        for name, _node_id in outputs:
-            await self.transport.upload(f"{TASKS}/{task.id}/outputs/{quote(name, safe='/')}",
-                                        output_dir.joinpath(*relative_parts(name)), lease_token=task.lease_token,
+        await self._upload(task, "outputs", output_dir, outputs)
+        await self._upload(task, "temps", run_temp_dir(output_dir), temps)
+        body = {"lease_token": task.lease_token, "timings": timings,
+                "outputs": [{"name": name, "node_id": node_id} for name, node_id in outputs],
+                **({"temps": [{"name": name, "node_id": node_id} for name, node_id in temps]} if temps else {}),
+                **_peak(peak_vram_bytes)}
+        await self._task_call(task, "finish", body)
+
+    async def _upload(self, task: ClaimedTask, route: str, folder: Path,
+                      files: Sequence[tuple[str, str | None]]) -> None:
+        held = _http(task)
+        for name, _node_id in files:
+            await self.transport.upload(f"{TASKS}/{task.id}/{route}/{quote(name, safe='/')}",
+                                        folder.joinpath(*relative_parts(name)), lease_token=task.lease_token,
                                         what=f"task {task.id}: upload of {name}", deadline=held.lease_deadline,
                                         task_id=task.id)
             held.renewed()
-        body = {"lease_token": task.lease_token, "timings": timings,
-                "outputs": [{"name": name, "node_id": node_id} for name, node_id in outputs],
-                **_peak(peak_vram_bytes)}
-        await self._task_call(task, "finish", body)
 
     async def fail(self, task: ClaimedTask, *, node_id: str | None, class_type: str | None, message: str,
                    traceback: str | None, peak_vram_bytes: int | None = None) -> None:

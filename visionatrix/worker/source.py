@@ -50,8 +50,10 @@ class TaskSource(Protocol):
         ...
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float],
-                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None) -> None:
-        """The run succeeded: store ``outputs`` (``(name, node_id)`` of files in the output dir), the timings and
+                     outputs: list[tuple[str, str | None]], *, peak_vram_bytes: int | None = None,
+                     temps: Sequence[tuple[str, str | None]] = ()) -> None:
+        """The run succeeded: store ``outputs`` (``(name, node_id)`` of files in the output dir), ``temps`` (those
+        of the run's temporary folder, ``outputs.run_temp_dir``: stored as files of kind ``temp``), the timings and
         the run's GPU memory peak (None: not measured, a CPU device)."""
         ...
 

@@ -99,7 +99,7 @@ class MemorySource:
             self.concluding -= 1
 
     async def finish(self, task: ClaimedTask, timings: dict[str, float], outputs: list[tuple[str, str | None]], *,
-                     peak_vram_bytes: int | None = None) -> None:
+                     peak_vram_bytes: int | None = None, temps: list[tuple[str, str | None]] = ()) -> None:
         self.peaks[task.id] = peak_vram_bytes
         await self._conclude(task, "finished", outputs)
 
@@ -141,7 +141,7 @@ class StandInExecutor:
         self.interrupted.set()
 
     async def execute(self, graph: dict[str, Any], *, prompt_id: str, on_event: Any, input_dir: Path,
-                      output_dir: Path, extra_data: Any) -> events.ExecutionResult:
+                      output_dir: Path, extra_data: Any, temp_dir: Path | None = None) -> events.ExecutionResult:
         self.interrupted.clear()
         started = time.monotonic()
         try:

@@ -81,12 +81,15 @@ async def view(request: web.Request) -> web.StreamResponse:
                          {"accepted": CHANNELS})
     preview = query.get("preview")
     try:
-        path = await asyncio.to_thread(folders_of(request).existing, kind, query.get("subfolder", ""), filename)
+        path = await asyncio.to_thread(_existing, request, kind, query.get("subfolder", ""), filename)
     except PathEscape as exc:
         if exc.field == "filename":
             raise
         raise web.HTTPForbidden(text=exc.message) from None
-    if kind == "output":
+    if isinstance(path, tuple):  # a task's temporary output
+        await _check_owner(request, path[0], f"temp/{filename}")
+        path = path[1]
+    elif kind == "output":
         await _check_output_owner(request, folders_of(request).output_dir, path, filename)
     if preview is None and channel == "rgba":
         return web.FileResponse(path, headers=_raw_headers(path.name, request))
@@ -97,17 +100,35 @@ async def view(request: web.Request) -> web.StreamResponse:
                                  "X-Content-Type-Options": "nosniff"})
 
 
+def _existing(request: web.Request, kind: str, subfolder: str, filename: str) -> Path | tuple[int, Path]:
+    """The file a ``view`` names: in the caller's folders, else (``temp``) a task's temporary output as
+    ``(task id, path)``."""
+    folders = folders_of(request)
+    try:
+        return folders.existing(kind, subfolder, filename)
+    except NotFound:
+        found = paths.task_temp_file(folders.root, subfolder, filename) if kind == "temp" else None
+        if found is None:
+            raise
+        return found
+
+
 async def _check_output_owner(request: web.Request, output_dir: Path, path: Path, filename: str) -> None:
     """An output lies in its task's folder (``output/<task id>/...``): to a user, another user's is not there."""
-    if identity(request).is_admin:
-        return
     first = path.relative_to(output_dir).parts[0]
-    if not first.isdigit():
+    if not first.isdigit() and not identity(request).is_admin:
         raise NotFound("file", f"output/{filename}")
+    await _check_owner(request, int(first) if first.isdigit() else None, f"output/{filename}")
+
+
+async def _check_owner(request: web.Request, task_id: int | None, shown: str) -> None:
+    """``NotFound`` (as if the file were missing) when the caller may not see task ``task_id``'s files."""
+    if identity(request).is_admin or task_id is None:
+        return
     try:
-        await check_task_owner(request, int(first))
+        await check_task_owner(request, task_id)
     except NotFound:
-        raise NotFound("file", f"output/{filename}") from None
+        raise NotFound("file", shown) from None
 
 
 def _raw_headers(name: str, request: web.Request) -> dict[str, str]:

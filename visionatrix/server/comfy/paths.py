@@ -4,11 +4,13 @@ ComfyUI addresses a file as ``{"filename", "subfolder", "type"}`` (comfyui_api.m
 
     input   <root>/comfy/input/      uploads (``upload/image``, ``upload/mask``); LoadImage's list
     output  <root>/output/           every task's outputs: ``output/<task id>/<name>``
-    temp    <root>/comfy/temp/       previews and other disposable files
+    temp    <root>/comfy/temp/       disposable uploads
+            <root>/temp/             tasks' temporary outputs (previews): ``temp/<task id>/<name>``
 
 With sign-in on, each signed-in user has their own input and temp folders, ``<root>/comfy/users/<name>/input`` and
 ``.../temp`` (``folders_for(request)``): one user's uploads are neither listed, shown nor loadable for another.
-Outputs stay in their tasks' folders, where the task's owner decides who may see them.
+Outputs and temporary outputs stay in their tasks' folders, where the task's owner decides who may see them: a
+``/view?type=temp`` whose subfolder starts with a task id looks there when the caller's temp folder lacks the file.
 
 A name given by a client is split on ``/`` and each component must be non-empty, not hidden (dot-leading, which
 also refuses ``.`` and ``..``), free of NUL, backslash and control characters, and at most 255 characters; the
@@ -149,11 +151,25 @@ def split_annotation(value: str) -> tuple[str, str | None]:
     return value, None
 
 
-def output_ref(task_id: int, name: str) -> dict[str, str]:
-    """The ``{"filename", "subfolder", "type"}`` of a task's output ``name`` (``a.png`` or ``sub/a.png``)."""
+def output_ref(task_id: int, name: str, kind: str = "output") -> dict[str, str]:
+    """The ``{"filename", "subfolder", "type"}`` of a task's output ``name`` (``a.png`` or ``sub/a.png``), or of
+    its temporary output (``kind`` ``temp``)."""
     folder, _, filename = name.rpartition("/")
     subfolder = f"{task_id}/{folder}" if folder else str(task_id)
-    return {"filename": filename, "subfolder": subfolder, "type": "output"}
+    return {"filename": filename, "subfolder": subfolder, "type": kind}
+
+
+def task_temp_file(root: Path, subfolder: str, filename: str) -> tuple[int, Path] | None:
+    """``(task id, path)`` of an existing temporary output ``<root>/temp/<task id>/[sub/]filename`` named by a
+    ``/view?type=temp`` query whose subfolder starts with a task id; None when it names none (the name checks of
+    the module docstring apply)."""
+    parts = split_parts("subfolder", subfolder, allow_empty=True)
+    if not parts or not parts[0].isdigit():
+        return None
+    base = root / "temp"
+    path = base.joinpath(*parts, *split_parts("filename", filename))
+    _check_inside(base / parts[0], path, f"{subfolder}/{filename}")
+    return (int(parts[0]), path) if path.is_file() else None
 
 
 def list_images(base: Path) -> list[str]:

@@ -2,7 +2,8 @@
 
 A prompt's task keeps ComfyUI's ``number``, ``extra_data`` and output nodes in ``prompt_extra``. Its output files
 are ``output/<task id>/<name>``, which ComfyUI clients address as ``{"filename", "subfolder": "<task id>",
-"type": "output"}`` (``/view`` resolves that).
+"type": "output"}`` (``/view`` resolves that); its temporary outputs (previews) are ``temp/<task id>/<name>``,
+addressed the same way with ``"type": "temp"``.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ def media_key(name: str) -> str:
 
 
 def node_outputs(task: TaskRecord) -> dict[str, dict[str, list[dict[str, str]]]]:
-    """``{node_id: {"images": [file_ref, ...]}}`` from the task's output files."""
+    """``{node_id: {"images": [file_ref, ...]}}`` from the task's output files and temporary outputs (previews,
+    ``"type": "temp"``)."""
     outputs: dict[str, dict[str, list[dict[str, str]]]] = {}
     for record in task.files:
-        if record.kind != "output":
+        if record.kind not in ("output", "temp"):
             continue
         node = record.node_id or "0"
-        outputs.setdefault(node, {}).setdefault(media_key(record.name), []).append(output_ref(task.id, record.name))
+        ref = output_ref(task.id, record.name, record.kind)
+        outputs.setdefault(node, {}).setdefault(media_key(record.name), []).append(ref)
     return outputs
 
 

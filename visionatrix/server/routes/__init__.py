@@ -68,6 +68,7 @@ def _setup_worker_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{task}/heartbeat", worker_api.heartbeat, name="worker_heartbeat")
     router.add_post(f"{task}/preview", worker_files.preview, name="worker_preview")
     router.add_put(f"{task}/outputs/{{name:.*}}", worker_files.upload_output, name="worker_output")
+    router.add_put(f"{task}/temps/{{name:.*}}", worker_files.upload_temp, name="worker_temp")
     router.add_post(f"{task}/finish", worker_api.finish, name="worker_finish")
     router.add_post(f"{task}/fail", worker_api.fail, name="worker_fail")
     router.add_post(f"{task}/cancelled", worker_api.cancelled, name="worker_cancelled")

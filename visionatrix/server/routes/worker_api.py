@@ -197,6 +197,8 @@ async def finish(request: web.Request) -> web.Response:
     task_id = parsing.task_id(request)
     body = await request_models.read(request, worker_models.FinishRequest)
     outputs, missing = await asyncio.to_thread(_describe_outputs, services.storage, task_id, body.outputs)
+    temps, missing_temps = await asyncio.to_thread(_describe_outputs, services.storage, task_id, body.temps, "temp")
+    outputs, missing = outputs + temps, missing + [f"temp {name}" for name in missing_temps]
     if missing:
         await services.queue.extend_lease(task_id, body.lease_token)  # a lost lease is the answer that matters
         raise BadRequest("missing_outputs", f"not in the task's output folder (upload them first): "
@@ -207,12 +209,12 @@ async def finish(request: web.Request) -> web.Response:
 
 
 def _describe_outputs(storage: TaskStorage, task_id: int, outputs: list[worker_models.OutputRef],
-                      ) -> tuple[list[FileRecord], list[str]]:
-    """The output rows of the named files, measured on disk; or the names that are not there."""
+                      kind: str = "output") -> tuple[list[FileRecord], list[str]]:
+    """The ``kind`` rows of the named files (outputs or temps), measured on disk; or the names that are not there."""
     found, missing = [], []
     for output in outputs:
         try:
-            found.append((output, storage.resolve(task_id, "output", output.name)))
+            found.append((output, storage.resolve(task_id, kind, output.name)))
         except NotFound:
             missing.append(output.name)
     if missing:
@@ -220,7 +222,7 @@ def _describe_outputs(storage: TaskStorage, task_id: int, outputs: list[worker_m
     records = []
     for output, path in found:
         info = file_info(path)
-        records.append(FileRecord(kind="output", name=output.name, node_id=output.node_id,
+        records.append(FileRecord(kind=kind, name=output.name, node_id=output.node_id,
                                   size_bytes=info.size_bytes, sha256=info.sha256, param=None))
     return records, []
 

@@ -1,4 +1,4 @@
-"""The worker protocol's file transfers: download a task's input, upload one of its outputs.
+"""The worker protocol's file transfers: download a task's input, upload one of its outputs or temporary outputs.
 
 The lease token travels in the ``X-Vix-Lease`` header and is checked (and the lease extended) before anything is
 read or sent. Both directions stream; no file is held whole in memory.
@@ -63,6 +63,15 @@ async def upload_output(request: web.Request) -> web.Response:
     is then streamed to a hidden file beside the destination; past the upload limit (413), on a digest that differs
     from ``X-Vix-SHA256`` (400) or when the lease was lost meanwhile (409), nothing is kept.
     """
+    return await _upload(request, "output")
+
+
+async def upload_temp(request: web.Request) -> web.Response:
+    """As :func:`upload_output`, into ``temp/<id>/<name>``: a temporary output (a preview image)."""
+    return await _upload(request, "temp")
+
+
+async def _upload(request: web.Request, kind: str) -> web.Response:
     services = request.app[SERVICES]
     storage = services.storage
     task_id = parsing.task_id(request)
@@ -80,7 +89,7 @@ async def upload_output(request: web.Request) -> web.Response:
     await services.queue.extend_lease(task_id, token)
     if request.content_length is not None and request.content_length > storage.max_upload_bytes:
         raise TooLarge(name, storage.max_upload_bytes)
-    dest = await asyncio.to_thread(storage.destination, task_id, "output", name)
+    dest = await asyncio.to_thread(storage.destination, task_id, kind, name)
 
     async def accept(info: FileInfo) -> None:
         if expected is not None and info.sha256 != expected:
