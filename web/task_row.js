@@ -46,12 +46,13 @@ function actionsCell(task, act) {
   return h("td", { "data-label": "Actions" }, h("div", { class: "button-row compact" },
     outputs.length ? button("results", "Results", { "aria-label": `Results of task ${task.id}`, class: "primary" })
       : null,
+    task.previews?.length ? button("previews", "Previews", { "aria-label": `Previews of task ${task.id}` }) : null,
     ["pending", "running"].includes(task.status) && !task.cancel_requested ? button("cancel", "Cancel") : null,
     ["failed", "cancelled"].includes(task.status) ? button("restart", "Restart") : null,
     task.status !== "running" ? button("delete", "Delete", { class: "danger" }) : null));
 }
 
-/** A <tr> for `task`; `act(action, task)` runs its buttons ("results", "cancel", "restart", "delete"). */
+/** A <tr> for `task`; `act(action, task)` runs its buttons ("results", "previews", "cancel", "restart", "delete"). */
 export function taskRow(task, act) {
   return h("tr", { id: `task-${task.id}`, "data-task-id": task.id, "data-status": task.status },
     h("th", { scope: "row", "data-label": "Task" }, `#${task.id}`),

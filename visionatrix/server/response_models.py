@@ -20,10 +20,10 @@ class ResponseBody(BaseModel):
 
 
 class TaskFile(ResponseBody):
-    """One of a task's files: an input it was given or an output it made."""
+    """One of a task's files: an input it was given, an output it made, or a temporary output (a preview)."""
 
     name: str
-    kind: Literal["input", "output"]
+    kind: Literal["input", "output", "temp"]
     param: str | None = Field(description="The flow parameter an input was given for")
     node_id: str | None = Field(description="The node that wrote an output")
     size_bytes: int
@@ -65,6 +65,8 @@ class Task(ResponseBody):
     updated_at: datetime | None
     inputs: list[TaskFile]
     outputs: list[TaskFile]
+    previews: list[TaskFile] = Field(description="Temporary outputs (PreviewImage's images): removed with the task "
+                                                 "or VIX_TEMP_MAX_AGE_H after it ended")
 
 
 RESPONSES: tuple[type[BaseModel], ...] = (Task,)

@@ -62,6 +62,7 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "updated_at": task.updated_at,
         "inputs": [file_view(task.id, f) for f in task.files if f.kind == "input"],
         "outputs": [file_view(task.id, f) for f in task.files if f.kind == "output"],
+        "previews": [file_view(task.id, f) for f in task.files if f.kind == "temp"],
     }
 
 

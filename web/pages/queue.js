@@ -180,6 +180,11 @@ export function mount(main, { arg, events, signal }) {
       }
       return;
     }
+    if (action === "previews") {  // temporary outputs (PreviewImage): only listed when asked
+      showMessage(["Previews of task #", String(task.id), " (removed after a while): ",
+        (task.previews ?? []).map((file) => h("a", { href: file.url.replace(/^\/+/, "") }, file.name))], "info");
+      return;
+    }
     if (action === "delete" && !await confirmAction(`Delete task #${task.id} and its files?`, "Delete")) return;
     try {
       if (action === "delete") {

@@ -1,4 +1,4 @@
-"""``GET /vapi/tasks/{task_id}/files/{kind}/{name}``: stream one input or output file of a task."""
+"""``GET /vapi/tasks/{task_id}/files/{kind}/{name}``: stream one input, output or temp (preview) file of a task."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from visionatrix.server import parsing
 from visionatrix.server.services import SERVICES
 from visionatrix.server.task_owners import owned_task
 
-KINDS = ("input", "output")
+KINDS = ("input", "output", "temp")
 
 
 async def download(request: web.Request) -> web.FileResponse:

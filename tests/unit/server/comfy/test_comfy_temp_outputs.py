@@ -68,6 +68,10 @@ async def test_previews_are_not_among_the_tasks_outputs_and_go_with_the_task(
     view = await (await http.get(f"/vapi/tasks/{task_id}")).json()
     assert [f["kind"] for f in view["outputs"]] == ["output", "output"]
     assert all(f["name"].startswith("kept") for f in view["outputs"])
+    assert [f["kind"] for f in view["previews"]] == ["temp", "temp"]  # listed apart, for whoever asks
+    for preview in view["previews"]:
+        response = await http.get(preview["url"])
+        assert response.status == 200 and hashlib.sha256(await response.read()).hexdigest() == preview["sha256"]
     folder = services.storage.root / "temp" / str(task_id)
     assert len(list(folder.iterdir())) == 2
     assert not (services.storage.root / "output" / str(task_id) / ".temp").exists()
