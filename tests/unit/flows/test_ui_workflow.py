@@ -439,8 +439,8 @@ def test_input_titles_and_vixui_nodes_of_a_ui_workflow_become_params() -> None:
         ({"nodes": [], "links": {"a": 1}}, "workflow: 'links' must be a list, got dict"),
         ({"nodes": [{"id": 1, "type": "A"}, {"id": 1, "type": "B"}], "links": []}, "workflow: node id 1 is used twice"),
         (
-            {"nodes": [{"id": 1, "type": "abc-uuid"}], "links": [], "definitions": {"subgraphs": [{"id": "abc-uuid"}]}},
-            "workflow: node 1 is a subgraph or group node (abc-uuid); unpack it in the editor first",
+            {"nodes": [{"id": 1, "type": "workflow>Upscale"}], "links": []},
+            "workflow: node 1 is a legacy group node (workflow>Upscale); convert it to a subgraph in the editor first",
         ),
     ],
 )

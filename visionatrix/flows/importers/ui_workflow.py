@@ -7,6 +7,7 @@ Widget values are matched to input names by ``object_info`` (comfyui_api.md §3.
 upload button's value. A linked widget keeps its slot; the link's value wins. Notes, ``PrimitiveNode`` and
 ``Reroute`` nodes are not emitted; muted nodes (mode 2) are dropped and links to them removed; bypassed nodes
 (mode 4) are dropped and their consumers rewired (see ``ui_links``). Titles are kept in ``_meta.title``.
+Subgraph nodes are replaced by their inner nodes, ids ``"<outer id>:<inner id>"`` (see ``subgraphs``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from typing import Any
 from visionatrix.errors import InvalidFlow
 from visionatrix.flows import node_specs
 from visionatrix.flows.graph import Graph, drop_dangling_links
+from visionatrix.flows.importers import subgraphs
 from visionatrix.flows.importers.ui_links import (
     MODE_BYPASS,
     MODE_MUTED,
     NOTE_TYPES,
     VIRTUAL_TYPES,
     LinkResolver,
-    parse_links,
 )
 from visionatrix.flows.node_specs import ObjectInfo
 
@@ -41,8 +42,13 @@ def looks_like_ui_workflow(data: Any) -> bool:
 
 
 def convert_ui_workflow(data: dict[str, Any], object_info: ObjectInfo) -> Conversion:
-    nodes = _index_nodes(data)
-    resolver = LinkResolver(nodes, parse_links(data.get("links")))
+    def widget_value(node: dict[str, Any], name: str) -> Any:
+        value = _widget_inputs(str(node["id"]), node, object_info.get(node["type"]), []).get(name, subgraphs.MISSING)
+        return value["__value__"] if isinstance(value, dict) and set(value) == {"__value__"} else value
+
+    flat = subgraphs.flatten(data, _index_nodes, widget_value)
+    nodes = flat.nodes
+    resolver = LinkResolver(nodes, flat.links)
     conversion = Conversion(graph={})
     for node_id, node in nodes.items():
         node_type = node["type"]
@@ -57,28 +63,27 @@ def convert_ui_workflow(data: dict[str, Any], object_info: ObjectInfo) -> Conver
     return conversion
 
 
-def _index_nodes(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    subgraph_ids = {
-        str(item.get("id"))
-        for item in ((data.get("definitions") or {}).get("subgraphs") or [])
-        if isinstance(item, dict)
-    }
+def _index_nodes(raw: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The nodes of one graph level (``where`` names it in errors) by id, each checked for shape."""
+    if not isinstance(raw, list):
+        raise InvalidFlow(f"{where}: 'nodes' must be a list, got {type(raw).__name__}")
     nodes: dict[str, dict[str, Any]] = {}
-    for index, node in enumerate(data["nodes"]):
+    for index, node in enumerate(raw):
         if not isinstance(node, dict) or "id" not in node:
-            raise InvalidFlow(f"workflow: node #{index} is not an object with an 'id'")
+            raise InvalidFlow(f"{where}: node #{index} is not an object with an 'id'")
         node_id = str(node["id"])
         node_type = node.get("type")
         if not isinstance(node_type, str) or not node_type:
-            raise InvalidFlow(f"workflow: node {node_id} has no type")
-        if node_type in subgraph_ids or node_type.startswith("workflow>"):
+            raise InvalidFlow(f"{where}: node {node_id} has no type")
+        if node_type.startswith("workflow>"):
             raise InvalidFlow(
-                f"workflow: node {node_id} is a subgraph or group node ({node_type}); unpack it in the editor first"
+                f"{where}: node {node_id} is a legacy group node ({node_type}); convert it to a subgraph "
+                "in the editor first"
             )
         if node_id in nodes:
-            raise InvalidFlow(f"workflow: node id {node_id} is used twice")
+            raise InvalidFlow(f"{where}: node id {node_id} is used twice")
         if not isinstance(node.get("inputs") or [], list):
-            raise InvalidFlow(f"workflow: node {node_id} ({node_type}) has inputs that are not a list")
+            raise InvalidFlow(f"{where}: node {node_id} ({node_type}) has inputs that are not a list")
         nodes[node_id] = node
     return nodes
 
