@@ -274,8 +274,14 @@ async def test_the_editor_page_sends_an_anonymous_visitor_to_sign_in(world: Worl
     assert await _status(world, "GET", "/vapi/tasks", {}) == 401  # an API route is answered, not redirected
 
 
-async def test_secrets_never_reach_the_logs_or_the_replies(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_secrets_never_reach_the_logs_or_the_replies(world: World, caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "visionatrix", "aiosqlite"):
+        # an earlier test of the session may have configured logging (disabled or detached a logger)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     caplog.set_level(logging.DEBUG)
+    logging.getLogger("visionatrix.tests").debug("the log is captured")
     secrets = dict(world.secrets)
     new = "another-password-9876"
     await _login(world, "alice", "a-wrong-password-555")
