@@ -79,6 +79,20 @@ def _post(summary: str, operation_id: str, request: str, reply: dict[str, Any], 
     }}
 
 
+
+def _upload(summary: str, operation_id: str) -> dict[str, Any]:
+    """A ``PUT`` of one file of a task (the raw body), as outputs and temps are uploaded."""
+    digest = {"name": "X-Vix-SHA256", "in": "header", "required": False,
+              "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+              "description": "The body's SHA-256; a body that differs is refused (digest_mismatch)"}
+    return {"put": {
+        "summary": summary, "operationId": operation_id, "security": _WORKER_SECURITY,
+        "parameters": [_TASK_ID, _FILE_NAME, _LEASE, digest],
+        "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
+            "type": "string", "format": "binary"}}}},
+        "responses": {"201": json_body(ref("OutputUploaded"), "Stored"), **errors(400, 401, 409, 413)},
+    }}
+
 PATHS: dict[str, Any] = {
     "/vapi/worker/claim": {
         "post": {
@@ -125,32 +139,11 @@ PATHS: dict[str, Any] = {
     "/vapi/worker/tasks/{task_id}/heartbeat": _post(
         "Extend the lease (and report progress); says whether a cancel was requested", "workerHeartbeat",
         "Heartbeat", ref("HeartbeatReply"), 400, 401, 409),
-    "/vapi/worker/tasks/{task_id}/outputs/{name}": {
-        "put": {
-            "summary": "Upload one output file (the raw body); a second upload of the name replaces the first",
-            "operationId": "workerUploadOutput", "security": _WORKER_SECURITY,
-            "parameters": [_TASK_ID, _FILE_NAME, _LEASE,
-                           {"name": "X-Vix-SHA256", "in": "header", "required": False,
-                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-                            "description": "The body's SHA-256; a body that differs is refused (digest_mismatch)"}],
-            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
-                "type": "string", "format": "binary"}}}},
-            "responses": {"201": json_body(ref("OutputUploaded"), "Stored"), **errors(400, 401, 409, 413)},
-        },
-    },
-    "/vapi/worker/tasks/{task_id}/temps/{name}": {
-        "put": {
-            "summary": "Upload one temporary output (a preview image; the raw body), listed in the finish's temps",
-            "operationId": "workerUploadTemp", "security": _WORKER_SECURITY,
-            "parameters": [_TASK_ID, _FILE_NAME, _LEASE,
-                           {"name": "X-Vix-SHA256", "in": "header", "required": False,
-                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-                            "description": "The body's SHA-256; a body that differs is refused (digest_mismatch)"}],
-            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {
-                "type": "string", "format": "binary"}}}},
-            "responses": {"201": json_body(ref("OutputUploaded"), "Stored"), **errors(400, 401, 409, 413)},
-        },
-    },
+    "/vapi/worker/tasks/{task_id}/outputs/{name}": _upload(
+        "Upload one output file (the raw body); a second upload of the name replaces the first", "workerUploadOutput"),
+    "/vapi/worker/tasks/{task_id}/temps/{name}": _upload(
+        "Upload one temporary output (a preview image; the raw body), listed in the finish's temps",
+        "workerUploadTemp"),
     "/vapi/worker/tasks/{task_id}/finish": _post(
         "The run succeeded: record the uploaded outputs (measured by the server) and the timings", "workerFinish",
         "FinishRequest", _status("finished"), 400, 401, 409),
