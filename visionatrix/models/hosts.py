@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from visionatrix.addresses import address_problem
 from visionatrix.errors import DownloadRefused
 
 CDN_HOSTS: Mapping[str, tuple[str, ...]] = {
@@ -114,19 +115,6 @@ def host_named(host: str, policy: DownloadPolicy) -> bool:
     """The policy names ``host`` (a name or an IP) exactly, which lets it use a private address."""
     named = policy.allow_hosts if policy.private_hosts is None else policy.private_hosts
     return bool(named) and _norm(host) in (named or ())
-
-
-def address_problem(address: str) -> str | None:
-    """Why downloads must not connect to ``address`` (``"loopback"``, ``"private"``, ...), or None for a public one."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
-        if getattr(ip, f"is_{kind}"):
-            return kind.replace("_", "-")
-    if not ip.is_global:
-        return "non-public"
-    return None
 
 
 def check_address(name: str, host: str, address: str, policy: DownloadPolicy) -> None:

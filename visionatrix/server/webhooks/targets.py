@@ -22,6 +22,8 @@ from typing import Any
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from visionatrix.addresses import address_problem
+
 MAX_URL_CHARS = 2048
 MAX_HEADERS = 20
 MAX_HEADER_NAME_CHARS = 128
@@ -146,21 +148,10 @@ def _ip(text: str) -> IpAddress | None:
 
 def blocked_reason(address: IpAddress) -> str | None:
     """Why ``address`` may not be reached by a webhook (None: a public unicast address)."""
-    inner: list[IpAddress] = [address]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:  # reached as the IPv4 address it maps
-            inner = [address.ipv4_mapped]
-        if address.sixtofour is not None:
-            inner.append(address.sixtofour)
-        if address.teredo is not None:
-            inner.append(address.teredo[1])
-    for one in inner:
-        for kind in ("loopback", "unspecified", "link_local", "multicast", "private", "reserved"):
-            if getattr(one, f"is_{kind}"):
-                return f"{address} is a {kind.replace('_', '-')} address"
-        if not one.is_global:
-            return f"{address} is not a public address"
-    return None
+    problem = address_problem(address)
+    if problem is None:
+        return None
+    return f"{address} is not a public address" if problem == "non-public" else f"{address} is a {problem} address"
 
 
 def host_allowed(host: str, allow_hosts: Sequence[str]) -> bool:
