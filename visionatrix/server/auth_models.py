@@ -1,35 +1,29 @@
 """The sign-in routes' request and response bodies as pydantic models: one definition that validates the request
-(``read_model``) and generates the OpenAPI part (``openapi_auth``)."""
+(``request_models.read``, as every request body) and generates the OpenAPI part (``openapi_auth``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from visionatrix.server import parsing
-from visionatrix.server.errors import BadRequest
+from visionatrix.server.request_models import RequestBody
 
 MAX_TOKEN_DAYS = 3650
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class LoginRequest(_Body):
+class LoginRequest(RequestBody):
     name: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
 
-class PasswordChange(_Body):
+class PasswordChange(RequestBody):
     current_password: str = Field(max_length=1024)
     new_password: str = Field(min_length=8, max_length=1024)
 
 
-class TokenCreate(_Body):
+class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=255, description="What the token is for, shown in the list")
     expires_in_days: int | None = Field(default=None, ge=1, le=MAX_TOKEN_DAYS,
                                         description="None: the token lasts until revoked")
@@ -74,20 +68,3 @@ class UserList(BaseModel):
 
 class TokenList(BaseModel):
     tokens: list[TokenView]
-
-
-Body = TypeVar("Body", bound=BaseModel)
-
-
-async def read_model(request: web.Request, model: type[Body]) -> Body:
-    """The JSON body as ``model``; a 400 ``invalid_body`` naming every field that is wrong."""
-    raw = await parsing.read_json(request)
-    if not isinstance(raw, dict):
-        raise BadRequest("invalid_body", "the request body must be a JSON object")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems: dict[str, Any] = {".".join(str(p) for p in error["loc"]) or "body": error["msg"]
-                                    for error in exc.errors(include_url=False)}
-        lines = "; ".join(f"{name}: {why}" for name, why in problems.items())
-        raise BadRequest("invalid_body", f"the request body is malformed: {lines}", problems) from None

@@ -39,7 +39,7 @@ _SCHEMAS: dict[str, Any] = {
                       "invalid_graph, invalid_flow, invalid_input, invalid_json, invalid_request, invalid_query, "
                       "invalid_multipart, too_large, unsupported_media_type, method_not_allowed, internal_error, "
                       "invalid_model, model_error, download_refused, download_failed, download_unauthorized, "
-                      "invalid_url, too_many_nodes, invalid_body, unauthorized, invalid_credentials, forbidden, "
+                      "invalid_url, too_many_nodes, unauthorized, invalid_credentials, forbidden, "
                       "host_not_allowed, cross_origin_refused, body_timeout, too_many_attempts, too_many_pending; "
                       "worker routes also: lease_lost, digest_mismatch, missing_outputs"},
             "message": {"type": "string"},

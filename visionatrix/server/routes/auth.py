@@ -13,10 +13,11 @@ from visionatrix.auth.passwords import PasswordError
 from visionatrix.auth.store import InvalidName
 from visionatrix.errors import NotFound
 from visionatrix.server import jsonio, parsing
-from visionatrix.server.auth_models import LoginRequest, PasswordChange, TokenCreate, read_model
+from visionatrix.server.auth_models import LoginRequest, PasswordChange, TokenCreate
 from visionatrix.server.errors import BadRequest
 from visionatrix.server.identity import identity
 from visionatrix.server.middlewares import error_response
+from visionatrix.server.request_models import read as read_body
 from visionatrix.server.signin import SESSION_COOKIE, SIGNIN, SignIn, TooManyAttempts
 
 
@@ -33,7 +34,7 @@ async def login(request: web.Request) -> web.Response:
     if not signin.required:
         raise BadRequest("auth_off", "sign-in is off on this server (VIX_AUTH=off or a loopback bind): every "
                          "request is allowed without it")
-    body = await read_model(request, LoginRequest)
+    body = await read_body(request, LoginRequest)
     try:
         user = await signin.password_sign_in(request.remote or "", body.name, body.password)
     except TooManyAttempts as exc:
@@ -70,7 +71,7 @@ async def me(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     signin: SignIn = request.app[SIGNIN]
     caller = identity(request)
-    body = await read_model(request, PasswordChange)
+    body = await read_body(request, PasswordChange)
     if caller.user_id is None:
         raise BadRequest("no_user", "only a signed-in user has a password to change")
     user = await signin.password_sign_in(request.remote or "", caller.name, body.current_password)
@@ -84,12 +85,12 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 async def _issue(request: web.Request, kind: str, user_id: int | None) -> web.Response:
-    body = await read_model(request, TokenCreate)
+    body = await read_body(request, TokenCreate)
     ttl = timedelta(days=body.expires_in_days) if body.expires_in_days is not None else None
     try:
         secret, token = await request.app[SIGNIN].store.issue(kind, body.name, user_id=user_id, ttl=ttl)
     except InvalidName as exc:
-        raise BadRequest("invalid_body", str(exc), {"name": str(exc)}) from None
+        raise BadRequest("invalid_request", str(exc), {"name": str(exc)}) from None
     return _json({**token.view(), "token": secret}, status=201)
 
 
