@@ -280,6 +280,7 @@ async def test_secrets_never_reach_the_logs_or_the_replies(world: World, caplog:
         # an earlier test of the session may have configured logging (disabled or detached a logger)
         monkeypatch.setattr(logging.getLogger(name), "disabled", False)
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)  # the CLI raises aiosqlite's
     caplog.set_level(logging.DEBUG)
     logging.getLogger("visionatrix.tests").debug("the log is captured")
     secrets = dict(world.secrets)
