@@ -61,6 +61,7 @@ POLICY: dict[str, dict[tuple[str, ...], str]] = {
     "/models/{folder}": {READ: "user"},
     "/experiment/models": {READ: "user"},
     "/experiment/models/{folder}": {READ: "user"},
+    "/view_metadata/{folder}": {READ: "user"},
     "/system_stats": {READ: "user"},
     "/users": {READ: "user"},
     "/settings": {READ: "user", ("POST",): "user"},

@@ -24,6 +24,8 @@ from aiohttp import web
 from visionatrix.errors import NotFound
 from visionatrix.hostinfo import host_memory
 from visionatrix.models.folders import ModelFolders
+from visionatrix.models.safetensors_header import read_metadata
+from visionatrix.server.errors import BadRequest
 from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES, Services
 from visionatrix.server.static_files import confined_file
@@ -49,6 +51,7 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_get(f"{prefix}/models/{{folder}}", list_models)
     router.add_get(f"{prefix}/experiment/models", list_model_library)
     router.add_get(f"{prefix}/experiment/models/{{folder}}", list_model_library_folder)
+    router.add_get(f"{prefix}/view_metadata/{{folder}}", get_model_metadata)
     router.add_get(f"{prefix}/system_stats", get_system_stats)
 
 
@@ -122,6 +125,26 @@ async def list_models(request: web.Request) -> web.Response:
     folder = _model_folder(folders, request.match_info["folder"])
     assert folders is not None
     return web.json_response(await asyncio.to_thread(folders.list_files, folder))
+
+
+async def get_model_metadata(request: web.Request) -> web.Response:
+    """ComfyUI's ``view_metadata``: the ``__metadata__`` of a ``.safetensors`` file of a model folder (404 when the
+    folder, the file or its metadata is absent; 400 ``invalid_model`` when the file is not safetensors inside)."""
+    folders = _folders(request)
+    folder = _model_folder(folders, request.match_info["folder"])
+    assert folders is not None
+    filename = request.query.get("filename", "")
+    if not filename:
+        raise BadRequest("missing_filename", "the filename query parameter is required")
+    if not filename.endswith(".safetensors"):
+        raise NotFound("safetensors file", filename)
+    path = await asyncio.to_thread(folders.find, folder, filename)
+    if path is None:
+        raise NotFound(f"model file in {folder}", filename)
+    metadata = await asyncio.to_thread(read_metadata, path, name=f"{folder}/{filename}")
+    if metadata is None:
+        raise NotFound(f"metadata of {folder}", filename)
+    return web.json_response(metadata)
 
 
 async def list_model_library(request: web.Request) -> web.Response:
