@@ -10,7 +10,8 @@ language, and ``index_logo.json`` beside it) and fetches a template of the ``def
   each entry of their index gains ``vixMissingNodeTypes`` (node types our registry lacks) and ``vixMissingModels``
   (the files its nodes' ``properties.models`` name that the model folders lack), also said in its description and
   as the tags ``Missing nodes`` / ``Missing models``. Their media live in other packages: an image thumbnail no
-  installed package holds is a card with the template's name, and ``index_logo.json`` keeps only the logos found.
+  installed package holds is a card with the template's name (an audio template without its sound is shown as that
+  card too), and ``index_logo.json`` keeps only the logos found.
 - Our flows (not hidden ones) are the category ``Installed flows`` of the group ``Visionatrix`` (module
   ``visionatrix``), listed first. A flow's template is a UI-format workflow with no nodes carrying the flow's API
   graph in ``extra.visionatrix``; our editor extension (``extensions/flow_templates.js``) opens such a workflow as
@@ -147,6 +148,7 @@ def build_index(locale: str | None, library: TemplateLibrary, flows: list[Flow],
     for category in official:
         for template in category.get("templates") or []:
             _mark_missing(template, library, registry, folders)
+            _card_for_missing_media(template, library)
     return [_flows_category(flows), *official]
 
 
@@ -156,6 +158,16 @@ def logo_index(library: TemplateLibrary) -> dict[str, str]:
     logos = json.loads(path.read_bytes()) if path is not None else {}
     return {provider: file for provider, file in logos.items()
             if isinstance(file, str) and library.find(file) is not None}
+
+
+def _card_for_missing_media(template: dict[str, Any], library: TemplateLibrary) -> None:
+    """A template whose media is not an image (an audio template's ``<name>-1.mp3``) and that no installed package
+    holds is shown as an image: its card (the editor would otherwise draw a player for a file that is not there)."""
+    if template.get("mediaType") in (None, "image"):
+        return
+    name, subtype = template.get("name"), template.get("mediaSubtype")
+    if library.find(f"{name}-1.{subtype}") is None:
+        template["mediaType"], template["mediaSubtype"] = "image", "webp"
 
 
 def _mark_missing(template: dict[str, Any], library: TemplateLibrary, registry: NodeRegistry,

@@ -44,7 +44,9 @@ def official_dir(tmp_path: Path) -> Path:
     root = tmp_path / "official" / "templates"
     _write(root / "index.json", [{"moduleName": "default", "title": "Image", "type": "image", "templates": [
         {"name": "t2i", "title": "Text to image", "description": "Draw.", "mediaType": "image",
-         "mediaSubtype": "webp", "tags": ["Image"]}]}])
+         "mediaSubtype": "webp", "tags": ["Image"]},
+        {"name": "song", "title": "Song", "description": "Sing.", "mediaType": "audio", "mediaSubtype": "mp3"},
+        {"name": "tune", "title": "Tune", "description": "Hum.", "mediaType": "audio", "mediaSubtype": "mp3"}]}])
     _write(root / "index.fr.json", [{"moduleName": "default", "title": "Image", "type": "image", "templates": [
         {"name": "t2i", "title": "Texte vers image", "description": "Dessiner.", "mediaType": "image",
          "mediaSubtype": "webp"}]}])
@@ -56,6 +58,9 @@ def official_dir(tmp_path: Path) -> Path:
         {"id": 3, "type": "8b3c-sub"}],
         "definitions": {"subgraphs": [{"id": "8b3c-sub", "nodes": [{"id": 1, "type": "NoSuchNodeAnywhere"}]}]}})
     (root / "t2i-1.webp").write_bytes(b"RIFF0000WEBP")
+    for name in ("song", "tune"):
+        _write(root / f"{name}.json", {"nodes": [{"id": 1, "type": "KSampler"}]})
+    (root / "tune-1.mp3").write_bytes(b"ID3")
     _write(root / "index_logo.json", {"Acme": "logo/acme.png", "Gone": "logo/gone.png"})
     (root / "logo").mkdir()
     (root / "logo" / "acme.png").write_bytes(b"PNG")
@@ -90,7 +95,7 @@ async def test_index_lists_our_installed_flows_with_their_descriptions(
 
 async def test_index_marks_official_templates_with_the_node_types_and_models_they_lack(http: TestClient) -> None:
     [image] = _category(await _get(http, "/comfy/templates/index.json"), "default")
-    [t2i] = image["templates"]
+    t2i = image["templates"][0]
     assert t2i["vixMissingNodeTypes"] == ["NoSuchNodeAnywhere"]
     assert t2i["vixMissingModels"] == ["absent.safetensors"]
     assert t2i["description"].startswith("Draw. ") and "NoSuchNodeAnywhere" in t2i["description"]
@@ -124,6 +129,17 @@ async def test_a_missing_thumbnail_of_an_official_template_is_a_card_with_its_na
     response = await http.get("/comfy/templates/t2i-2.webp")
     assert response.status == 200 and response.content_type == "image/svg+xml"
     assert ">t2i</text>" in await response.text()
+
+
+async def test_an_audio_template_without_its_sound_is_shown_as_its_card(http: TestClient) -> None:
+    index = await _get(http, "/comfy/templates/index.json")
+    shown = {template["name"]: (template["mediaType"], template["mediaSubtype"])
+             for category in _category(index, "default") for template in category["templates"]}
+    assert shown["song"] == ("image", "webp"), "no package holds song-1.mp3"
+    assert shown["tune"] == ("audio", "mp3")
+    response = await http.get("/comfy/templates/song-1.webp")
+    assert response.status == 200 and ">song</text>" in await response.text()
+    assert await (await http.get("/comfy/templates/tune-1.mp3")).read() == b"ID3"
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
