@@ -25,6 +25,9 @@ class NodeStarted:
     class_type: str
     index: int
     planned_nodes: int
+    display_node_id: str | None = None
+    """The node of the submitted graph that ``node_id`` runs for (a node made by expansion runs for the graph's node
+    that expanded, recursively, as ComfyUI's ``display_node``); None: ``node_id`` itself."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class NodeProgressed:
     total: float
     preview: Any = None
     """What the node passed as a preview (ComfyUI's ``("JPEG", PIL image, max size)``, or an image), if anything."""
+    display_node_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class NodeFinished:
     class_type: str
     elapsed_s: float
     ui: dict[str, Any] | None = None
+    display_node_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,10 @@ class ExecutionResult:
     elapsed_s: float = 0.0
     peak_vram_bytes: int | None = None
     """The most GPU memory torch held allocated during the run (models included); None on a CPU device."""
+    parents: dict[str, str] = field(default_factory=dict)
+    """Node made by expansion -> the node that expanded into it."""
+    display: dict[str, str] = field(default_factory=dict)
+    """Node made by expansion -> the submitted graph's node it shows as (ComfyUI's ``display_node``)."""
 
     def output_files(self) -> list[tuple[str, str]]:
         """``(node_id, relative path)`` of every file the output nodes reported with ``type: "output"``

@@ -40,6 +40,9 @@ class Expansion:
     nodes: list[Node] = field(default_factory=list)
     output_nodes: list[str] = field(default_factory=list)
     """Subgraph nodes that are output nodes: they run too, like ComfyUI's."""
+    display: dict[str, str] = field(default_factory=dict)
+    """Subgraph node -> the node it shows as, where its ``override_display_id`` names one (ComfyUI's key; by
+    default a subgraph node shows as the expanding node)."""
 
     def sources(self) -> list[str]:
         """Nodes that must have run before the outputs resolve: linked results and the subgraphs' output nodes."""
@@ -76,6 +79,10 @@ def expand(node: Node, results: list[Any], graph: Graph, ready: Callable[[str], 
             raise BadExpansion("'expand' must be a non-empty object of nodes in API format")
         names = {str(k): _namespaced(node.id, call, str(k)) for k in subgraph}
         nodes = [_renamed(names[str(k)], raw, names) for k, raw in subgraph.items()]
+        for k, raw in subgraph.items():
+            override = raw.get("override_display_id") if isinstance(raw, dict) else None
+            if isinstance(override, str | int) and not isinstance(override, bool):
+                expansion.display[names[str(k)]] = str(override)
         for sub in nodes:
             if sub.id in graph or any(n.id == sub.id for n in expansion.nodes):
                 raise BadExpansion(f"subgraph node id {sub.id} is already used")
@@ -97,6 +104,16 @@ def expand(node: Node, results: list[Any], graph: Graph, ready: Callable[[str], 
             raise BadExpansion(f"the subgraph has a cycle: {' -> '.join(cycles[0])}")
         expansion.calls.append((outputs, result.get("ui")))
     return expansion
+
+
+def shown_as(node_id: str, display: Mapping[str, str]) -> str:
+    """The node ``node_id`` shows as: its display link followed to a node that has none (ComfyUI's
+    ``get_display_node_id``); a loop of overrides stops where it would repeat."""
+    seen = {node_id}
+    while node_id in display and display[node_id] not in seen:
+        node_id = display[node_id]
+        seen.add(node_id)
+    return node_id
 
 
 def depth(node_id: str, parents: Mapping[str, str]) -> int:

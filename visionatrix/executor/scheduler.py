@@ -64,8 +64,10 @@ class Run:
         self.result = events.ExecutionResult(prompt_id)
         self.expanding: dict[str, tuple[expansion.Expansion, float]] = {}
         """Expanded nodes waiting for their subgraphs, with the time each started."""
-        self.parents: dict[str, str] = {}
+        self.parents: dict[str, str] = self.result.parents
         """Subgraph node id -> the node that expanded into it."""
+        self.display_links: dict[str, str] = {}
+        """Subgraph node id -> the node it shows as (the expanding node, or its ``override_display_id``)."""
 
     def spec(self, class_type: str) -> _NodeSpec:
         if class_type not in self.specs:
@@ -213,9 +215,15 @@ class Run:
             self.objects[key] = self.registry.node_class(node.class_type)()
         return self.objects[key]
 
+    def display_of(self, node_id: str) -> str:
+        """The submitted graph's node that ``node_id`` shows as (itself unless expansion made it)."""
+        return expansion.shown_as(node_id, self.display_links)
+
     def _node_ctx(self, node: Node) -> NodeContext:
+        shown = self.display_of(node.id)
+
         def progress(value: float, total: float, preview: Any = None) -> None:
-            self.emit(events.NodeProgressed(self.prompt_id, node.id, float(value), float(total), preview))
+            self.emit(events.NodeProgressed(self.prompt_id, node.id, float(value), float(total), preview, shown))
 
         return dataclasses.replace(self.ctx, node_id=node.id, on_progress=progress)
 
@@ -224,7 +232,8 @@ class Run:
         self.ctx.check_interrupt()
         index = len(self.result.executed) + 1
         self.planned = max(self.planned, index)
-        self.emit(events.NodeStarted(self.prompt_id, node.id, node.class_type, index, self.planned))
+        self.emit(events.NodeStarted(self.prompt_id, node.id, node.class_type, index, self.planned,
+                                     self.display_of(node.id)))
         started = time.perf_counter()
         instance = self._instance(node)
         node_class = type(instance)
@@ -258,7 +267,7 @@ class Run:
         self.result.timings_s[node.id] = elapsed
         if ui is not None:
             self.result.ui[node.id] = ui
-        self.emit(events.NodeFinished(self.prompt_id, node.id, node.class_type, elapsed, ui))
+        self.emit(events.NodeFinished(self.prompt_id, node.id, node.class_type, elapsed, ui, self.display_of(node.id)))
 
     def _failure(self, node: Node, exc: Exception) -> NodeFailed:
         """``NodeFailed`` for ``node``; a failure inside a subgraph is reported against the graph's own node that
@@ -286,6 +295,8 @@ class Run:
         for sub in found.nodes:
             self.graph.add(sub)
             self.parents[sub.id] = node.id
+            self.display_links[sub.id] = found.display.get(sub.id, node.id)
+            self.result.display[sub.id] = self.display_of(sub.id)
         new = {sub.id for sub in found.nodes}
         self.signatures.update(compute_signatures(self.graph, self.registry, new, self._fingerprints(new),
                                                   known=self.signatures))

@@ -8,7 +8,8 @@ from visionatrix.executor import events
 
 
 class ProgressTracker:
-    """Folds executor events into ``percent`` (0..99 while running) and ``current_node``.
+    """Folds executor events into ``percent`` (0..99 while running) and ``current_node`` (the submitted graph's node:
+    for a node made by expansion, the node that expanded).
 
     Each executed node is an equal share of the run; in-node progress fills the current share. ``changed`` tells the
     reporter whether there is anything new to write since it last called :meth:`mark_reported`.
@@ -28,7 +29,8 @@ class ProgressTracker:
             self.planned = event.planned_nodes
         elif isinstance(event, events.NodeStarted):
             self.planned = max(self.planned, event.planned_nodes)
-            self.current_node, self.fraction = event.node_id, 0.0
+            # the node the client sees: a node made by expansion shows as the graph's node that expanded
+            self.current_node, self.fraction = event.display_node_id or event.node_id, 0.0
         elif isinstance(event, events.NodeProgressed) and event.total:
             self.fraction = min(1.0, max(0.0, event.value / event.total))
             if event.preview is not None:

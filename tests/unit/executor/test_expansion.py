@@ -205,3 +205,44 @@ async def test_a_subgraph_link_to_a_node_that_has_not_run_is_refused(executor):
               "9": {"class_type": "Collect", "inputs": {"value": ["1", 0]}}}
     with pytest.raises(NodeFailed, match="links to node 9, which is not in the subgraph and has not run"):
         await executor.execute(prompt)
+
+
+async def test_nodes_made_by_expansion_show_as_the_graphs_node_that_expanded(executor):
+    """ComfyUI's ``display_node``: a subgraph node shows as the node that expanded, followed up to the graph's own
+    node for nested expansions; the worker reports that node as the task's current node."""
+    from visionatrix.worker.progress import ProgressTracker
+
+    seen: list[events.Event] = []
+    tracker = ProgressTracker()
+    currents: list[str | None] = []
+
+    def both(event: events.Event) -> None:
+        seen.append(event)
+        tracker(event)
+        currents.append(tracker.current_node)
+
+    result = await executor.execute(_chain({"class_type": "Twice", "inputs": {"image": ["1", 0]}}), on_event=both)
+    await asyncio.sleep(0)
+    started = {e.node_id: e.display_node_id for e in seen if isinstance(e, events.NodeStarted)}
+    assert started == {"1": "1", "2": "2", "2.0.a": "2", "2.0.a.0.1": "2", "2.0.a.0.2": "2", "2.0.b": "2", "9": "9"}
+    finished = {e.node_id: e.display_node_id for e in seen if isinstance(e, events.NodeFinished)}
+    assert finished == started
+    assert result.parents == {"2.0.a": "2", "2.0.b": "2", "2.0.a.0.1": "2.0.a", "2.0.a.0.2": "2.0.a"}
+    assert set(result.display.values()) == {"2"}
+    assert set(currents) == {None, "1", "2", "9"}  # never a subgraph id
+
+
+async def test_override_display_id_names_the_node_a_subgraph_node_shows_as(executor):
+    class Shown(ExpandInto):
+        def run(self, class_type: str, value: int = 1) -> dict[str, Any]:
+            subgraph = {"x": {"class_type": "Number", "inputs": {"value": value}, "override_display_id": "9"}}
+            return {"result": (["x", 0],), "expand": subgraph}
+
+    executor.registry.register("Shown", Shown)
+    seen: list[events.Event] = []
+    prompt = {"1": {"class_type": "Shown", "inputs": {"class_type": "", "value": 41}},
+              "9": {"class_type": "Collect", "inputs": {"value": ["1", 0]}}}
+    result = await executor.execute(prompt, on_event=seen.append)
+    await asyncio.sleep(0)
+    started = {e.node_id: e.display_node_id for e in seen if isinstance(e, events.NodeStarted)}
+    assert started["1.0.x"] == "9" and result.display == {"1.0.x": "9"} and result.parents == {"1.0.x": "1"}

@@ -55,6 +55,24 @@ def node_outputs(task: TaskRecord) -> dict[str, dict[str, list[dict[str, str]]]]
     return outputs
 
 
+def node_meta(task: TaskRecord, node_id: str) -> dict[str, str | None]:
+    """ComfyUI's ``meta`` of a node that reported outputs: ``node_id`` (the id it ran under), ``display_node`` and
+    ``real_node_id`` (the submitted graph's node it shows as) and ``parent_node`` (the node that expanded into it;
+    None for a node of the submitted graph).
+
+    A node made by expansion runs as ``"<expanding node id>.<...>"``, so its graph node is the longest prefix of
+    its id, cut at a dot, that names a node of the graph, and its parent the longest such prefix that names a node
+    of the graph or one that ran (the task's timings)."""
+    graph = task.graph
+    if node_id in graph:
+        return {"node_id": node_id, "display_node": node_id, "parent_node": None, "real_node_id": node_id}
+    prefixes = [node_id[:i] for i in range(len(node_id) - 1, 0, -1) if node_id[i] == "."]
+    shown = next((p for p in prefixes if p in graph), node_id)
+    ran = task.timings or {}
+    parent = next((p for p in prefixes if p in graph or p in ran), None)
+    return {"node_id": node_id, "display_node": shown, "parent_node": parent, "real_node_id": shown}
+
+
 def status_messages(task: TaskRecord, prompt_id: str) -> list[list[Any]]:
     """The execution messages ComfyUI keeps in a history entry, rebuilt from the row."""
     messages: list[list[Any]] = []
@@ -98,6 +116,5 @@ def history_entry(task: TaskRecord, prompt_id: str, prompt_extra: dict[str, Any]
         "outputs": outputs,
         "status": {"status_str": "success" if success else "error", "completed": success,
                    "messages": status_messages(task, prompt_id)},
-        "meta": {node: {"node_id": node, "display_node": node, "parent_node": None, "real_node_id": node}
-                 for node in outputs},
+        "meta": {node: node_meta(task, node) for node in outputs},
     }
