@@ -9,6 +9,14 @@ two index-ordered candidates rather than one ``ORDER BY flow = :last`` (which no
 and the winner is the first of the two by (priority desc, affinity desc, id). Each leg locks with
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL/MariaDB (SQLite renders no lock clause: it has one writer).
 
+PostgreSQL walks ``ix_tasks_claim_flow`` once per installed flow instead (``flow_heads``): ``unnest`` of the flows,
+and for each, LATERAL, its first pending tasks by (priority desc, id), locked; the winner is the first head by
+(priority desc, ``flow = last_flow`` desc, id), so the affinity needs no second leg. A leg ``flow = ANY($1)`` can
+be served by ``ix_tasks_claim_flow`` only unordered (a scalar-array key on its first column), and the planner took
+that path — every pending task of the flows fetched and sorted on each claim — whenever its estimate of the
+pending rows was low (a table not analyzed since it filled, a generic plan): the claim's cost grew with the
+backlog (``docs/queue.md``, "Depth"). One equality probe per flow is ordered by the index whatever the statistics.
+
 - PostgreSQL and SQLite: ONE statement, ``UPDATE tasks SET ... WHERE id = (<candidate>) AND status = 'pending'
   RETURNING ...`` (on SQLite the UPDATE holds the write lock while it picks, which makes it a compare-and-set).
 - MySQL/MariaDB (no ``UPDATE ... RETURNING``, no subquery on the updated table): a short transaction,
@@ -28,10 +36,12 @@ from sqlalchemy import (
     String,
     Table,
     Update,
-    any_,
     bindparam,
+    column,
+    func,
     literal_column,
     select,
+    true,
     union_all,
     update,
 )
@@ -57,8 +67,8 @@ def affinity_flow(installed_flows: Sequence[str], last_flow: str | None) -> str 
 
 def claim_params(installed_flows: Sequence[str], last_flow: str | None, worker_id: str, lease_token: str,
                  lease_expires_at: datetime, now: datetime) -> dict[str, Any]:
-    """The parameters of the claim statements."""
-    return {INSTALLED: list(installed_flows), LAST_FLOW: last_flow, "p_worker_id": worker_id,
+    """The parameters of the claim statements (the installed flows once each: PostgreSQL probes each one)."""
+    return {INSTALLED: list(dict.fromkeys(installed_flows)), LAST_FLOW: last_flow, "p_worker_id": worker_id,
             "p_lease_token": lease_token, "p_lease_expires_at": lease_expires_at, "p_now": now}
 
 
@@ -93,22 +103,45 @@ def installed_params(installed_flows: Sequence[str]) -> dict[str, str]:
     return {installed_name(i): flow for i, flow in enumerate(installed_flows)}
 
 
-def _in_installed(dialect: str, flows: int | None) -> ColumnElement[bool]:
-    """``flow`` among the installed flows: one array parameter on PostgreSQL (``= ANY($1)``, the same prepared
-    statement for any number of flows); elsewhere an expanding ``IN``, or with ``flows`` an ``IN`` of that many
-    plain parameters (``installed_params``), which a driver can run without SQLAlchemy's expansion."""
-    if dialect == "postgresql":
-        return TASKS.c.flow == any_(bindparam(INSTALLED, type_=postgresql.ARRAY(String())))
+def _in_installed(flows: int | None) -> ColumnElement[bool]:
+    """SQLite, MySQL/MariaDB: ``flow`` among the installed flows, an expanding ``IN``, or with ``flows`` an ``IN`` of
+    that many plain parameters (``installed_params``), which a driver can run without SQLAlchemy's expansion."""
     if flows is not None:
         return TASKS.c.flow.in_([bindparam(installed_name(i), type_=String()) for i in range(flows)])
     return TASKS.c.flow.in_(bindparam(INSTALLED, expanding=True))
 
 
+def flow_heads(limit: ColumnElement[int]) -> Any:
+    """PostgreSQL: ``unnest(:p_installed) AS f(flow) JOIN LATERAL (<the first `limit` pending tasks of f.flow by
+    (priority desc, id), locked>) AS h`` — one ordered probe of ``ix_tasks_claim_flow`` per installed flow (one
+    array parameter: the same prepared statement for any number of flows). Columns ``h.id``, ``h.priority``,
+    ``h.flow``."""
+    flows = (func.unnest(bindparam(INSTALLED, type_=postgresql.ARRAY(String())))
+             .table_valued(column("flow", String())).render_derived(name="f"))
+    head = (select(TASKS.c.id, TASKS.c.priority, TASKS.c.flow)
+            .where(status_is(PENDING), TASKS.c.flow == flows.c.flow)
+            .order_by(TASKS.c.priority.desc(), TASKS.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .lateral("h"))
+    return flows.join(head, true()), head
+
+
+def _first_head(affinity: bool) -> Select[Any]:
+    joined, head = flow_heads(_one())
+    order = [head.c.priority.desc(), head.c.id]
+    if affinity:
+        order.insert(1, (head.c.flow == bindparam(LAST_FLOW, type_=String())).desc())
+    return select(head.c.id).select_from(joined).order_by(*order).limit(_one())
+
+
 def candidate(*, affinity: bool, dialect: str = "postgresql", lock: bool = True,
               flows: int | None = None) -> Select[Any]:
-    """``SELECT id`` of the task to claim (at most one row); ``affinity``: with the leg of ``last_flow``;
-    ``flows``: see ``_in_installed``."""
-    any_flow = _leg(_in_installed(dialect, flows), 0, lock=lock)
+    """``SELECT id`` of the task to claim (at most one row); ``affinity``: ``last_flow`` first among equal
+    priorities; ``flows``: see ``_in_installed``. PostgreSQL: ``flow_heads`` (always locked)."""
+    if dialect == "postgresql":
+        return _first_head(affinity)
+    any_flow = _leg(_in_installed(flows), 0, lock=lock)
     if not affinity:
         return select(any_flow.subquery("b").c.id)
     last = _leg(TASKS.c.flow == bindparam(LAST_FLOW, type_=String()), 1, lock=lock)

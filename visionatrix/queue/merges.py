@@ -4,11 +4,14 @@ When every connection of the queue's writer is busy, the writes waiting for one 
 one commit for all of them instead of one each. Only writes of the same shape merge:
 
 - claims with the same installed flows and the same affinity flow: ONE ``UPDATE ... FROM`` takes as many pending
-  tasks as there are claims, in claim order (priority desc, the affinity flow first, FIFO), each leg locked with
-  ``FOR UPDATE SKIP LOCKED`` as in the single claim, and hands them to the claims in the order they queued (what
-  running them one after another would have done); each claim finds its row by its lease token;
+  tasks as there are claims, in claim order (priority desc, the affinity flow first, FIFO), from the same
+  per-flow probes as the single claim (``claim.flow_heads``, locked with ``FOR UPDATE SKIP LOCKED``), and hands
+  them to the claims in the order they queued (what running them one after another would have done); each claim
+  finds its row by its lease token;
 - finishes without outputs: ONE ``UPDATE ... FROM unnest(...)``, each guarded by its own lease token as the single
-  finish is; a finish whose token no longer owns its task gets no row (``LeaseLost``).
+  finish is; a finish whose token no longer owns its task gets no row (``LeaseLost``). The tasks are found by
+  ``id = ANY(ids)`` (index probes), never by ``status = 'running'`` alone: that range of an index holds an entry
+  for every task ever claimed until VACUUM removes the dead ones, and a plan joining on it reads them all.
 
 The statements set exactly what the single ones set (``claim._running_values``, ``lease.finished``); a test compares
 the rows both write. The arguments come from each write's own positional arguments, already through SQLAlchemy's
@@ -24,15 +27,13 @@ from visionatrix.db.postgres_writer import Merge
 from visionatrix.queue.claim import INSTALLED, LAST_FLOW
 from visionatrix.queue.driver import DriverStatement
 
-_LEG = ("SELECT id, priority, {affinity} AS affinity FROM tasks WHERE status = 'pending' AND {where} "
-        "ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED")
-_CANDIDATES = {
-    False: f"c AS ({_LEG.format(affinity=0, where='flow = ANY($1::VARCHAR[])')})",
-    True: (f"a AS ({_LEG.format(affinity=1, where='flow = $7::VARCHAR')}), "
-           f"b AS ({_LEG.format(affinity=0, where='flow = ANY($1::VARCHAR[])')}), "
-           "c AS (SELECT id, max(priority) AS priority, max(affinity) AS affinity "
-           "FROM (SELECT * FROM a UNION ALL SELECT * FROM b) AS u GROUP BY id "
-           "ORDER BY 2 DESC, 3 DESC, id LIMIT $2)"),
+_HEADS = ("SELECT h.id, h.priority, {affinity} AS affinity FROM unnest($1::VARCHAR[]) AS f(flow) JOIN LATERAL ("
+          "SELECT id, priority, flow FROM tasks WHERE status = 'pending' AND flow = f.flow "
+          "ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED) AS h ON true "
+          "ORDER BY 2 DESC, 3 DESC, h.id LIMIT $2")
+_CANDIDATES = {  # claim.flow_heads: the first $2 pending tasks of each installed flow, the best $2 of them
+    False: f"c AS ({_HEADS.format(affinity='0')})",
+    True: f"c AS ({_HEADS.format(affinity='CASE WHEN h.flow = $7::VARCHAR THEN 1 ELSE 0 END')})",
 }
 _CLAIM = (
     "WITH {candidates}, "
@@ -49,7 +50,8 @@ _FINISH = (
     "finished_at = f.now, updated_at = f.now "
     "FROM unnest($1::BIGINT[], $2::VARCHAR[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::BIGINT[]) "
     "AS f(id, lease_token, timings, now, peak_vram_bytes) "
-    "WHERE tasks.id = f.id AND tasks.lease_token = f.lease_token AND tasks.status = 'running' "
+    "WHERE tasks.id = ANY($1::BIGINT[]) AND tasks.id = f.id AND tasks.lease_token = f.lease_token "
+    "AND tasks.status = 'running' "
     "RETURNING tasks.id, tasks.flow, f.lease_token")
 
 

@@ -17,11 +17,16 @@ def sql(statement, dialect) -> str:
     return " ".join(str(statement.compile(dialect=dialect)).split())
 
 
-def test_postgresql_claims_with_one_update_whose_legs_skip_locked_rows():
+def test_postgresql_claims_with_one_update_that_probes_each_installed_flow_skipping_locked_rows():
     text = sql(claim.claim_update(affinity=True), postgresql.dialect())
 
     assert text.startswith("UPDATE tasks SET")
-    assert text.count("FOR UPDATE SKIP LOCKED") == 2
+    assert text.count("FOR UPDATE SKIP LOCKED") == 1
+    # one ordered probe per flow (equality on the index's first column), never ``flow = ANY(...)``
+    assert "FROM unnest(%(p_installed)s::VARCHAR[]) AS f(flow) JOIN LATERAL" in text
+    assert "tasks.flow = f.flow ORDER BY tasks.priority DESC, tasks.id" in text
+    assert "ANY" not in text
+    assert "ORDER BY h.priority DESC, h.flow = %(p_last_flow)s::VARCHAR DESC, h.id" in text
     assert "RETURNING tasks.id, tasks.flow, tasks.graph, tasks.params, tasks.attempt" in text
     assert "attempt=(tasks.attempt +" in text
 
@@ -47,8 +52,15 @@ def test_the_affinity_leg_is_used_only_for_a_last_flow_that_is_installed():
     assert claim.affinity_flow(["a", "b"], "b") == "b"
     assert claim.affinity_flow(["a", "b"], "c") is None
     assert claim.affinity_flow(["a", "b"], None) is None
-    assert "UNION" in sql(claim.candidate(affinity=True), postgresql.dialect())
-    assert "UNION" not in sql(claim.candidate(affinity=False), postgresql.dialect())
+    assert "UNION" in sql(claim.candidate(affinity=True, dialect="mysql"), mysql.dialect())
+    assert "UNION" not in sql(claim.candidate(affinity=False, dialect="mysql"), mysql.dialect())
+    assert "p_last_flow" in sql(claim.candidate(affinity=True), postgresql.dialect())
+    assert "p_last_flow" not in sql(claim.candidate(affinity=False), postgresql.dialect())
+
+
+def test_the_installed_flows_are_passed_once_each():
+    params = claim.claim_params(["a", "b", "a"], None, "w", "token", NOW, NOW)
+    assert params[claim.INSTALLED] == ["a", "b"]
 
 
 def test_claim_params_fill_every_parameter_of_the_claim():
