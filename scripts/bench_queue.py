@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_queue.py [--backends sqlite,postgresql,mariadb] [--claimers 1,4,8]
                                            [--tasks 2000] [--latency-tasks 200] [--poll-ms 5]
+                                           [--depths 2000,20000,100000]
 
 Scenarios (one function each; a result is a dict of metrics):
 
@@ -14,6 +15,8 @@ Scenarios (one function each; a result is a dict of metrics):
 - ``http``: end to end over HTTP — C clients POST ``/vapi/tasks`` to the real app on a real socket while C
   claimers on the app's queue take and finish them (``bench_http.py``); tasks per second and p50/p95 from POST
   to finish.
+- ``depth``: ``throughput`` once per backlog of ``--depths`` (default 2,000, 20,000 and 100,000 pending tasks), in
+  the same run: the drain rate must not fall with the depth of the queue (``docs/queue.md``, "Depth").
 - ``pickup``: C claimers poll (``claim_next``, sleeping ``--poll-ms`` when the queue is empty) while a producer
   creates tasks one at a time, 10 ms apart; p50/p95 of the time from just before the creating COMMIT to the
   claim returning.
@@ -244,7 +247,10 @@ SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     "throughput_procs": (scenario_throughput_procs, True),
     "pickup": (scenario_pickup, True),
     "http": (scenario_http, True),
+    "depth": (scenario_throughput, True),
 }
+DEPTH_SCENARIOS = {"depth"}
+"""Scenarios run once per ``--depths`` size (as ``tasks``) instead of once with ``--tasks``."""
 
 
 # -- databases ---------------------------------------------------------------------------------------------------
@@ -316,17 +322,19 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             try:
                 for name in args.scenarios:
                     scenario, per_claimers = SCENARIOS[name]
+                    sizes = args.depths if name in DEPTH_SCENARIOS else [args.tasks]
                     for claimers in args.claimers if per_claimers else [None]:
-                        await clean(url, options)
-                        ctx = Context(backend, url, options, claimers or 1, args.tasks, args.latency_tasks,
-                                      args.poll_ms / 1000)
-                        try:
-                            metrics = await scenario(ctx)
-                        finally:
-                            await ctx.close()
-                        row = {"backend": backend, "scenario": name, "claimers": claimers, **metrics}
-                        results.append(row)
-                        print(_line(row), flush=True)
+                        for size in sizes:
+                            await clean(url, options)
+                            ctx = Context(backend, url, options, claimers or 1, size, args.latency_tasks,
+                                          args.poll_ms / 1000)
+                            try:
+                                metrics = await scenario(ctx)
+                            finally:
+                                await ctx.close()
+                            row = {"backend": backend, "scenario": name, "claimers": claimers, **metrics}
+                            results.append(row)
+                            print(_line(row), flush=True)
             finally:
                 await drop()
     return results
@@ -363,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claimers", default="1,4,8", type=lambda v: [int(x) for x in v.split(",")])
     parser.add_argument("--tasks", default=2000, type=int, help="tasks drained in the throughput scenario")
     parser.add_argument("--latency-tasks", default=200, type=int, help="tasks timed in the pickup scenario")
+    parser.add_argument("--depths", default="2000,20000,100000", type=lambda v: [int(x) for x in v.split(",")],
+                        help="backlogs drained in the depth scenario")
     parser.add_argument("--poll-ms", default=5.0, type=float, help="claimers' sleep when the queue is empty")
     parser.add_argument("--out", default=OUT, type=Path)
     args = parser.parse_args(argv)
@@ -379,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "queue",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "settings": {"tasks": args.tasks, "latency_tasks": args.latency_tasks, "poll_ms": args.poll_ms,
-                     "claimer_counts": args.claimers},
+        "settings": {"tasks": args.tasks, "depths": args.depths, "latency_tasks": args.latency_tasks,
+                     "poll_ms": args.poll_ms, "claimer_counts": args.claimers},
         "units": {"per_s": "tasks per second (create: creates per second)",
                   "p50_ms/p95_ms": "throughput: one claim+finish; pickup: commit of create -> claim returned"},
         "results": results,

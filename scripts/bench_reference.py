@@ -1,7 +1,8 @@
 """Same-day reference points for ``bench_queue.py``: a minimal queue on the raw drivers, no product code.
 
     .venv/bin/python scripts/bench_reference.py [--backends sqlite,postgresql] [--claimers 1,4,8] [--tasks 2000]
-                                               [--http-tasks 1000] [--out bench-results/bench_reference.json]
+                                               [--http-tasks 1000] [--depths 2000,20000,100000]
+                                               [--out bench-results/bench_reference.json]
 
 Issue 3 set its speed goal against "a minimal harness measured on this machine kind": raw claim+finish about 4,000/s
 on SQLite and 2,000-4,000/s on PostgreSQL, and about 320 (SQLite) and 650 (PostgreSQL) tasks/s end to end over HTTP
@@ -12,6 +13,7 @@ with numbers measured on another day says little. This script is such a minimal 
 - ``raw``: a table of N pending tasks drained by C claimers, each with its own connection (aiosqlite; asyncpg),
   each task one claim statement (``UPDATE … WHERE id = (SELECT … [FOR UPDATE SKIP LOCKED]) RETURNING id``) and one
   finishing ``UPDATE``, each committed; tasks per second.
+- ``depth``: ``raw`` once per backlog of ``--depths`` (the reference for ``bench_queue.py``'s ``depth``).
 - ``http``: a bare aiohttp app whose ``POST /tasks`` inserts a row, C clients posting while C claimers (own
   connections, 5 ms sleep when the queue is empty) take and finish them; tasks per second from the first request
   to the last finish.
@@ -228,7 +230,7 @@ async def scenario_http(backend: Backend, clients: int, tasks: int) -> dict[str,
 
 
 SCENARIOS: dict[str, Callable[[Backend, int, int], Awaitable[dict[str, Any]]]] = {
-    "raw": scenario_raw, "http": scenario_http}
+    "raw": scenario_raw, "http": scenario_http, "depth": scenario_raw}
 BACKENDS: dict[str, Callable[[], Backend]] = {"sqlite": Sqlite, "postgresql": Postgres}
 
 
@@ -236,17 +238,19 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for name in args.backends.split(","):
         for scenario in args.scenarios.split(","):
+            sizes = {"raw": [args.tasks], "http": [args.http_tasks]}.get(
+                scenario, [int(d) for d in args.depths.split(",")])
             for claimers in [int(c) for c in args.claimers.split(",")]:
-                backend = BACKENDS[name]()
-                await backend.setup()
-                try:
-                    size = args.tasks if scenario == "raw" else args.http_tasks
-                    result = await SCENARIOS[scenario](backend, claimers, size)
-                finally:
-                    await backend.teardown()
-                row = {"backend": name, "scenario": scenario, "claimers": claimers, **result}
-                rows.append(row)
-                print(f"| {name} | {scenario} | {claimers} | {row['tasks']} | {row['per_s']:,.0f} |", flush=True)
+                for size in sizes:
+                    backend = BACKENDS[name]()
+                    await backend.setup()
+                    try:
+                        result = await SCENARIOS[scenario](backend, claimers, size)
+                    finally:
+                        await backend.teardown()
+                    row = {"backend": name, "scenario": scenario, "claimers": claimers, **result}
+                    rows.append(row)
+                    print(f"| {name} | {scenario} | {claimers} | {row['tasks']} | {row['per_s']:,.0f} |", flush=True)
     return rows
 
 
@@ -257,6 +261,7 @@ def cli() -> None:
     parser.add_argument("--claimers", default="1,4,8")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--http-tasks", type=int, default=1000)
+    parser.add_argument("--depths", default="2000,20000,100000", help="backlogs drained in the depth scenario")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     print("| backend | scenario | claimers (= clients) | tasks | tasks/s |\n| --- | --- | ---: | ---: | ---: |")
