@@ -22,7 +22,7 @@ from visionatrix.executor.graph import Graph, Node, unwrap
 from visionatrix.executor.validation import Validated
 from visionatrix.nodes import pixels
 from visionatrix.nodes.context import NodeContext, use
-from visionatrix.nodes.describe import input_types
+from visionatrix.nodes.describe import has_live_inputs, input_types, node_input_types
 from visionatrix.nodes.registry import NodeRegistry
 from visionatrix.nodes.v3 import graph_utils
 
@@ -31,10 +31,11 @@ _HIDDEN_SOURCES = ("PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID")
 
 
 class _NodeSpec:
-    """Per-class facts read once per run: lazy input names and hidden inputs."""
+    """Per-class facts read once per run (per node for a class whose inputs follow the node's values, V3 dynamic
+    inputs): lazy input names and hidden inputs."""
 
-    def __init__(self, node_class: type) -> None:
-        spec = input_types(node_class)
+    def __init__(self, node_class: type, inputs: dict[str, Any] | None = None) -> None:
+        spec = input_types(node_class) if inputs is None else node_input_types(node_class, inputs)
         declared = {**spec["required"], **spec["optional"]}
         self.declared = set(declared)
         self.lazy = {n for n, s in declared.items() if len(s) > 1 and isinstance(s[1], dict) and s[1].get("lazy")}
@@ -69,10 +70,16 @@ class Run:
         self.display_links: dict[str, str] = {}
         """Subgraph node id -> the node it shows as (the expanding node, or its ``override_display_id``)."""
 
-    def spec(self, class_type: str) -> _NodeSpec:
-        if class_type not in self.specs:
-            self.specs[class_type] = _NodeSpec(self.registry.node_class(class_type))
-        return self.specs[class_type]
+    def spec(self, node: Node) -> _NodeSpec:
+        node_class = self.registry.node_class(node.class_type)
+        if has_live_inputs(node_class):
+            key = f"{node.class_type}\n{node.id}"
+            if key not in self.specs:
+                self.specs[key] = _NodeSpec(node_class, node.inputs)
+            return self.specs[key]
+        if node.class_type not in self.specs:
+            self.specs[node.class_type] = _NodeSpec(node_class)
+        return self.specs[node.class_type]
 
     def execute(self) -> events.ExecutionResult:
         started = time.perf_counter()
@@ -115,11 +122,11 @@ class Run:
             if node_id in self.planned_ids or node_id in cached or node_id in self.values:
                 continue
             node = self.graph.node(node_id)
-            if not self.spec(node.class_type).output_node and self.signatures[node_id] in self.cache:
+            if not self.spec(node).output_node and self.signatures[node_id] in self.cache:
                 cached.add(node_id)
                 continue
             self.planned_ids.add(node_id)
-            lazy = self.spec(node.class_type).lazy
+            lazy = self.spec(node).lazy
             stack.extend(link.source for name, link in node.links.items() if name not in lazy)
         return cached
 
@@ -142,7 +149,7 @@ class Run:
                 continue
             looked_up.add(node_id)
             node = self.graph.node(node_id)
-            lazy = self.spec(node.class_type).lazy
+            lazy = self.spec(node).lazy
             wanted = requested.setdefault(node_id, set())
             missing = [link.source for name, link in node.links.items()
                        if (name not in lazy or name in wanted) and link.source not in self.values]
@@ -159,7 +166,7 @@ class Run:
                 stack.extend(dict.fromkeys(subgraph_roots))
 
     def _from_cache(self, node_id: str) -> bool:
-        if self.spec(self.graph.node(node_id).class_type).output_node:
+        if self.spec(self.graph.node(node_id)).output_node:
             return False  # output nodes always run: each run writes its own files
         entry = self.cache.get(self.signatures[node_id])
         if entry is None:
@@ -191,7 +198,7 @@ class Run:
 
     def _inputs(self, node: Node, lazy: set[str], wanted: set[str]) -> dict[str, list[Any]]:
         inputs: dict[str, list[Any]] = {}
-        declared = self.spec(node.class_type).declared
+        declared = self.spec(node).declared
         for name, value in node.inputs.items():
             if name not in declared:
                 continue  # like ComfyUI, inputs the node does not declare are not passed
@@ -207,7 +214,7 @@ class Run:
     def _hidden(self, node: Node) -> dict[str, Any]:
         sources = {"PROMPT": self.graph.prompt, "EXTRA_PNGINFO": self.extra_data.get("extra_pnginfo"),
                    "UNIQUE_ID": node.id}
-        return {name: sources.get(kind) for name, kind in self.spec(node.class_type).hidden.items()}
+        return {name: sources.get(kind) for name, kind in self.spec(node).hidden.items()}
 
     def _instance(self, node: Node) -> Any:
         key = (node.id, node.class_type)
@@ -237,7 +244,7 @@ class Run:
         started = time.perf_counter()
         instance = self._instance(node)
         node_class = type(instance)
-        spec = self.spec(node.class_type)
+        spec = self.spec(node)
         inputs = self._inputs(node, spec.lazy, set(node.inputs))
         function = getattr(instance, getattr(node_class, "FUNCTION", ""), None)
         try:
@@ -261,7 +268,7 @@ class Run:
                      started: float) -> None:
         elapsed = time.perf_counter() - started
         self.values[node.id] = outputs
-        if not self.spec(node.class_type).output_node:
+        if not self.spec(node).output_node:
             self.cache.put(self.signatures[node.id], CacheEntry(outputs, ui))
         self.result.executed.append(node.id)
         self.result.timings_s[node.id] = elapsed
@@ -291,7 +298,7 @@ class Run:
             node, results, self.graph, ready=lambda node_id: node_id in self.values,
             output_count=lambda class_type: len(getattr(self.registry.node_class(class_type), "RETURN_TYPES", ())),
             known_type=lambda class_type: class_type in self.registry)
-        found.output_nodes = [n.id for n in found.nodes if self.spec(n.class_type).output_node]
+        found.output_nodes = [n.id for n in found.nodes if self.spec(n).output_node]
         for sub in found.nodes:
             self.graph.add(sub)
             self.parents[sub.id] = node.id

@@ -18,7 +18,7 @@ from visionatrix.executor import types as vt
 from visionatrix.executor.graph import Graph, Node, is_link, parse_prompt, post_order, unwrap
 from visionatrix.nodes import pixels
 from visionatrix.nodes.context import current as current_context
-from visionatrix.nodes.describe import input_types
+from visionatrix.nodes.describe import has_live_inputs, input_types, node_input_types
 from visionatrix.nodes.registry import NodeRegistry
 
 
@@ -103,9 +103,12 @@ class _Validator:
     def _validate_node(self, node: Node) -> bool:
         node_class = self.registry.node_class(node.class_type)
         try:
-            if node.class_type not in self.specs:
-                self.specs[node.class_type] = input_types(node_class)
-            spec = self.specs[node.class_type]
+            if has_live_inputs(node_class):  # V3 dynamic inputs: this node's own
+                spec = node_input_types(node_class, node.inputs)
+            else:
+                if node.class_type not in self.specs:
+                    self.specs[node.class_type] = input_types(node_class)
+                spec = self.specs[node.class_type]
         except Exception as exc:
             self.add(node.id, error("exception_during_validation", "INPUT_TYPES failed", str(exc)))
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -20,6 +21,22 @@ def input_types(node_class: type) -> dict[str, dict[str, Any]]:
     """The node's ``INPUT_TYPES()`` with every section present (possibly empty)."""
     raw = node_class.INPUT_TYPES() if hasattr(node_class, "INPUT_TYPES") else {}
     return {section: dict(raw.get(section) or {}) for section in ("required", "optional", "hidden")}
+
+
+def node_input_types(node_class: type, inputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``input_types`` of one node of a graph: a class whose inputs follow the node's values (a V3 node with
+    ``Autogrow``, ``DynamicCombo`` or ``MatchType`` inputs: ``_vix_input_types(inputs)``) gets them for
+    ``inputs``; any other class its ``INPUT_TYPES()``."""
+    live = getattr(node_class, "_vix_input_types", None)
+    if live is None:
+        return input_types(node_class)
+    raw = live(dict(inputs))
+    return {section: dict(raw.get(section) or {}) for section in ("required", "optional", "hidden")}
+
+
+def has_live_inputs(node_class: type) -> bool:
+    """Whether :func:`node_input_types` depends on the node's values."""
+    return hasattr(node_class, "_vix_input_types")
 
 
 def describe(name: str, node_class: type, display_name: str | None, python_module: str) -> dict[str, Any]:
@@ -43,6 +60,8 @@ def describe(name: str, node_class: type, display_name: str | None, python_modul
         "has_intermediate_output": bool(getattr(node_class, "HAS_INTERMEDIATE_OUTPUT", False)),
         "search_aliases": list(getattr(node_class, "SEARCH_ALIASES", [])),
     }
+    if getattr(node_class, "OUTPUT_MATCHTYPES", None):
+        info["output_matchtypes"] = list(node_class.OUTPUT_MATCHTYPES)
     if hasattr(node_class, "OUTPUT_TOOLTIPS"):
         info["output_tooltips"] = list(node_class.OUTPUT_TOOLTIPS)
     for flag, attr in (("deprecated", "DEPRECATED"), ("experimental", "EXPERIMENTAL"), ("dev_only", "DEV_ONLY")):

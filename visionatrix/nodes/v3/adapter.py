@@ -13,7 +13,7 @@ import inspect
 import threading
 from typing import Any
 
-from visionatrix.nodes.v3 import io, ui
+from visionatrix.nodes.v3 import dynamic, io, ui
 
 FUNCTION = "_vix_execute"
 
@@ -71,16 +71,24 @@ def to_v1(node_class: type[io.ComfyNode]) -> type:
         values = {name: kwargs.pop(name) for name in list(kwargs) if name in hidden_names}
         return type(cls.__name__, (cls,), {"hidden": io.HiddenHolder(values)})
 
+    live = dynamic.is_dynamic(schema.inputs)
+
+    def _nested(kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Dynamic inputs' flat values (``images.image0``...) as the dicts ``execute`` takes."""
+        if not live:
+            return kwargs
+        return dynamic.nest(kwargs, dynamic.expand(node_class.define_schema().inputs, kwargs))
+
     def _vix_execute(self: Any, **kwargs: Any) -> dict[str, Any]:
         clone = _clone(type(self), kwargs)
-        output = run_sync(clone.execute(**kwargs))
+        output = run_sync(clone.execute(**_nested(kwargs)))
         return _as_v1_result(output)
 
     attrs: dict[str, Any] = {
         "_vix_v1": True,
         "_vix_schema": schema,
         "INPUT_TYPES": classmethod(lambda cls: input_types(node_class.define_schema())),
-        "RETURN_TYPES": tuple(o.io_type for o in schema.outputs),
+        "RETURN_TYPES": tuple(_output_type(o) for o in schema.outputs),
         "RETURN_NAMES": tuple(o.name for o in schema.outputs),
         "OUTPUT_IS_LIST": tuple(o.is_output_list for o in schema.outputs),
         "OUTPUT_TOOLTIPS": tuple(o.tooltip or "" for o in schema.outputs),
@@ -97,18 +105,36 @@ def to_v1(node_class: type[io.ComfyNode]) -> type:
         "API_NODE": bool(schema.is_api_node),
         "SEARCH_ALIASES": list(schema.search_aliases),
     }
+    if any(isinstance(o, io.MatchType.Output) for o in schema.outputs):
+        attrs["OUTPUT_MATCHTYPES"] = tuple(o.template.template_id if isinstance(o, io.MatchType.Output) else None
+                                           for o in schema.outputs)
+    if live:
+        hidden = {io.Hidden(h).name: io.Hidden(h).value for h in schema.hidden}
+        attrs["_vix_input_types"] = classmethod(
+            lambda cls, values: {**dynamic.expand(node_class.define_schema().inputs, values).spec,
+                                 **({"hidden": hidden} if hidden else {})})
     if hasattr(node_class, "validate_inputs"):
         attrs["VALIDATE_INPUTS"] = node_class.validate_inputs
-    if hasattr(node_class, "fingerprint_inputs"):
-        attrs["IS_CHANGED"] = node_class.fingerprint_inputs
+    fingerprint = getattr(node_class, "fingerprint_inputs", None)
+    if fingerprint is not None:
+        attrs["IS_CHANGED"] = (classmethod(lambda cls, **kwargs: fingerprint(**_nested(kwargs))) if live
+                               else fingerprint)
     lazy = getattr(node_class, "check_lazy_status", None)
     if lazy is not None:
         def check_lazy_status(self: Any, **kwargs: Any) -> Any:
             clone = _clone(type(self), kwargs)
-            return run_sync(getattr(lazy, "__func__", lazy)(clone, **kwargs))
+            return run_sync(getattr(lazy, "__func__", lazy)(clone, **_nested(kwargs)))
 
         attrs["check_lazy_status"] = check_lazy_status
     return type(node_class.__name__, (node_class,), attrs)
+
+
+def _output_type(output: io.OutputSpec) -> str:
+    """An output's V1 type; a MatchType output is any of its template's allowed types (what is linked to the
+    template's inputs decides which, so links from it are checked against the union)."""
+    if isinstance(output, io.MatchType.Output):
+        return output.template.allowed
+    return output.io_type
 
 
 def _as_v1_result(output: Any) -> Any:

@@ -8,6 +8,7 @@ executor use (``INPUT_TYPES``, ``RETURN_TYPES``, ``FUNCTION``...).
 
 from __future__ import annotations
 
+import copy
 import enum
 from typing import Any, ClassVar
 
@@ -151,6 +152,166 @@ Noise = _comfy_type("Noise", "NOISE")
 Guider = _comfy_type("Guider", "GUIDER")
 AnyType = _comfy_type("AnyType", "*")
 MultiType = _comfy_type("MultiType", "*", MultiTypeInputSpec)
+
+
+# -- dynamic inputs (their inputs in a graph follow the node's values there; see visionatrix.nodes.v3.dynamic) ----
+
+AUTOGROW = "COMFY_AUTOGROW_V3"
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+MATCH_TYPE = "COMFY_MATCHTYPE_V3"
+MAX_AUTOGROW_NAMES = 100
+
+
+def v1_inputs(inputs: list[InputSpec]) -> dict[str, dict[str, Any]]:
+    """``{"required": {...}, "optional": {...}}`` of V3 inputs (``optional`` only when there is one)."""
+    spec: dict[str, dict[str, Any]] = {"required": {}}
+    for item in inputs:
+        spec.setdefault("optional" if item.optional else "required", {})[item.id] = item.as_v1()
+    return spec
+
+
+class DynamicInputSpec(InputSpec):
+    """An input that stands for other inputs (``Autogrow``, ``DynamicCombo``)."""
+
+
+class _AutogrowTemplate:
+    def __init__(self, input: InputSpec, names: list[str], min: int) -> None:
+        if isinstance(input, DynamicInputSpec):
+            raise TypeError("an Autogrow template cannot be a dynamic input")
+        if min < 0:
+            raise ValueError(f"Autogrow min must be 0 or more, got {min}")
+        self.input = copy.copy(input)
+        self.input.options = dict(input.options)
+        if isinstance(self.input.v1_type(), list) or self.input.io_type in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+            self.input.options["force_input"] = True  # a slot to link, never a widget
+        self.names = list(names)
+        self.min = min
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"input": v1_inputs([self.input])}
+
+
+class _AutogrowInput(DynamicInputSpec):
+    io_type: ClassVar[str] = AUTOGROW
+
+    def __init__(self, id: str, template: _AutogrowTemplate, display_name: str | None = None,
+                 optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                 extra_dict: dict[str, Any] | None = None) -> None:
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+        self.template = template
+
+    def v1_options(self) -> dict[str, Any]:
+        return {**super().v1_options(), "template": self.template.as_dict()}
+
+
+class Autogrow:
+    """A growing list of inputs made from one template input: ``names`` or ``prefix`` + 0, 1, ... up to ``max``;
+    ``execute`` gets ``{name: value}`` of the ones the graph gives."""
+
+    io_type = AUTOGROW
+    Input = _AutogrowInput
+
+    class TemplatePrefix(_AutogrowTemplate):
+        def __init__(self, input: InputSpec, prefix: str, min: int = 1, max: int = 10) -> None:
+            if not 1 <= max <= MAX_AUTOGROW_NAMES:
+                raise ValueError(f"Autogrow max must be 1 to {MAX_AUTOGROW_NAMES}, got {max}")
+            super().__init__(input, [f"{prefix}{i}" for i in range(max)], min)
+            self.prefix = prefix
+            self.max = max
+
+        def as_dict(self) -> dict[str, Any]:
+            return {**super().as_dict(), "prefix": self.prefix, "min": self.min, "max": self.max}
+
+    class TemplateNames(_AutogrowTemplate):
+        def __init__(self, input: InputSpec, names: list[str], min: int = 1) -> None:
+            super().__init__(input, list(names)[:MAX_AUTOGROW_NAMES], min)
+
+        def as_dict(self) -> dict[str, Any]:
+            return {**super().as_dict(), "names": list(self.names), "min": self.min}
+
+
+class _DynamicComboOption:
+    def __init__(self, key: str, inputs: list[InputSpec] | None = None) -> None:
+        self.key = key
+        self.inputs = list(inputs or [])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "inputs": v1_inputs(self.inputs)}
+
+
+class _DynamicComboInput(DynamicInputSpec):
+    io_type: ClassVar[str] = DYNAMIC_COMBO
+
+    def __init__(self, id: str, options: list[_DynamicComboOption], display_name: str | None = None,
+                 optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                 extra_dict: dict[str, Any] | None = None) -> None:
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+        self.choices = list(options)
+        keys = [o.key for o in self.choices]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"DynamicCombo {id!r}: option keys must be unique, got {keys}")
+
+    def v1_options(self) -> dict[str, Any]:
+        return {**super().v1_options(), "options": [o.as_dict() for o in self.choices]}
+
+
+class DynamicCombo:
+    """A combo whose chosen option brings its own inputs; ``execute`` gets ``{"<combo id>": key, <the option's
+    inputs>}``."""
+
+    io_type = DYNAMIC_COMBO
+    Option = _DynamicComboOption
+    Input = _DynamicComboInput
+
+
+class _MatchTemplate:
+    def __init__(self, template_id: str, allowed_types: Any = None) -> None:
+        allowed = allowed_types if isinstance(allowed_types, list | tuple) else [allowed_types or AnyType]
+        for kind in allowed:
+            if not isinstance(getattr(kind, "io_type", None), str):
+                raise ValueError(f"MatchType allowed types must be V3 types (io.Image, ...), got {kind!r}")
+        self.template_id = template_id
+        self.allowed_types = list(allowed)
+
+    @property
+    def allowed(self) -> str:
+        """The allowed types as one union (``*``: any)."""
+        return ",".join(dict.fromkeys(kind.io_type for kind in self.allowed_types))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"template_id": self.template_id, "allowed_types": self.allowed}
+
+
+class _MatchTypeInput(InputSpec):
+    io_type: ClassVar[str] = MATCH_TYPE
+
+    def __init__(self, id: str, template: _MatchTemplate, display_name: str | None = None,
+                 optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                 extra_dict: dict[str, Any] | None = None, **options: Any) -> None:
+        super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, **options)
+        self.template = template
+
+    def v1_options(self) -> dict[str, Any]:
+        return {**super().v1_options(), "template": self.template.as_dict()}
+
+
+class _MatchTypeOutput(OutputSpec):
+    io_type: ClassVar[str] = MATCH_TYPE
+
+    def __init__(self, template: _MatchTemplate, id: str | None = None, display_name: str | None = None,
+                 tooltip: str | None = None, is_output_list: bool = False, **_ignored: Any) -> None:
+        super().__init__(id, display_name or (None if id else "MATCHTYPE"), tooltip, is_output_list)
+        self.template = template
+
+
+class MatchType:
+    """Inputs and outputs sharing a ``Template`` take the type of what is linked to them (one of its allowed
+    types)."""
+
+    io_type = MATCH_TYPE
+    Template = _MatchTemplate
+    Input = _MatchTypeInput
+    Output = _MatchTypeOutput
 
 
 class Schema:
