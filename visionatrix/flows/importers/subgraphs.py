@@ -1,7 +1,8 @@
 """Flattening the subgraphs of a ComfyUI UI-format workflow (``definitions.subgraphs``) into one node table.
 
 This reproduces what the official editor queues: a subgraph node (a node whose ``type`` is a subgraph's id) is
-replaced by its inner nodes, whose ids become ``"<outer id>:<inner id>"`` (nested: ``"68:12:5"``). Links across
+replaced by its inner nodes, whose ids become ``"<outer id>:<inner id>"`` (nested: ``"68:12:5"``; an inner id
+that collides with another node's is first renumbered as the editor does, see ``subgraph_ids``). Links across
 the boundary are joined: an inner input fed by the subgraph's input node (id -10) takes what feeds the subgraph
 node's input of that name outside, or, when nothing does and the input carries a widget, the subgraph node's
 widget value (``widgets_values``, one per widget input in the definition's order), falling back to the first inner
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from visionatrix.errors import InvalidFlow
+from visionatrix.flows.importers.subgraph_ids import editor_definitions
 from visionatrix.flows.importers.ui_links import MODE_BYPASS, MODE_MUTED, UiLink, parse_links
 
 WidgetValue = Callable[[dict[str, Any], str], Any]
@@ -48,16 +50,9 @@ class Flat:
 
 
 def subgraph_definitions(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every subgraph definition by id, nested ``definitions`` included."""
-    found: dict[str, dict[str, Any]] = {}
-    pending = [data]
-    while pending:
-        holder = pending.pop()
-        for item in ((holder.get("definitions") or {}).get("subgraphs") or []) if isinstance(holder, dict) else []:
-            if isinstance(item, dict) and item.get("id") is not None and str(item["id"]) not in found:
-                found[str(item["id"])] = item
-                pending.append(item)
-    return found
+    """Every subgraph definition by id, nested ``definitions`` included, with the inner node ids the editor gives
+    them (``subgraph_ids``)."""
+    return editor_definitions(data)
 
 
 def flatten(
@@ -140,7 +135,7 @@ class _Flattener:
 
     def _add(self, scope: _Scope, local_id: str, node: dict[str, Any], slots: list[Any]) -> None:
         exec_id = scope.exec_id(local_id)
-        inputs = []
+        inputs: list[Any] = []
         for slot in slots:
             if isinstance(slot, dict) and slot.get("link") is not None:
                 slot = {**slot, "link": self._global_link(scope, slot["link"], exec_id, len(inputs))}
