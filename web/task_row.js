@@ -7,8 +7,10 @@ import { h } from "./dom.js";
 import { formatBytes, formatDuration, formatTime } from "./format.js";
 import { href } from "./router.js";
 
-const STATUS_TEXT = { pending: "pending", running: "running", finished: "finished", failed: "failed",
-  cancelled: "cancelled" };
+const STATUS_TEXT = { pending: "pending", claimed: "claimed", running: "running", finished: "finished",
+  failed: "failed", cancelled: "cancelled" };
+/** Statuses a worker holds the task in (it cannot be deleted; it may be cancelled). */
+const HELD = ["claimed", "running"];
 
 function progressCell(task) {
   const percent = Math.round(task.progress ?? 0);
@@ -25,6 +27,8 @@ function statusCell(task) {
   const cancelling = task.cancel_requested && task.status === "running";
   return h("td", { "data-label": "Status" },
     h("span", { class: `badge status-${task.status}` }, cancelling ? "cancelling" : STATUS_TEXT[task.status] ?? task.status),
+    task.status === "claimed" && task.worker_id
+      ? h("p", { class: "small muted claimed-note" }, `Waiting on worker ${task.worker_id}`) : null,
     error ? h("p", { class: "task-error" },
       `Failed at node ${error.node_id ?? "?"}${error.class_type ? ` (${error.class_type})` : ""}: ${error.message ?? ""}`)
       : null);
@@ -47,9 +51,9 @@ function actionsCell(task, act) {
     outputs.length ? button("results", "Results", { "aria-label": `Results of task ${task.id}`, class: "primary" })
       : null,
     task.previews?.length ? button("previews", "Previews", { "aria-label": `Previews of task ${task.id}` }) : null,
-    ["pending", "running"].includes(task.status) && !task.cancel_requested ? button("cancel", "Cancel") : null,
+    ["pending", ...HELD].includes(task.status) && !task.cancel_requested ? button("cancel", "Cancel") : null,
     ["failed", "cancelled"].includes(task.status) ? button("restart", "Restart") : null,
-    task.status !== "running" ? button("delete", "Delete", { class: "danger" }) : null));
+    !HELD.includes(task.status) ? button("delete", "Delete", { class: "danger" }) : null));
 }
 
 /** A <tr> for `task`; `act(action, task)` runs its buttons ("results", "previews", "cancel", "restart", "delete"). */

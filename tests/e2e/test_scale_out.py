@@ -197,7 +197,8 @@ def test_a_database_workers_progress_reaches_the_servers_event_stream(tmp_path: 
     task_id = next(e["task_id"] for e in seen if e["type"] == "task_queued")
     mine = [e for e in seen if e.get("task_id") == task_id]
     kinds = [e["type"] for e in mine]
-    assert kinds[0] == "task_queued" and kinds[1] == "task_started" and kinds[-1] == "task_finished", kinds
+    assert kinds[0] == "task_queued" and kinds[-1] == "task_finished", kinds
+    assert "task_started" in kinds and kinds.index("task_started") in (1, 2), kinds  # claimed, perhaps, then started
     progress = [e["progress"] for e in mine if e["type"] == "task_progressed"]
     assert len(progress) >= 2 and progress == sorted(progress), progress
     assert all(e.get("external") for e in mine[1:]), "announced by the server's look at the database"

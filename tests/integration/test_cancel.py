@@ -29,6 +29,7 @@ async def test_cancel_while_running_flags_the_task_for_its_worker(queue: TaskQue
     [task_id] = await queue.create("resize", GRAPH, {})
     run = await queue.claim_next("w", ["resize"])
     assert run is not None
+    await queue.mark_started(task_id, run.lease_token)
     assert (await queue.extend_lease(task_id, run.lease_token)).cancel_requested is False
 
     task = await queue.cancel(task_id)
@@ -72,6 +73,7 @@ async def test_a_released_task_whose_cancel_was_requested_ends_cancelled(queue: 
     [task_id] = await queue.create("resize", GRAPH, {})
     run = await queue.claim_next("w", ["resize"])
     assert run is not None
+    await queue.mark_started(task_id, run.lease_token)
     await queue.cancel(task_id)
 
     await queue.release(task_id, run.lease_token)
@@ -84,6 +86,7 @@ async def test_an_expired_task_whose_cancel_was_requested_ends_cancelled(queue: 
     [task_id] = await queue.create("resize", GRAPH, {})
     run = await queue.claim_next("w", ["resize"])
     assert run is not None
+    await queue.mark_started(task_id, run.lease_token)
     await queue.cancel(task_id)
 
     assert await queue.requeue_expired(now=datetime.now(UTC) + timedelta(hours=1)) == 1

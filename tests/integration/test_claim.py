@@ -64,10 +64,11 @@ async def test_claim_sets_the_lease_and_the_run_fields(queue: TaskQueue, events:
     assert len(task.lease_token) >= 32
     assert before + timedelta(seconds=29) < task.lease_expires_at < datetime.now(UTC) + timedelta(seconds=31)
     record = await queue.get(task_id)
-    assert (record.status, record.worker_id, record.attempt) == (TaskStatus.RUNNING, "host:1", 1)
-    assert record.started_at is not None and before - timedelta(seconds=1) <= record.started_at
+    assert (record.status, record.worker_id, record.attempt) == (TaskStatus.CLAIMED, "host:1", 1)
+    assert record.started_at is None, "claimed, not started: its run is timed from the worker's start report"
     event = await anext(subscription)
-    assert (event["type"], event["task_id"], event["worker_id"]) == ("task_started", task_id, "host:1")
+    assert (event["type"], event["task_id"], event["worker_id"], event["status"]) == (
+        "task_claimed", task_id, "host:1", "claimed")
     assert await queue.claim_next("host:2", ["resize"]) is None
 
 

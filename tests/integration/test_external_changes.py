@@ -49,7 +49,16 @@ async def test_a_database_workers_run_is_announced_once(engine: AsyncEngine, que
         claimed = await other.claim_next("db-worker", ["f"])
         assert claimed is not None and claimed.id == task_id
         await watch.look()
-        assert _kinds(heard.drain()) == [("worker_updated", "db-worker", None), ("task_started", task_id, 0.0)]
+        [updated, claimed_event] = heard.drain()
+        assert _kinds([updated]) == [("worker_updated", "db-worker", None)]
+        assert (claimed_event["type"], claimed_event["task_id"], claimed_event["status"],
+                claimed_event["worker_id"]) == ("task_claimed", task_id, "claimed", "db-worker")
+        await watch.look()
+        assert heard.drain() == [], "nothing changed"
+        await other.mark_started(task_id, claimed.lease_token)
+        await watch.look()
+        [started] = heard.drain()
+        assert (started["type"], started["task_id"], started["status"]) == ("task_started", task_id, "running")
         await watch.look()
         assert heard.drain() == [], "nothing changed"
 
@@ -89,7 +98,7 @@ async def test_a_quick_run_a_requeue_and_a_deletion_by_another_process_are_annou
         slow = await other.claim_next("db-worker", ["f"])
         assert slow is not None and slow.id == second
         await watch.look()
-        assert _kinds(heard.drain()) == [("task_finished", first, None), ("task_started", second, 0.0)]
+        assert _kinds(heard.drain()) == [("task_finished", first, None), ("task_claimed", second, None)]
         await other.release(second, slow.lease_token)
         await watch.look()
         [event] = heard.drain()
@@ -133,6 +142,6 @@ async def test_what_it_knows_stays_bounded(engine: AsyncEngine, queue: TaskQueue
         claimed = await other.claim_next("db-worker", ["f"])  # the oldest
         assert claimed is not None and claimed.id == ids[0]
         await watch.look()
-        assert _kinds(heard.drain()) == [("task_started", ids[0], 0.0)]
+        assert _kinds(heard.drain()) == [("task_claimed", ids[0], None)]
     finally:
         await other.aclose()

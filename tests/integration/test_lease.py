@@ -45,7 +45,7 @@ async def test_an_expired_lease_is_requeued_and_then_failed_as_worker_lost(engin
     assert task.status == TaskStatus.FAILED
     assert task.error is not None and task.error["message"] == WORKER_LOST == "worker lost"
     assert task.finished_at is not None
-    assert (await anext(subscription))["type"] == "task_started"
+    assert (await anext(subscription))["type"] == "task_claimed"
     assert (await anext(subscription))["type"] == "task_failed"
     assert await queue.claim_next("w3", ["resize"]) is None
 
@@ -89,7 +89,7 @@ async def test_a_stale_worker_cannot_finish_a_task_requeued_and_claimed_by_anoth
 
     task = await queue.get(task_id)
     assert (task.status, task.worker_id, task.attempt, task.progress, task.error) == (
-        TaskStatus.RUNNING, "w-fresh", 2, 0.0, None)
+        TaskStatus.CLAIMED, "w-fresh", 2, 0.0, None)
     await queue.mark_finished(task_id, fresh.lease_token, timings={"1": 1.0}, outputs=[])
     assert (await queue.get(task_id)).timings == {"1": 1.0}
 
@@ -137,6 +137,6 @@ async def test_requeue_takes_only_expired_running_tasks(db: Database):
         assert await queue.requeue_expired(now=later(5)) == 1
 
         statuses = {t.id: t.status for t in await queue.list()}
-        assert statuses == {ids[0]: TaskStatus.RUNNING, ids[1]: TaskStatus.PENDING, ids[2]: TaskStatus.PENDING}
+        assert statuses == {ids[0]: TaskStatus.CLAIMED, ids[1]: TaskStatus.PENDING, ids[2]: TaskStatus.PENDING}
     finally:
         await engine.dispose()

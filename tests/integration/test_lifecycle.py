@@ -164,12 +164,14 @@ async def test_restart_puts_a_failed_task_back_to_pending_with_a_clean_slate(que
     assert again is not None and again.id == task_id and again.attempt == 1
 
 
-@pytest.mark.parametrize("state", ["pending", "running", "finished"])
+@pytest.mark.parametrize("state", ["pending", "claimed", "running", "finished"])
 async def test_restart_is_a_conflict_unless_failed_or_cancelled(queue: TaskQueue, state: str):
     [task_id] = await queue.create("resize", GRAPH, {})
     if state != "pending":
         claimed = await queue.claim_next("w1", ["resize"])
         assert claimed is not None
+        if state != "claimed":
+            await queue.mark_started(task_id, claimed.lease_token)
         if state == "finished":
             await queue.mark_finished(task_id, claimed.lease_token, timings={}, outputs=[])
     with pytest.raises(Conflict, match=state):
@@ -200,7 +202,10 @@ async def test_delete_of_a_running_task_is_a_conflict(queue: TaskQueue):
     [task_id] = await queue.create("resize", GRAPH, {})
     claimed = await queue.claim_next("w1", ["resize"])
     assert claimed is not None
-    with pytest.raises(Conflict, match="running"):
+    with pytest.raises(Conflict, match="is claimed"):
+        await queue.delete(task_id)
+    await queue.mark_started(task_id, claimed.lease_token)
+    with pytest.raises(Conflict, match="is running"):
         await queue.delete(task_id)
     assert (await queue.get(task_id)).status == TaskStatus.RUNNING
     await queue.mark_finished(task_id, claimed.lease_token, timings={}, outputs=[])
@@ -214,6 +219,10 @@ async def test_list_is_newest_first_and_filters_by_status_and_flow(queue: TaskQu
     b = await queue.create("upscale", GRAPH, {}, count=2)
     claimed = await queue.claim_next("w1", ["upscale"])
     assert claimed is not None and claimed.id == b[0]
+    assert [t.id for t in await queue.list(status=TaskStatus.CLAIMED)] == [b[0]]
+    assert await queue.list(status=TaskStatus.RUNNING) == []
+    await queue.mark_started(b[0], claimed.lease_token)
+    assert await queue.list(status=TaskStatus.CLAIMED) == []
 
     assert [t.id for t in await queue.list()] == sorted(a + b, reverse=True)
     assert [t.id for t in await queue.list(limit=2, offset=1)] == sorted(a + b, reverse=True)[1:3]

@@ -81,7 +81,7 @@ async def test_merged_claims_take_tasks_in_order_and_write_what_a_single_claim_w
         row = rows[claim.id]
         assert {k: v for k, v in row.items() if k not in VOLATILE} == reference
         assert (row["worker_id"], row["lease_token"]) == (f"w{i}", claim.lease_token)
-        assert row["started_at"] is not None and row["lease_expires_at"] > row["started_at"]
+        assert row["started_at"] is None and row["lease_expires_at"] > row["updated_at"]  # claimed, not started
         assert (await queue.extend_lease(claim.id, claim.lease_token)).cancel_requested is False
     assert {rows[i]["status"] for i in ids[6:]} == {"pending"}
 
@@ -110,7 +110,7 @@ async def test_merged_finishes_are_each_guarded_by_their_own_lease(queue: TaskQu
 
     assert [type(outcome) for outcome in outcomes] == [type(None)] * 2 + [LeaseLost] + [type(None)] * 2
     tasks = [await queue.get(claim.id) for claim in claims if claim is not None]
-    assert [task.status for task in tasks] == [TaskStatus.FINISHED] * 2 + [TaskStatus.RUNNING] + [
+    assert [task.status for task in tasks] == [TaskStatus.FINISHED] * 2 + [TaskStatus.CLAIMED] + [
         TaskStatus.FINISHED] * 2
     assert [task.timings for task in tasks if task.status is TaskStatus.FINISHED] == [
         {"run": 0.0}, {"run": 1.0}, {"run": 3.0}, {"run": 4.0}]

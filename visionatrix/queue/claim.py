@@ -153,7 +153,8 @@ def candidate(*, affinity: bool, dialect: str = "postgresql", lock: bool = True,
 
 
 def _running_values() -> dict[str, Any]:
-    """What a claim writes into the task's row."""
+    """What a claim writes into the task's row: ``running`` (the lease), with ``started_at`` NULL until the worker
+    reports that the execution starts (``lease.started``); till then the task shows as ``claimed``."""
     now: BindParameter[datetime] = bindparam("p_now", type_=UTCDateTime())
     return {
         "status": RUNNING,
@@ -163,7 +164,7 @@ def _running_values() -> dict[str, Any]:
         "attempt": TASKS.c.attempt + 1,
         "progress": 0.0,
         "current_node": None,
-        "started_at": now,
+        "started_at": None,
         "updated_at": now,
     }
 

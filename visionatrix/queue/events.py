@@ -12,8 +12,8 @@ import collections
 from typing import Any
 
 Event = dict[str, Any]
-EVENT_TYPES = ("task_queued", "task_started", "task_progressed", "task_finished", "task_failed", "task_cancelled",
-               "task_deleted", "task_restarted", "worker_updated", "flows_changed", "model_progress",
+EVENT_TYPES = ("task_queued", "task_claimed", "task_started", "task_progressed", "task_finished", "task_failed",
+               "task_cancelled", "task_deleted", "task_restarted", "worker_updated", "flows_changed", "model_progress",
                "models_changed")
 
 

@@ -11,7 +11,7 @@ import functools
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Double, Update, bindparam, update
+from sqlalchemy import JSON, BigInteger, Double, Update, bindparam, func, update
 from sqlalchemy.sql.elements import BindParameter
 
 from visionatrix.db.types import UTCDateTime
@@ -41,12 +41,26 @@ def extend() -> Update:
     return _guarded(lease_expires_at=bindparam("p_lease_expires_at", type_=UTCDateTime()))
 
 
+def _started_at() -> Any:
+    """``started_at`` kept once set, else now: the first report of a run marks its start."""
+    return func.coalesce(T.started_at, _now())
+
+
+@functools.cache
+def started() -> Update:
+    """The worker starts executing the task (it was ``claimed`` until now), which extends the lease too: ``p_now``,
+    ``p_lease_expires_at``. Said again (a retried request), it keeps the first start."""
+    return _guarded(started_at=_started_at(), updated_at=_now(),
+                    lease_expires_at=bindparam("p_lease_expires_at", type_=UTCDateTime()))
+
+
 @functools.cache
 def progress() -> Update:
-    """Progress report, which extends the lease too: ``p_progress``, ``p_current_node``, ``p_now``,
-    ``p_lease_expires_at``."""
+    """Progress report, which extends the lease too (and marks the run started, for a worker that does not report
+    the start): ``p_progress``, ``p_current_node``, ``p_now``, ``p_lease_expires_at``."""
     return _guarded(progress=bindparam("p_progress", type_=Double()), current_node=bindparam("p_current_node"),
-                    updated_at=_now(), lease_expires_at=bindparam("p_lease_expires_at", type_=UTCDateTime()))
+                    started_at=_started_at(), updated_at=_now(),
+                    lease_expires_at=bindparam("p_lease_expires_at", type_=UTCDateTime()))
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""``TaskQueue``: every query of the task lifecycle — create, claim, heartbeat, progress, finish, fail, cancel,
+"""``TaskQueue``: every query of the task lifecycle — create, claim, start, heartbeat, progress, finish, fail, cancel,
 restart, delete, requeue of expired leases — and the worker heartbeat rows.
 
 Rules every write follows:
@@ -195,7 +195,7 @@ class TaskQueue(WorkerRows, UserActions):
         if owner_id is not None:
             query = query.where(T.owner_id == owner_id)
         if status is not None:
-            query = query.where(T.status == TaskStatus(status).value)
+            query = query.where(records.status_condition([TaskStatus(status)]))
         if flow is not None:
             query = query.where(T.flow == flow)
         async with self.engine.connect() as conn:
@@ -235,7 +235,7 @@ class TaskQueue(WorkerRows, UserActions):
         if row is None:
             return None
         task_id, flow, graph, params, attempt = row
-        self._publish("task_started", task_id, flow, status=TaskStatus.RUNNING.value, worker_id=worker_id,
+        self._publish("task_claimed", task_id, flow, status=TaskStatus.CLAIMED.value, worker_id=worker_id,
                       attempt=attempt)
         return ClaimedTask(id=task_id, flow=flow, graph=graph, params=params, lease_token=token,
                            lease_expires_at=expires_at, attempt=attempt)
@@ -289,6 +289,21 @@ class TaskQueue(WorkerRows, UserActions):
             row = await self.writes.update_one(conn, task_id, lease.extend(), (T.cancel_requested,), values)
         if row is None:
             raise LeaseLost(task_id)
+        return LeaseState(cancel_requested=bool(row.cancel_requested))
+
+    async def mark_started(self, task_id: int, lease_token: str) -> LeaseState:
+        """The worker starts executing the claimed task: it shows ``running`` from now, and its run is timed from
+        now (``started_at``); extends the lease too. ``LeaseLost`` when the token no longer owns the task — a task
+        cancelled while it was claimed is never run."""
+        now = _now()
+        values = lease.params(task_id, lease_token, now=now, lease_expires_at=now + timedelta(seconds=self.lease_s))
+        async with self.writes.single() as conn:
+            row = await self.writes.update_one(conn, task_id, lease.started(),
+                                               (T.flow, T.cancel_requested, T.worker_id, T.attempt), values)
+        if row is None:
+            raise LeaseLost(task_id)
+        self._publish("task_started", task_id, row.flow, status=TaskStatus.RUNNING.value, worker_id=row.worker_id,
+                      attempt=row.attempt)
         return LeaseState(cancel_requested=bool(row.cancel_requested))
 
     async def report_progress(self, task_id: int, lease_token: str, *, progress: float,

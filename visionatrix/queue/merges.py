@@ -40,7 +40,7 @@ _CLAIM = (
     "o AS (SELECT id, row_number() OVER (ORDER BY priority DESC, affinity DESC, id) AS n FROM c) "
     "UPDATE tasks SET status = 'running', progress = 0.0, current_node = NULL, worker_id = ($3::VARCHAR[])[o.n], "
     "attempt = tasks.attempt + 1, lease_token = ($4::VARCHAR[])[o.n], "
-    "lease_expires_at = ($5::TIMESTAMPTZ[])[o.n], started_at = ($6::TIMESTAMPTZ[])[o.n], "
+    "lease_expires_at = ($5::TIMESTAMPTZ[])[o.n], started_at = NULL, "
     "updated_at = ($6::TIMESTAMPTZ[])[o.n] "
     "FROM o WHERE tasks.id = o.id "
     "RETURNING tasks.id, tasks.flow, tasks.graph, tasks.params, tasks.attempt, tasks.lease_token")

@@ -10,9 +10,15 @@ from typing import Any
 
 
 class TaskStatus(StrEnum):
-    """Where a task is in its lifecycle: ``pending → running → finished | failed | cancelled``."""
+    """Where a task is in its lifecycle: ``pending → claimed → running → finished | failed | cancelled``.
+
+    ``claimed`` is shown, never stored: a worker holds the task's lease (the row's status is ``running``) but has not
+    started executing it yet (``started_at`` is NULL) — it was claimed ahead while the worker's executor runs another
+    task, or its inputs are being prepared. ``records.status_condition`` turns statuses into the SQL that finds
+    them."""
 
     PENDING = "pending"
+    CLAIMED = "claimed"
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
@@ -55,6 +61,7 @@ class TaskRecord:
     """Node id -> seconds."""
     created_at: datetime | None
     started_at: datetime | None
+    """When its execution started (None while pending or claimed): a run's duration is timed from here."""
     finished_at: datetime | None
     updated_at: datetime | None
     files: list[FileRecord] = field(default_factory=list)

@@ -154,7 +154,7 @@ class PromptTasks:
     def _where(query: Any, statuses: Collection[TaskStatus] | None, owner_id: int | None) -> Any:
         query = query.where(T.prompt_id.is_not(None))
         if statuses is not None:
-            query = query.where(T.status.in_([status.value for status in statuses]))
+            query = query.where(records.status_condition(statuses))
         if owner_id is not None:
             query = query.where(T.owner_id == owner_id)
         return query

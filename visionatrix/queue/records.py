@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, TypeAlias, cast
 
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Row, Table, and_, false, or_
 
-from visionatrix.db.tables import FILE_KINDS
+from visionatrix.db.tables import FILE_KINDS, Task
 from visionatrix.queue.models import FileRecord, TaskRecord, TaskStatus, WorkerRecord
 
 AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
@@ -17,11 +19,42 @@ RESET_RUN: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "wor
 """What a task going back to ``pending`` forgets of its last run."""
 
 
+T = cast(Table, Task.__table__).c
+
+
+def shown_status(stored: str, started_at: datetime | None) -> TaskStatus:
+    """The status a row shows: a ``running`` row whose execution has not started yet is ``claimed``."""
+    if stored == TaskStatus.RUNNING.value and started_at is None:
+        return TaskStatus.CLAIMED
+    return TaskStatus(stored)
+
+
+def status_condition(statuses: Collection[TaskStatus]) -> ColumnElement[bool]:
+    """The rows that show one of ``statuses`` (``shown_status``): ``claimed`` and ``running`` are both stored as
+    ``running``, told apart by ``started_at``."""
+    wanted = {TaskStatus(status) for status in statuses}
+    stored = [status.value for status in TaskStatus if status in wanted and status is not TaskStatus.CLAIMED
+              and status is not TaskStatus.RUNNING]
+    parts: list[ColumnElement[bool]] = []
+    if stored:
+        parts.append(T.status == stored[0] if len(stored) == 1 else T.status.in_(stored))
+    held = T.status == TaskStatus.RUNNING.value
+    if TaskStatus.CLAIMED in wanted and TaskStatus.RUNNING in wanted:
+        parts.append(held)
+    elif TaskStatus.CLAIMED in wanted:
+        parts.append(and_(held, T.started_at.is_(None)))
+    elif TaskStatus.RUNNING in wanted:
+        parts.append(and_(held, T.started_at.is_not(None)))
+    if not parts:
+        return false()
+    return parts[0] if len(parts) == 1 else or_(*parts)
+
+
 def task_record(row: AnyRow, files: list[FileRecord]) -> TaskRecord:
     return TaskRecord(
-        id=row.id, flow=row.flow, status=TaskStatus(row.status), priority=row.priority, params=row.params,
-        graph=row.graph, progress=float(row.progress), current_node=row.current_node, worker_id=row.worker_id,
-        attempt=row.attempt, cancel_requested=bool(row.cancel_requested), error=row.error,
+        id=row.id, flow=row.flow, status=shown_status(row.status, row.started_at), priority=row.priority,
+        params=row.params, graph=row.graph, progress=float(row.progress), current_node=row.current_node,
+        worker_id=row.worker_id, attempt=row.attempt, cancel_requested=bool(row.cancel_requested), error=row.error,
         timings=dict(row.timings or {}), created_at=row.created_at, started_at=row.started_at,
         finished_at=row.finished_at, updated_at=row.updated_at, files=files, peak_vram_bytes=row.peak_vram_bytes,
         owner_id=row.owner_id, webhook=row.webhook)

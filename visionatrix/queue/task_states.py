@@ -1,4 +1,5 @@
-"""A light look at tasks' progress (no graph, params or files), for watching what other processes change."""
+"""A light look at tasks' progress (no graph, params or files), for watching what other processes change; a status
+is the one shown (``claimed`` until the run starts)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from visionatrix.db.tables import Task
 from visionatrix.queue.models import TaskStatus
+from visionatrix.queue.records import shown_status
 
 TASKS = cast(Table, Task.__table__)
 T = TASKS.c
@@ -29,14 +31,14 @@ class TaskState:
 
 
 async def task_states(engine: AsyncEngine, ids: Collection[int]) -> list[TaskState]:
-    """The running tasks plus those of ``ids`` that still exist (any status), by id."""
+    """The running and claimed tasks plus those of ``ids`` that still exist (any status), by id."""
     wanted = sorted(ids)[-MAX_IDS:]
     condition = T.status == TaskStatus.RUNNING.value
     if wanted:
         condition = or_(condition, T.id.in_(wanted))
-    query = (select(T.id, T.flow, T.status, T.progress, T.current_node, T.worker_id).where(condition)
-             .order_by(T.id))
+    query = (select(T.id, T.flow, T.status, T.started_at, T.progress, T.current_node, T.worker_id)
+             .where(condition).order_by(T.id))
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [TaskState(row.id, row.flow, TaskStatus(row.status), float(row.progress or 0.0), row.current_node,
-                      row.worker_id) for row in rows]
+    return [TaskState(row.id, row.flow, shown_status(row.status, row.started_at), float(row.progress or 0.0),
+                      row.current_node, row.worker_id) for row in rows]

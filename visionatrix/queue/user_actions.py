@@ -40,10 +40,10 @@ class UserActions:
     async def _state_conflict(self, task_id: int, action: str) -> Conflict:
         """``NotFound`` when the task does not exist, else the ``Conflict`` to raise for ``action``."""
         async with self.engine.connect() as conn:
-            status = (await conn.execute(select(T.status).where(T.id == task_id))).scalar()
-        if status is None:
+            row = (await conn.execute(select(T.status, T.started_at).where(T.id == task_id))).first()
+        if row is None:
             raise NotFound("task", str(task_id))
-        return Conflict(f"task {task_id} is {status}: it cannot be {action}")
+        return Conflict(f"task {task_id} is {records.shown_status(row.status, row.started_at)}: it cannot be {action}")
 
     async def pending_count(self, owner_id: int) -> int:
         """How many pending tasks ``owner_id`` has (the per-user limit)."""
@@ -61,18 +61,24 @@ class UserActions:
         return {int(row.id): row.owner_id for row in rows}
 
     async def cancel(self, task_id: int) -> TaskRecord:
-        """A pending task becomes ``cancelled`` at once; a running one is flagged (``cancel_requested``), and its
-        worker sees the flag on its next heartbeat. Otherwise ``Conflict``; ``NotFound``."""
+        """A pending task becomes ``cancelled`` at once, and so does a claimed one (its lease is taken back: the
+        worker's start report then finds no lease, and it drops the task unrun); a running one is flagged
+        (``cancel_requested``), and its worker sees the flag on its next heartbeat. Otherwise ``Conflict``;
+        ``NotFound``."""
         now = _now()
         at_once = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.PENDING.value)
                    .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now))
+        claimed = (update(TASKS).where(T.id == task_id, records.status_condition([TaskStatus.CLAIMED]))
+                   .values(status=TaskStatus.CANCELLED.value, cancel_requested=True, lease_token=None,
+                           lease_expires_at=None, current_node=None, finished_at=now, updated_at=now))
         flagged = (update(TASKS).where(T.id == task_id, T.status == TaskStatus.RUNNING.value)
                    .values(cancel_requested=True, updated_at=now))
-        async with self.writes.single() as conn:
-            row = await self.writes.update_one(conn, task_id, at_once, (T.flow,))
-        if row is not None:
-            self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
-            return await self.get(task_id)
+        for stmt in (at_once, claimed):
+            async with self.writes.single() as conn:
+                row = await self.writes.update_one(conn, task_id, stmt, (T.flow,))
+            if row is not None:
+                self._publish("task_cancelled", task_id, row.flow, status=TaskStatus.CANCELLED.value)
+                return await self.get(task_id)
         async with self.writes.single() as conn:
             row = await self.writes.update_one(conn, task_id, flagged, (T.flow,))
         if row is None:

@@ -106,6 +106,7 @@ POLICY: dict[str, dict[tuple[str, ...], str]] = {
     "/vapi/worker/claim": {("POST",): "worker"},
     "/vapi/worker/claim/withdraw": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/inputs/{name}": {READ: "worker"},
+    "/vapi/worker/tasks/{task_id}/start": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/heartbeat": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/preview": {("POST",): "worker"},
     "/vapi/worker/tasks/{task_id}/outputs/{name}": {("PUT",): "worker"},

@@ -3,11 +3,11 @@ database, so this server's event hub would never hear of them.
 
 While anyone listens to ``/vapi/events`` (WebSocket or SSE), ``ExternalChanges`` looks every ``interval_s`` at the
 workers table (a changed ``last_seen_at`` → ``worker_updated``) and, while a Database-FS worker is online, at the
-running tasks and the unfinished tasks it knows of; a difference from what it knows becomes the event this process
-would have published (``task_started``, ``task_progressed``, ``task_finished``/``failed``/``cancelled``,
-``task_queued`` for a requeue, ``task_deleted``). What this process publishes itself updates what it knows, so
-those changes are not announced twice (a change that races with its own event may be: clients treat events as
-hints to look again).
+running (and claimed) tasks and the unfinished tasks it knows of; a difference from what it knows becomes the event
+this process would have published (``task_claimed``, ``task_started``, ``task_progressed``,
+``task_finished``/``failed``/``cancelled``, ``task_queued`` for a requeue, ``task_deleted``). What this process
+publishes itself updates what it knows, so those changes are not announced twice (a change that races with its own
+event may be: clients treat events as hints to look again).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ DATABASE_MODE = "WORKER_DB"
 FINISHED_EVENTS = {TaskStatus.FINISHED: "task_finished", TaskStatus.FAILED: "task_failed",
                    TaskStatus.CANCELLED: "task_cancelled"}
 FINISHED_STATUSES = frozenset(status.value for status in FINISHED_EVENTS)
+HELD = frozenset({TaskStatus.CLAIMED.value, TaskStatus.RUNNING.value})
+"""A worker holds the task (it is watched until it ends)."""
 _Known = tuple[str, float, str | None]
 """A task's status, progress and current node as last announced."""
 
@@ -109,8 +111,8 @@ class ExternalChanges:
         """The known running tasks and the oldest known pending ones (the next to be claimed). Pending tasks past
         those are forgotten (a backlog would otherwise be held here): when one starts, the look at the running
         tasks finds it."""
-        running = [task_id for task_id, known in self._tasks.items() if known[0] == TaskStatus.RUNNING.value]
-        pending = sorted(task_id for task_id, known in self._tasks.items() if known[0] != TaskStatus.RUNNING.value)
+        running = [task_id for task_id, known in self._tasks.items() if known[0] in HELD]
+        pending = sorted(task_id for task_id, known in self._tasks.items() if known[0] not in HELD)
         for task_id in pending[WATCHED_PENDING:]:
             del self._tasks[task_id]
         return running + pending[:WATCHED_PENDING]
@@ -142,8 +144,12 @@ class ExternalChanges:
             return {"type": FINISHED_EVENTS[status]} if old is not None else None
         self._tasks[state.id] = (status.value, state.progress, state.current_node)
         if status is TaskStatus.PENDING:
-            if old is not None and old[0] == TaskStatus.RUNNING.value:
+            if old is not None and old[0] in HELD:
                 return {"type": "task_queued", "requeued": True}
+            return None
+        if status is TaskStatus.CLAIMED:
+            if old is None or old[0] != TaskStatus.CLAIMED.value:
+                return {"type": "task_claimed", "worker_id": state.worker_id}
             return None
         if old is None or old[0] != TaskStatus.RUNNING.value:
             return {"type": "task_started", "worker_id": state.worker_id, "progress": state.progress,

@@ -118,9 +118,9 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["type"],
         "properties": {
-            "type": {"enum": ["subscribed", "task_queued", "task_started", "task_progressed", "task_finished",
-                              "task_failed", "task_cancelled", "task_restarted", "task_deleted", "worker_updated",
-                              "flows_changed", "model_progress", "models_changed"]},
+            "type": {"enum": ["subscribed", "task_queued", "task_claimed", "task_started", "task_progressed",
+                              "task_finished", "task_failed", "task_cancelled", "task_restarted", "task_deleted",
+                              "worker_updated", "flows_changed", "model_progress", "models_changed"]},
             "worker_id": {"type": ["string", "null"], "description": "worker_updated: the worker that reported or "
                           "changed; model_progress: the worker downloading (null: the server)"},
             "name": {"type": "string", "description": "model_progress, models_changed: the catalog model"},
@@ -187,8 +187,8 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "List tasks, newest first", "operationId": "listTasks",
             "parameters": [
-                {"name": "status", "in": "query", "schema": {"enum": ["pending", "running", "finished", "failed",
-                                                                      "cancelled"]}},
+                {"name": "status", "in": "query", "schema": {"enum": ["pending", "claimed", "running", "finished",
+                                                                      "failed", "cancelled"]}},
                 {"name": "flow", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
                                                             "default": 50}},

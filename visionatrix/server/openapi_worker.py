@@ -136,6 +136,10 @@ PATHS: dict[str, Any] = {
                           **errors(400, 401, 404, 409)},
         },
     },
+    "/vapi/worker/tasks/{task_id}/start": _post(
+        "The worker starts executing the claimed task: it shows running, and is timed, from now (extends the lease); "
+        "409 when it is no longer the worker's (cancelled while claimed): drop it unrun", "workerStart",
+        "LeaseRequest", ref("HeartbeatReply"), 400, 401, 409),
     "/vapi/worker/tasks/{task_id}/heartbeat": _post(
         "Extend the lease (and report progress); says whether a cancel was requested", "workerHeartbeat",
         "Heartbeat", ref("HeartbeatReply"), 400, 401, 409),

@@ -44,7 +44,9 @@ class Task(ResponseBody):
 
     id: int
     flow: str
-    status: Literal["pending", "running", "finished", "failed", "cancelled"]  # TaskStatus (a test keeps them equal)
+    status: Literal["pending", "claimed", "running", "finished", "failed", "cancelled"] = Field(
+        description="claimed: a worker holds it but has not started executing it yet (it waits for the worker's "
+                    "current task); running: executing since started_at")  # TaskStatus (a test keeps them equal)
     priority: int
     params: dict[str, Any]
     progress: float = Field(ge=0, le=100)
@@ -60,7 +62,7 @@ class Task(ResponseBody):
     webhook_url: str | None = Field(description="Where the task's end is POSTed (its webhook_headers are never "
                                                 "shown)")
     created_at: datetime | None
-    started_at: datetime | None
+    started_at: datetime | None = Field(description="When its execution started (null while pending or claimed)")
     finished_at: datetime | None
     updated_at: datetime | None
     inputs: list[TaskFile]

@@ -307,6 +307,8 @@ class Worker(WorkerReports):
             log.warning("task %s: flow %s is no longer allowed here; giving it back", task.id, task.flow)
             return _Outcome("interrupted")
         assert held.input_dir is not None and held.output_dir is not None
+        if not await self._keeper.begin(held):  # claimed until now: the task shows running, and is timed, from here
+            return _Outcome("dropped" if held.lease_lost else "interrupted")
         self.current, self.last_flow, held.running = held, task.flow, True
         self._report_due.set()
         try:

@@ -103,6 +103,9 @@ class DatabaseSource:
         await asyncio.to_thread(shutil.rmtree, stale, True)  # a requeued task's partial results
         return self.storage.input_dir(task.id), self.storage.output_dir(task.id)
 
+    async def start(self, task: ClaimedTask) -> LeaseState:
+        return await self.queue.mark_started(task.id, task.lease_token)
+
     async def preview(self, task: ClaimedTask, node_id: str, image: bytes) -> None:
         """To this process's task events (the in-process worker's server shows it; a Database-FS worker has no
         server to tell)."""

@@ -80,6 +80,28 @@ class LeaseKeeper:
     def start(self, held: HeldTask) -> None:
         held.keeper = asyncio.create_task(self._keep(held), name=f"vix-lease-{held.task.id}")
 
+    async def begin(self, held: HeldTask) -> bool:
+        """Report that the run of ``held`` starts now (``TaskSource.start``); False when it must not run: its lease
+        is gone (``held.lease_lost``: cancelled while it was claimed, or expired) or its cancel was requested. A
+        start report that failed otherwise is logged and the run goes on (the first progress report marks the
+        start then)."""
+        try:
+            state = await self.source.start(held.task)
+        except LeaseLost:
+            log.info("task %s: no longer this worker's (cancelled while it waited?); not run", held.task.id)
+            held.lease_lost = True
+            return False
+        except SourceStopped as exc:
+            self.halted = True
+            self.on_stopped(exc)
+            return False
+        except Exception:
+            log.warning("task %s: reporting its start failed; running it anyway", held.task.id, exc_info=True)
+            return True
+        if state.cancel_requested:
+            held.cancel_requested = True
+        return not held.cancel_requested
+
     def _should_interrupt(self, held: HeldTask) -> bool:
         return held.running and (held.cancel_requested or held.lease_lost or self.stopping.is_set())
 

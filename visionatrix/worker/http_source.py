@@ -192,6 +192,11 @@ class HttpSource:
             held.renewed()
         return input_dir, output_dir
 
+    async def start(self, task: ClaimedTask) -> LeaseState:
+        answer = await self._task_call(task, "start", {"lease_token": task.lease_token})
+        _http(task).renewed()
+        return LeaseState(cancel_requested=bool(answer.get("cancel_requested")))
+
     async def preview(self, task: ClaimedTask, node_id: str, image: bytes) -> None:
         """One attempt, no retries: a lost preview is replaced by the next one."""
         headers = {"X-Vix-Lease": task.lease_token, "X-Vix-Node": node_id, "Content-Type": "image/jpeg"}

@@ -41,6 +41,12 @@ class TaskSource(Protocol):
         empty."""
         ...
 
+    async def start(self, task: ClaimedTask) -> LeaseState:
+        """The executor starts the task now: until this it shows ``claimed``, from now ``running``, and its run is
+        timed from now. ``LeaseLost`` when the task is no longer this worker's (it was cancelled while it waited):
+        the worker then drops it without running it."""
+        ...
+
     async def preview(self, task: ClaimedTask, node_id: str, image: bytes) -> None:
         """Show ``image`` (JPEG) as the running node's preview to whoever follows the task; best effort."""
         ...

@@ -11,7 +11,7 @@ import { href } from "../router.js";
 import { applyProgress, swapRow, taskRow } from "../task_row.js";
 
 const PAGE_SIZE = 50;
-const STATUSES = ["pending", "running", "finished", "failed", "cancelled"];
+const STATUSES = ["pending", "claimed", "running", "finished", "failed", "cancelled"];
 const GALLERY_DELAY_MS = 150;
 
 export function mount(main, { arg, events, signal }) {
@@ -205,7 +205,7 @@ export function mount(main, { arg, events, signal }) {
     const row = rows.get(event.task_id);
     if (event.type === "task_deleted") {
       drop(event.task_id);
-    } else if (event.type === "task_progressed" && row && row.dataset.status !== "pending") {
+    } else if (event.type === "task_progressed" && row && !["pending", "claimed"].includes(row.dataset.status)) {
       if (row.dataset.status !== "running") return;  // a late report of a task that has ended
       const task = tasks.get(event.task_id);
       task.progress = event.progress;

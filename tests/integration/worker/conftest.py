@@ -113,8 +113,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10
         await asyncio.sleep(0.01)
 
 
-async def running_of(queue: TaskQueue, worker_id: str) -> list[int]:
-    return [t.id for t in await queue.list(status=TaskStatus.RUNNING, limit=1000) if t.worker_id == worker_id]
+async def held_by(queue: TaskQueue, worker_id: str) -> list[int]:
+    """The tasks leased to ``worker_id``: running, or claimed (held ahead, not started yet), by id."""
+    held = [t for status in (TaskStatus.CLAIMED, TaskStatus.RUNNING)
+            for t in await queue.list(status=status, limit=1000) if t.worker_id == worker_id]
+    return sorted(t.id for t in held)
 
 
 def free_port() -> int:

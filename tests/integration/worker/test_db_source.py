@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import Database, create_database, drop_database
-from tests.integration.worker.conftest import eventually, queue_task, running_of, slow_graph
+from tests.integration.worker.conftest import eventually, held_by, queue_task, slow_graph
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.models import TaskStatus, WorkerRecord
 from visionatrix.queue.wakeups import TaskWakeups
@@ -158,7 +158,7 @@ async def test_stop_releases_the_running_task_and_the_one_held_ahead(queue: Task
     running = asyncio.create_task(worker.run(stop))
 
     async def two_held() -> bool:
-        return len(await running_of(queue, "w")) == 2 and worker.current is not None
+        return len(await held_by(queue, "w")) == 2 and worker.current is not None
 
     await eventually(two_held, what="a running task and one held ahead")
     stop.set()
@@ -193,16 +193,41 @@ async def test_a_task_cancelled_while_held_ahead_is_cancelled_without_running(tm
 
         async def held_ahead() -> bool:
             current = worker.current
-            return current is not None and current.task.id == first and ahead in await running_of(queue, "w")
+            return current is not None and current.task.id == first and ahead in await held_by(queue, "w")
 
         await eventually(held_ahead, what="the second task held ahead")
-        await queue.cancel(ahead)
+        assert [t.status for t in (await queue.get(first), await queue.get(ahead))] == [
+            TaskStatus.RUNNING, TaskStatus.CLAIMED], "the task held ahead is not running yet"
+        cancelled = await queue.cancel(ahead)
+        assert (cancelled.status, cancelled.started_at) == (TaskStatus.CANCELLED, None), "at once, never started"
         await asyncio.wait_for(running, timeout=20)
         assert (await queue.get(first)).status == TaskStatus.FINISHED
         assert (await queue.get(ahead)).status == TaskStatus.CANCELLED
         assert ahead not in executor.runs
     finally:
         await queue.aclose()
+
+
+async def test_a_task_held_ahead_shows_claimed_and_its_run_is_timed_from_its_start(queue: TaskQueue, tmp_path: Path,
+                                                                                    executor: Any) -> None:
+    """The second task waits in the worker while the first runs: it shows ``claimed`` meanwhile, and its duration
+    (``finished_at - started_at``) is its own run, not the wait."""
+    storage = storage_in(tmp_path)
+    first, ahead = [await queue_task(queue, storage, "slow", slow_graph(16000 + i)) for i in range(2)]
+    worker = Worker(DatabaseSource(queue, storage, poll_min_s=0.01, poll_max_s=0.1), executor, loop_options())
+    running = asyncio.create_task(worker.run(asyncio.Event(), burst=True))
+    shown: set[tuple[TaskStatus, TaskStatus]] = set()
+    while not running.done():
+        shown.add(((await queue.get(first)).status, (await queue.get(ahead)).status))
+        await asyncio.sleep(0.01)
+    assert await running == 2
+    assert (TaskStatus.RUNNING, TaskStatus.CLAIMED) in shown, shown
+    done = await queue.get(ahead)
+    assert done.status is TaskStatus.FINISHED and done.started_at is not None and done.finished_at is not None
+    first_run_s = executor.runs[first][1] - executor.runs[first][0]
+    own_run_s = executor.runs[ahead][1] - executor.runs[ahead][0]
+    shown_s = (done.finished_at - done.started_at).total_seconds()
+    assert own_run_s - 0.05 <= shown_s < own_run_s + first_run_s / 2, (shown_s, own_run_s, first_run_s)
 
 
 async def test_a_woken_claim_that_finds_nothing_answers_at_once_so_new_flows_are_asked_for(

@@ -17,8 +17,8 @@ from tests.integration.worker.conftest import (
     Server,
     eventually,
     free_port,
+    held_by,
     queue_task,
-    running_of,
     running_server,
     server_services,
     slow_graph,
@@ -112,7 +112,7 @@ async def test_the_worker_holds_one_task_ahead_while_the_previous_one_concludes(
         held: list[int] = []
         worker = asyncio.create_task(Worker(source, executor, options()).run(asyncio.Event(), burst=True))
         while not worker.done():
-            held.append(len(await running_of(services.queue, WORKER)))
+            held.append(len(await held_by(services.queue, WORKER)))
             await asyncio.sleep(0.01)
         assert await worker == 4
         assert max(held) == 3, f"held at once (N-1 concluding, N running, N+1 ahead): {sorted(set(held))}"
@@ -128,7 +128,7 @@ async def test_stop_releases_the_running_task_and_the_one_claimed_ahead(tmp_path
         running = asyncio.create_task(worker.run(stop))
 
         async def two_held() -> bool:
-            return len(await running_of(services.queue, WORKER)) == 2 and worker.current is not None
+            return len(await held_by(services.queue, WORKER)) == 2 and worker.current is not None
 
         await eventually(two_held, what="a running task and one claimed ahead")
         stop.set()
@@ -308,7 +308,7 @@ async def test_a_claim_cancelled_while_its_reply_is_on_the_way_gives_the_task_ba
         claiming = asyncio.create_task(source.claim(WORKER, ["slow"], None, 0))
 
         async def claimed_on_the_server() -> bool:
-            return await running_of(services.queue, WORKER) == [task_id]
+            return await held_by(services.queue, WORKER) == [task_id]
 
         await eventually(claimed_on_the_server, what="the server's claim")
         claiming.cancel()  # the worker gives up before the reply reaches it
@@ -332,13 +332,13 @@ async def test_a_claim_retried_after_a_lost_reply_gets_the_same_task(tmp_path, r
         claiming = asyncio.create_task(source.claim(WORKER, ["slow"], None, 0))
 
         async def claimed_on_the_server() -> bool:
-            return await running_of(services.queue, WORKER) == [first]
+            return await held_by(services.queue, WORKER) == [first]
 
         await eventually(claimed_on_the_server, what="the server's claim")
         server.recorder.hold_reply.clear()  # the retry's reply arrives
         task = await asyncio.wait_for(claiming, 10)
         assert task is not None and task.id == first
-        assert await running_of(services.queue, WORKER) == [first]
+        assert await held_by(services.queue, WORKER) == [first]
         assert (await services.queue.get(second)).status == TaskStatus.PENDING
 
 

@@ -17,6 +17,7 @@ async def finish_with_output(services: Services, task_id: int, content: bytes = 
     """Drive the queue like a worker would: claim the task, write an output file, mark it finished."""
     claimed = await services.queue.claim_next("test-worker", [await _flow_of(services, task_id)])
     assert claimed is not None and claimed.id == task_id
+    await services.queue.mark_started(task_id, claimed.lease_token)
     path = services.storage.output_dir(task_id) / name
     path.write_bytes(content)
     record = FileRecord(kind="output", name=name, node_id="7", size_bytes=len(content),

@@ -37,7 +37,7 @@ def _document_operations(doc: dict) -> set[tuple[str, str]]:
 def test_the_openapi_document_describes_exactly_the_app_routes(services: Services) -> None:
     app = create_app(services)
     assert _app_operations(app) == _document_operations(document("1"))
-    assert len(_app_operations(app)) == 49
+    assert len(_app_operations(app)) == 50
 
 
 async def test_the_openapi_document_is_served_and_its_refs_resolve(http: TestClient) -> None:

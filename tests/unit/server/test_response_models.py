@@ -22,23 +22,24 @@ FLOW = "web_resize_sharpen"
 
 
 async def _tasks_in_every_state(vix: VixClient, services: Services) -> list[int]:
-    """A pending task with a webhook, a running one, a finished one with an input and an output, one failed at a
-    node (with its GPU peak) and a cancelled one."""
-    finished, failed, running, cancelled = await vix.create_task(FLOW, files={"image": SAMPLE}, count=4)
+    """A pending task with a webhook, a claimed one, a running one, a finished one with an input and an output, one
+    failed at a node (with its GPU peak) and a cancelled one."""
+    finished, failed, running, claimed_id, cancelled = await vix.create_task(FLOW, files={"image": SAMPLE}, count=5)
     [pending] = await vix.create_task(FLOW, files={"image": SAMPLE}, webhook_url="https://example.com/hook",
                                       webhook_headers={"X-Key": "secret"})
     await finish_with_output(services, finished)
     tokens = {}
-    for task_id in (failed, running):
+    for task_id in (failed, running, claimed_id):
         claimed = await services.queue.claim_next("w1", [FLOW])
         assert claimed is not None and claimed.id == task_id
         tokens[task_id] = claimed.lease_token
+    await services.queue.mark_started(running, tokens[running])
     await services.queue.report_progress(running, tokens[running], progress=40, current_node="6")
     await services.queue.mark_failed(failed, tokens[failed], node_id="6", class_type="ImageSharpen", message="boom",
                                      traceback="Traceback ...", peak_vram_bytes=2**40)
     await vix.cancel_task(cancelled)
     states = {task_id: (await services.queue.get(task_id)).status for task_id in
-              (pending, running, finished, failed, cancelled)}
+              (pending, claimed_id, running, finished, failed, cancelled)}
     assert sorted(states.values()) == sorted(TaskStatus)
     return list(states)
 

@@ -109,6 +109,7 @@ async def test_a_running_task_cannot_be_deleted_until_cancelled(vix: VixClient, 
     task_id = await _web_task(vix)
     claimed = await services.queue.claim_next("w1", ["web_resize_sharpen"])
     assert claimed is not None and claimed.id == task_id
+    await services.queue.mark_started(task_id, claimed.lease_token)
     with pytest.raises(VixClientError) as caught:
         await vix.delete_task(task_id)
     assert (caught.value.status, caught.value.error) == (409, "conflict")

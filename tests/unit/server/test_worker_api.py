@@ -42,9 +42,12 @@ async def _claim(http: TestClient, *, worker_id: str = "w1", flows: tuple[str, .
 
 
 async def _claimed(http: TestClient, vix: VixClient) -> dict[str, Any]:
+    """A task claimed over the worker API and started (``POST .../start``): running."""
     [task_id] = await _queued(vix)
     task = await _claim(http)
     assert task is not None and task["id"] == task_id
+    started = await http.post(f"{WORKER}/tasks/{task_id}/start", json={"lease_token": task["lease_token"]})
+    assert started.status == 200, await started.text()
     return task
 
 
@@ -76,7 +79,9 @@ def _sha(data: bytes) -> str:
 
 
 async def test_a_claim_returns_the_task_its_lease_and_its_inputs_with_urls(http: TestClient, vix: VixClient) -> None:
-    task = await _claimed(http, vix)
+    await _queued(vix)
+    task = await _claim(http)
+    assert task is not None
     assert task["flow"] == FLOW and task["attempt"] == 1 and task["params"] == {}
     assert task["graph"] and len(task["lease_token"]) >= 16
     assert datetime.fromisoformat(task["lease_expires_at"]) > datetime.now(UTC)
@@ -89,7 +94,11 @@ async def test_a_claim_returns_the_task_its_lease_and_its_inputs_with_urls(http:
     assert response.headers["X-Vix-SHA256"] == image["sha256"]
     assert int(response.headers["Content-Length"]) == image["size_bytes"]
     shown = await vix.get_task(task["id"])
-    assert shown["status"] == "running" and shown["worker_id"] == "w1"
+    assert (shown["status"], shown["worker_id"], shown["started_at"]) == ("claimed", "w1", None)
+    started = await http.post(f"/vapi/worker/tasks/{task['id']}/start", json={"lease_token": task["lease_token"]})
+    assert started.status == 200 and await started.json() == {"cancel_requested": False}
+    shown = await vix.get_task(task["id"])
+    assert shown["status"] == "running" and shown["started_at"] is not None
 
 
 async def test_an_input_download_needs_the_lease_and_a_known_name(http: TestClient, vix: VixClient) -> None:
@@ -546,6 +555,7 @@ async def test_release_puts_the_task_back_or_cancels_it_when_asked(http: TestCli
     assert shown["status"] == "pending" and shown["attempt"] == 0
     task = await _claim(http)
     assert task is not None and task["id"] == first
+    assert (await _post(http, task, "start")).status == 200  # running: its cancel is a request to the worker
     await vix.cancel_task(first)
     assert await (await _post(http, task, "release")).json() == {"status": "cancelled"}
     assert (await vix.get_task(first))["status"] == "cancelled"

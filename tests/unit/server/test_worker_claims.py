@@ -43,7 +43,7 @@ async def test_a_claim_id_is_the_workers_own(http: TestClient, vix: VixClient) -
 async def test_a_withdrawn_claim_releases_its_task_at_once(http: TestClient, vix: VixClient) -> None:
     [task_id] = await _queued(vix)
     task = await _claim(http, claim_id="c-1")
-    assert task is not None and (await vix.get_task(task_id))["status"] == "running"
+    assert task is not None and (await vix.get_task(task_id))["status"] == "claimed"
     assert await _withdraw(http, "w1", "c-1") == {"released_task_id": task_id}
     assert (await vix.get_task(task_id))["status"] == "pending"
     assert await _claim(http, claim_id="c-1") is None  # a late retry of the withdrawn claim gets nothing

@@ -21,9 +21,11 @@ from visionatrix.server.errors import BadRequest, UnsupportedMediaType
 from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES
 
-STATUSES = {"pending": TaskStatus.PENDING, "in_progress": TaskStatus.RUNNING, "completed": TaskStatus.FINISHED,
-            "failed": TaskStatus.FAILED, "cancelled": TaskStatus.CANCELLED}
-NAMES = {status: name for name, status in STATUSES.items()}
+STATUSES = {"pending": (TaskStatus.PENDING, TaskStatus.CLAIMED), "in_progress": (TaskStatus.RUNNING,),
+            "completed": (TaskStatus.FINISHED,), "failed": (TaskStatus.FAILED,), "cancelled": (TaskStatus.CANCELLED,)}
+"""ComfyUI's job states and our statuses: a claimed task (held by a worker, not executing yet) is pending."""
+NAMES = {status: name for name, statuses in STATUSES.items() for status in statuses}
+UNFINISHED = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.RUNNING)
 MAX_SCAN = 10_000
 """Sorting by duration or filtering by workflow looks at the newest this many jobs."""
 DEFAULT_LIMIT = 100
@@ -58,7 +60,7 @@ def job_item(prompt: PromptRecord) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": prompt.prompt_id, "status": NAMES[task.status], "priority": prompt.extra.get("number", task.id),
         "create_time": records.ms(task.created_at), "execution_start_time": records.ms(task.started_at),
-        "execution_end_time": records.ms(task.finished_at) if task.status is not TaskStatus.PENDING else None,
+        "execution_end_time": records.ms(task.finished_at) if task.status not in UNFINISHED else None,
         "outputs_count": len(refs), "previewable_outputs_count": len(previewable),
         "workflow_id": _workflow_id(prompt),
     }
@@ -83,7 +85,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         unknown = [name for name in names if name not in STATUSES]
         if unknown:
             return _bad(f"unknown status: {', '.join(unknown)}; expected some of {', '.join(STATUSES)}")
-        statuses = [STATUSES[name] for name in names]
+        statuses = [status for name in names for status in STATUSES[name]]
     sort_by = query.get("sort_by", "created_at")
     sort_order = query.get("sort_order", "desc")
     if sort_by not in ("created_at", "execution_duration") or sort_order not in ("asc", "desc"):
@@ -137,7 +139,7 @@ async def get_job(request: web.Request) -> web.Response:
         return web.json_response({"error": "Job not found"}, status=404)
     detail = job_item(prompt)
     detail["workflow"] = {"prompt": prompt.task.graph, "extra_data": prompt.extra.get("extra_data", {})}
-    if prompt.task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+    if prompt.task.status not in UNFINISHED:
         entry = records.history_entry(prompt.task, prompt.prompt_id, prompt.extra)
         detail["outputs"] = entry["outputs"]
         detail["execution_status"] = entry["status"]
@@ -145,7 +147,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def _cancel(request: web.Request, prompt: PromptRecord | None) -> bool:
-    if prompt is None or prompt.task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+    if prompt is None or prompt.task.status not in UNFINISHED:
         return False
     with contextlib.suppress(Conflict, NotFound):
         await request.app[SERVICES].queue.cancel(prompt.task.id)

@@ -19,7 +19,7 @@ from visionatrix.server.comfy.prompts import comfy_error, json_body, prompt_task
 from visionatrix.server.identity import identity
 from visionatrix.server.services import SERVICES
 
-WAITING = (TaskStatus.PENDING, TaskStatus.RUNNING)
+WAITING = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.RUNNING)
 QUEUE_PAGE = 1000
 """The most pending prompts one ``GET /queue`` lists (``?limit=``, ``?offset=`` page further)."""
 DONE = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELLED)
@@ -51,8 +51,10 @@ async def get_prompt(request: web.Request) -> web.Response:
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    """ComfyUI's queue, the caller's prompts only (an admin's: everyone's). ``?limit=`` (default and most
-    ``QUEUE_PAGE``) and ``?offset=`` page the pending list; ``queue_pending_total`` counts all of it."""
+    """ComfyUI's queue, the caller's prompts only (an admin's: everyone's): ``queue_running`` the prompts executing
+    now; ``queue_pending`` the claimed ones first (a busy worker holds them next), then the pending ones.
+    ``?limit=`` (default and most ``QUEUE_PAGE``) and ``?offset=`` page the pending list; ``queue_pending_total``
+    counts all of it."""
     problems: dict[str, str] = {}
     limit = parsing.int_value("limit", request.query.get("limit", str(QUEUE_PAGE)), low=1, high=QUEUE_PAGE,
                               problems=problems)
@@ -63,8 +65,12 @@ async def get_queue(request: web.Request) -> web.Response:
         return comfy_error("invalid_query", f"the query is malformed: {lines}")
     prompts, owner = prompt_tasks(request), identity(request).owner_filter
     running = await prompts.list([TaskStatus.RUNNING], limit=QUEUE_PAGE, owner_id=owner)
-    pending = await prompts.list([TaskStatus.PENDING], limit=limit, offset=offset, owner_id=owner)
-    total = await prompts.count([TaskStatus.PENDING], owner_id=owner)
+    claimed = await prompts.list([TaskStatus.CLAIMED], limit=QUEUE_PAGE, owner_id=owner)
+    pending = claimed[offset:offset + limit]
+    if len(pending) < limit:
+        pending += await prompts.list([TaskStatus.PENDING], limit=limit - len(pending),
+                                      offset=max(0, offset - len(claimed)), owner_id=owner)
+    total = len(claimed) + await prompts.count([TaskStatus.PENDING], owner_id=owner)
     return web.json_response({"queue_running": [records.queue_item(p.task, p.prompt_id, p.extra) for p in running],
                               "queue_pending": [records.queue_item(p.task, p.prompt_id, p.extra) for p in pending],
                               "queue_pending_total": total})

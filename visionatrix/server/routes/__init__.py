@@ -65,6 +65,7 @@ def _setup_worker_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{worker}/claim", worker_api.claim, name="worker_claim")
     router.add_post(f"{worker}/claim/withdraw", worker_api.withdraw_claim, name="worker_claim_withdraw")
     router.add_get(f"{task}/inputs/{{name:.+}}", worker_files.download_input, name="worker_input")
+    router.add_post(f"{task}/start", worker_api.start, name="worker_start")
     router.add_post(f"{task}/heartbeat", worker_api.heartbeat, name="worker_heartbeat")
     router.add_post(f"{task}/preview", worker_files.preview, name="worker_preview")
     router.add_put(f"{task}/outputs/{{name:.*}}", worker_files.upload_output, name="worker_output")

@@ -178,6 +178,14 @@ async def stop_claims(app: web.Application) -> None:
 # -- the lease: heartbeat and outcome ----------------------------------------------------------------------------
 
 
+async def start(request: web.Request) -> web.Response:
+    """The worker starts executing the task it claimed: ``claimed`` until now, ``running`` from now."""
+    task_id = parsing.task_id(request)
+    body = await request_models.read(request, worker_models.LeaseRequest)
+    state = await request.app[SERVICES].queue.mark_started(task_id, body.lease_token)
+    return _reply({"cancel_requested": state.cancel_requested})
+
+
 async def heartbeat(request: web.Request) -> web.Response:
     """Extend the lease; with ``progress``, also store the progress and the running node."""
     queue = request.app[SERVICES].queue

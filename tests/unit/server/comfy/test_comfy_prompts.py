@@ -147,6 +147,7 @@ async def test_interrupt_cancels_the_running_prompt(http: TestClient, services: 
     prompt_id = (await _post(http, {"prompt": solid_prompt()}))[1]["prompt_id"]
     claimed = await services.queue.claim_next("w", [(await (await http.get("/vapi/tasks")).json())["tasks"][0]["flow"]])
     assert claimed is not None
+    await services.queue.mark_started(claimed.id, claimed.lease_token)
     assert (await http.post("/interrupt", json={"prompt_id": str(uuid.uuid4())})).status == 200
     assert not (await services.queue.get(claimed.id)).cancel_requested
     assert (await http.post("/interrupt", json={"prompt_id": prompt_id})).status == 200
