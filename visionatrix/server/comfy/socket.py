@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5
 STOP_WAIT_S = 5.0
 DONE = (TaskStatus.FINISHED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+WAITING = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.RUNNING)
+"""The prompts that count in ``queue_remaining``."""
 
 
 @dataclass
@@ -83,7 +85,7 @@ class PromptSockets:
         if logs is not None:  # the terminal panel's subscribers get the new log lines
             loop = asyncio.get_running_loop()
             logs.forward = lambda sids, entries: loop.call_soon_threadsafe(self._send_logs, sids, entries)
-        for waiting in await self.prompts.list([TaskStatus.PENDING, TaskStatus.RUNNING]):
+        for waiting in await self.prompts.list(WAITING):
             self.seen.setdefault(waiting.task.id, _Seen(started=waiting.task.status is TaskStatus.RUNNING))
 
     async def stop(self) -> None:
@@ -112,7 +114,7 @@ class PromptSockets:
         self.viewers[sid] = caller  # claimed before any await, so a second caller cannot slip in
         try:
             # the greeting (with the sid) first: broadcasts reach the socket only once it is registered below
-            remaining = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING], owner_id=caller.owner_filter)
+            remaining = await self.prompts.count(WAITING, owner_id=caller.owner_filter)
             await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}},
                                                            "sid": sid}})
             previous = self.sockets.get(sid)
@@ -158,7 +160,7 @@ class PromptSockets:
             viewer = self.viewers.get(sid)
             owner = viewer.owner_filter if viewer is not None else None
             if owner not in counts:
-                counts[owner] = await self.prompts.count([TaskStatus.PENDING, TaskStatus.RUNNING], owner_id=owner)
+                counts[owner] = await self.prompts.count(WAITING, owner_id=owner)
             await self.send(sid, "status", {"status": {"exec_info": {"queue_remaining": counts[owner]}}})
 
     def _recipient(self, prompt: PromptRecord) -> str | None:
@@ -237,7 +239,7 @@ class PromptSockets:
             self.seen[task.id] = _Seen()
             await self.broadcast_status()
         seen = self.seen[task.id]
-        if task.status is TaskStatus.PENDING:
+        if task.status in (TaskStatus.PENDING, TaskStatus.CLAIMED):  # claimed: not executing yet
             return
         if not seen.started:
             seen.started = True
