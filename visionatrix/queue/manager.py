@@ -297,14 +297,22 @@ class TaskQueue(WorkerRows, UserActions):
         cancelled while it was claimed is never run."""
         now = _now()
         values = lease.params(task_id, lease_token, now=now, lease_expires_at=now + timedelta(seconds=self.lease_s))
-        async with self.writes.single() as conn:
-            row = await self.writes.update_one(conn, task_id, lease.started(),
-                                               (T.flow, T.cancel_requested, T.worker_id, T.attempt), values)
+        columns = (T.flow, T.cancel_requested, T.worker_id, T.attempt)
+        row: Any
+        if self.driver is not None:  # one driver call, like the claim and the finish that surround it
+            statement = self.driver.statement(("started",), lambda: (
+                lease.returning(lease.started(), columns), columns))
+            rows = await self.driver.write(statement, values)
+            row = rows[0] if rows else None
+        else:
+            async with self.writes.single() as conn:
+                row = await self.writes.update_one(conn, task_id, lease.started(), columns, values)
         if row is None:
             raise LeaseLost(task_id)
-        self._publish("task_started", task_id, row.flow, status=TaskStatus.RUNNING.value, worker_id=row.worker_id,
-                      attempt=row.attempt)
-        return LeaseState(cancel_requested=bool(row.cancel_requested))
+        flow, cancel_requested, worker_id, attempt = row
+        self._publish("task_started", task_id, flow, status=TaskStatus.RUNNING.value, worker_id=worker_id,
+                      attempt=attempt)
+        return LeaseState(cancel_requested=bool(cancel_requested))
 
     async def report_progress(self, task_id: int, lease_token: str, *, progress: float,
                               current_node: str | None) -> LeaseState:
