@@ -290,7 +290,7 @@ async def test_a_lease_taken_over_by_another_run_interrupts_the_run_and_drops_it
         stop.set()
         await asyncio.wait_for(running, timeout=10)
         task = await queue.get(task_id)
-        assert (task.status, task.worker_id) == (TaskStatus.RUNNING, "other-worker")
+        assert (task.status, task.worker_id) == (TaskStatus.CLAIMED, "other-worker")  # its new run, not started
         assert [f for f in task.files if f.kind == "output"] == []
         assert ended - started < 2.5, "the run went on after its lease was lost"
         assert list((tmp_path / "w").iterdir()) == []
