@@ -89,6 +89,7 @@ async def test_another_users_job_cannot_be_cancelled_or_interrupted(pending: Wor
     assert task.status == "pending"
     claimed = await services.queue.claim_next("w", [task.flow])
     assert claimed is not None and claimed.id == task.id
+    await services.queue.mark_started(task.id, claimed.lease_token)  # running: /interrupt stops what executes
     for body in ({}, {"prompt_id": alices}, {"client_id": "alice-client"}):
         response = await pending.client.post("/interrupt", json=body, headers=_as(pending, "bob"))
         assert response.status == 200
