@@ -11,7 +11,8 @@ Sections:
   (long poll 20 s; PostgreSQL NOTIFY; on SQLite, polling 0.05 s doubling to 2 s).
   ``tasks/s``: ``--tasks`` tasks of ``bench_tiny`` (an 8x8 image saved) queued in one request; tasks / (last
   ``finished_at`` - first ``created_at``). ``pickup``: ``--pickups`` tasks queued one at a time while every worker
-  is idle (0.5-2 s apart, so polling workers have backed off); ``started_at`` - ``created_at`` (the claim).
+  is idle (0.5-2 s apart, so polling workers have backed off); ``started_at`` - ``created_at`` (the claim and the
+  preparation of the inputs: ``started_at`` is the run's start, reported right after).
 - ``busy``: how much of the time a worker's executor works, over ``--busy-tasks`` tasks each with a 4 MB input
   (a noise PNG, incompressible) and a 4 MB output, ``E2ESleep`` holding the executor ``--run-s`` s (the GPU's
   work). One Server-mode worker runs in this process — the real ``Worker``, ``HttpSource`` and ``Executor``, the
