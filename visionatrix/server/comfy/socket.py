@@ -2,11 +2,13 @@
 (``comfyui_api.md`` §2).
 
 Our tasks' events are translated: a prompt task that starts is ``execution_start`` and ``execution_cached``; a new
-running node is ``executing``; progress is ``progress`` (percent of the whole prompt, ``max`` 100); the end is
-``executed`` for each output node with its files, then ``execution_success`` (or ``execution_error`` /
-``execution_interrupted``), ``status`` and ``executing`` with ``node: null`` — after the task's row is final, so
-``/history/{prompt_id}`` is complete by then. ``status`` (``queue_remaining``) goes to every socket when a prompt
-is queued or ends.
+running node is ``executing`` (the task's ``current_node``: the submitted graph's node, also for the nodes its
+expansion made, which run for it); progress is ``progress`` (percent of the whole prompt, ``max`` 100); the end is
+``executed`` for each output node with its files (``node``: the id it ran under, ``"<node>.<...>"`` for one made by
+expansion; ``display_node``: the graph's node it shows as, as ComfyUI sends them), then ``execution_success`` (or
+``execution_error`` / ``execution_interrupted``), ``status`` and ``executing`` with ``node: null`` — after the
+task's row is final, so ``/history/{prompt_id}`` is complete by then. ``status`` (``queue_remaining``) goes to
+every socket when a prompt is queued or ends.
 
 The translation reads the task's row and sends only what changed since it last looked, from two sides: the
 server's own task events (HTTP workers, the in-process worker: at once) and a look at every unfinished prompt task
@@ -210,9 +212,10 @@ class PromptSockets:
             return
         png = image.startswith(b"\x89PNG")
         if self.client_flags.get(sid or "", {}).get("supports_preview_metadata"):
-            node = str(event.get("node_id"))
-            meta = json.dumps({"node_id": node, "prompt_id": prompt.prompt_id, "display_node_id": node,
-                               "parent_node_id": None, "real_node_id": node,
+            ids = records.node_meta(prompt.task, str(event.get("node_id")))
+            meta = json.dumps({"node_id": ids["node_id"], "prompt_id": prompt.prompt_id,
+                               "display_node_id": ids["display_node"], "parent_node_id": ids["parent_node"],
+                               "real_node_id": ids["real_node_id"],
                                "image_type": "image/png" if png else "image/jpeg"}).encode()
             frame = struct.pack(">II", 4, len(meta)) + meta + image
         else:
@@ -270,8 +273,9 @@ class PromptSockets:
         end = records.ms(task.finished_at) or _now_ms()
         if task.status is TaskStatus.FINISHED:
             for node, output in records.node_outputs(task).items():
-                await self.send(sid, "executing", {"node": node, "display_node": node, "prompt_id": pid})
-                await self.send(sid, "executed", {"node": node, "display_node": node, "output": output,
+                shown = records.node_meta(task, node)["display_node"]  # a node made by expansion: its graph node
+                await self.send(sid, "executing", {"node": node, "display_node": shown, "prompt_id": pid})
+                await self.send(sid, "executed", {"node": node, "display_node": shown, "output": output,
                                                   "prompt_id": pid})
             await self.send(sid, "execution_success", {"prompt_id": pid, "timestamp": end})
         elif task.status is TaskStatus.FAILED:
