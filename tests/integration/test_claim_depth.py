@@ -36,7 +36,8 @@ SELECT CASE WHEN n % 5 = 0 THEN 'other' ELSE 'noop' END, 'pending', 0, '{{}}'::j
 FROM generate_series(1, {ROWS}) AS n
 """)
 # Two updates, as a claim and a finish make them: each leaves a dead version behind (status is indexed: no HOT).
-DRAIN = [text(f"UPDATE tasks SET status = '{status}' WHERE id <= {DRAINED} AND flow = 'noop'")
+# The ids follow ``n`` from the sequence's next value (the session's database has served other tests: not 1).
+DRAIN = [text(f"UPDATE tasks SET status = '{status}' WHERE id <= :last AND flow = 'noop'")
          for status in ("running", "finished")]
 BUFFERS_BOUND = 1_500
 """Well above what the probes read (the leaf pages of the dead entries before the first pending one: a few hundred
@@ -85,16 +86,17 @@ async def test_the_claim_on_a_deep_partly_drained_postgresql_queue_reads_a_bound
             for table in ("task_files", "tasks", "workers"):
                 await conn.execute(text(f"DELETE FROM {table}"))
             await conn.execute(FILL)
+            base = (await conn.execute(text("SELECT min(id) - 1 FROM tasks"))).scalar_one()
         for drain in DRAIN:
             async with engine.begin() as conn:
-                await conn.execute(drain)
+                await conn.execute(drain, {"last": base + DRAINED})
 
         installed = ["noop", "absent"]
         first = await queue.claim_next("w", installed)  # FIFO: the first pending task of an installed flow
-        assert first is not None and first.id == DRAINED + 1 and first.flow == "noop"
+        assert first is not None and first.id == base + DRAINED + 1 and first.flow == "noop"
         claimed = [await queue.claim_next("w", installed, last_flow="noop") for _ in range(4)]
-        assert [task.id for task in claimed if task is not None] == [DRAINED + 2, DRAINED + 3, DRAINED + 4,
-                                                                      DRAINED + 6]  # 60005 is 'other'
+        assert [task.id - base for task in claimed if task is not None] == [DRAINED + 2, DRAINED + 3, DRAINED + 4,
+                                                                             DRAINED + 6]  # n = 60005 is 'other'
         assert queue.driver is not None
         now = datetime.now(UTC)
         values = claim.claim_params(installed, "noop", "w", "t" * 32, now + timedelta(seconds=60), now)

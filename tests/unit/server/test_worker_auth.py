@@ -61,7 +61,7 @@ async def test_every_worker_route_requires_the_credentials(aiohttp_client: Any, 
     worker_routes = [(route.method, route.resource.canonical) for route in client.app.router.routes()
                      if route.resource is not None and route.resource.canonical.startswith("/vapi/worker/")
                      and route.method != "HEAD"]
-    assert len(worker_routes) == 12  # the temps upload route included
+    assert len(worker_routes) == 13  # the temps upload and the start report included
     for method, template in worker_routes:
         path = template.replace("{task_id}", "1").replace("{name}", "a.png").replace("{worker_id}", "w1")
         response = await client.request(method, path, json={})
