@@ -62,7 +62,7 @@ from visionatrix.client import VixClient  # noqa: E402
 from visionatrix.config import load_settings  # noqa: E402
 from visionatrix.executor.run import Executor, ExecutorSettings  # noqa: E402
 from visionatrix.queue.models import ClaimedTask  # noqa: E402
-from visionatrix.server.task_request import MAX_COUNT  # noqa: E402
+from visionatrix.server.request_models import MAX_COUNT  # noqa: E402
 from visionatrix.worker.daemon import Worker, WorkerOptions  # noqa: E402
 from visionatrix.worker.http_source import HttpSource  # noqa: E402
 from visionatrix.worker.source import TaskSource  # noqa: E402
