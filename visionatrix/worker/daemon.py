@@ -19,16 +19,17 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from visionatrix.errors import Interrupted, InvalidGraph, LeaseLost, NodeFailed
-from visionatrix.executor import devices, events
+from visionatrix.executor import devices
 from visionatrix.executor.run import Executor
 from visionatrix.queue.models import effective_flows
 from visionatrix.queue.prompts import is_node_set
 from visionatrix.worker.held import HeldTask, LeaseKeeper
-from visionatrix.worker.outputs import output_files, run_temp_dir, temp_files
+from visionatrix.worker.outcomes import Outcome, WorkerOutcomes
+from visionatrix.worker.outputs import run_temp_dir
 from visionatrix.worker.reports import WorkerReports
 from visionatrix.worker.source import SourceStopped, TaskSource
 from visionatrix.worker.waiting import cancel_and_wait
@@ -67,16 +68,7 @@ class WorkerOptions:
     """The worker's model store and downloads: reported, and used for the admin's install commands."""
 
 
-@dataclass
-class _Outcome:
-    """How a run ended: ``finished`` (with ``result``), ``failed`` (with the error), ``interrupted``, ``dropped``."""
-
-    kind: str
-    result: events.ExecutionResult | None = None
-    error: dict[str, Any] = field(default_factory=dict)
-
-
-class Worker(WorkerReports):
+class Worker(WorkerOutcomes, WorkerReports):
     """Runs tasks from ``source`` with ``executor``."""
 
     def __init__(self, source: TaskSource, executor: Executor, options: WorkerOptions) -> None:
@@ -99,7 +91,7 @@ class Worker(WorkerReports):
         ``cancelled`` and its result would otherwise be lost (with the task leased to this worker)."""
         self._concluding: asyncio.Task[None] | None = None
         """The previous task's outcome being stored."""
-        self._running: tuple[HeldTask, asyncio.Task[_Outcome]] | None = None
+        self._running: tuple[HeldTask, asyncio.Task[Outcome]] | None = None
         """The task the executor runs, and that run."""
 
     def _lease_keeper(self) -> LeaseKeeper:
@@ -130,7 +122,7 @@ class Worker(WorkerReports):
             if self._running is not None:  # ``run`` itself was cancelled mid-run: the run is interrupted too
                 held, running = self._running
                 await asyncio.wait([running])
-                outcome = _Outcome("interrupted") if running.cancelled() else running.result()
+                outcome = Outcome("interrupted") if running.cancelled() else running.result()
                 await self._conclude(held, outcome)
             if self._concluding is not None:
                 await self._concluding
@@ -294,21 +286,21 @@ class Worker(WorkerReports):
                     task, node_id=None, class_type=None, message=f"preparing the inputs failed: {exc}",
                     traceback=traceback.format_exc()))
 
-    # -- running and concluding --------------------------------------------------------------------------------
+    # -- running (concluding: outcomes.WorkerOutcomes) ---------------------------------------------------------
 
-    async def _execute(self, held: HeldTask) -> _Outcome:
+    async def _execute(self, held: HeldTask) -> Outcome:
         """Run the task on the executor (unless it was cancelled, lost or refused while it waited)."""
         task = held.task
         if held.lease_lost:
-            return _Outcome("dropped")
+            return Outcome("dropped")
         if held.cancel_requested or self._stopping.is_set():
-            return _Outcome("interrupted")
+            return Outcome("interrupted")
         if not is_node_set(task.flow) and task.flow not in self._flows():  # a prompt is any capable worker's
             log.warning("task %s: flow %s is no longer allowed here; giving it back", task.id, task.flow)
-            return _Outcome("interrupted")
+            return Outcome("interrupted")
         assert held.input_dir is not None and held.output_dir is not None
         if not await self._keeper.begin(held):  # claimed until now: the task shows running, and is timed, from here
-            return _Outcome("dropped" if held.lease_lost else "interrupted")
+            return Outcome("dropped" if held.lease_lost else "interrupted")
         self.current, self.last_flow, held.running = held, task.flow, True
         self._report_due.set()
         try:
@@ -319,87 +311,24 @@ class Worker(WorkerReports):
                 output_dir=held.output_dir, temp_dir=run_temp_dir(held.output_dir),
                 extra_data={"extra_pnginfo": {"visionatrix_task": {"id": task.id, "flow": task.flow}}})
         except Interrupted:
-            return _Outcome("interrupted")
+            return Outcome("interrupted")
         except NodeFailed as exc:
             # The run's GPU memory peak: the executor measures it anew only when its next run starts, and nothing
             # was awaited since this one let go of it (None on a CPU device).
             peak = devices.peak_vram_bytes(self.executor.device)
-            return _Outcome("failed", error={"node_id": exc.node_id, "class_type": exc.class_type,
+            return Outcome("failed", error={"node_id": exc.node_id, "class_type": exc.class_type,
                                              "message": str(exc), "traceback": getattr(exc, "traceback", ""),
                                              "peak_vram_bytes": peak})
         except InvalidGraph as exc:
-            return _Outcome("failed", error={"node_id": None, "class_type": None,
+            return Outcome("failed", error={"node_id": None, "class_type": None,
                                              "message": "; ".join(exc.issue_lines()), "traceback": ""})
         except Exception as exc:
             log.exception("task %s: the executor failed", task.id)
-            return _Outcome("failed", error={"node_id": None, "class_type": None,
+            return Outcome("failed", error={"node_id": None, "class_type": None,
                                              "message": f"{type(exc).__name__}: {exc}",
                                              "traceback": traceback.format_exc()})
         finally:
             held.running = False
             self.current = None
             self._report_due.set()
-        return _Outcome("finished", result=result)
-
-    async def _conclude(self, held: HeldTask, outcome: _Outcome) -> None:
-        """Store how the run ended (the lease is kept meanwhile), then remove the task's local files."""
-        task = held.task
-        if held.lease_lost or outcome.kind == "dropped":
-            log.warning("task %s: lease lost; its result is dropped", task.id)
-            await self._drop(held, release=False)
-        elif outcome.kind == "finished":
-            assert outcome.result is not None
-            await self._settle(held, self._finish(held, outcome.result))
-        elif outcome.kind == "failed":
-            await self._settle(held, self.source.fail(task, **outcome.error))
-        elif held.cancel_requested:
-            await self._settle(held, self.source.cancelled(task))
-        else:
-            await self._settle(held, self.source.release(task))
-
-    async def _finish(self, held: HeldTask, result: events.ExecutionResult) -> None:
-        """Store the results; when that fails for another reason than the lease, fail the task with it."""
-        task = held.task
-        assert held.output_dir is not None
-        outputs = await asyncio.to_thread(output_files, held.output_dir, result)
-        temps = await asyncio.to_thread(temp_files, held.output_dir, result)
-        if result.peak_vram_bytes is not None:
-            log.info("task %s: peak VRAM %.1f MiB", task.id, result.peak_vram_bytes / 2**20)
-        try:
-            await self.source.finish(task, result.timings_s, outputs, peak_vram_bytes=result.peak_vram_bytes,
-                                     temps=temps)
-        except (LeaseLost, SourceStopped):
-            raise
-        except Exception as exc:
-            log.exception("task %s: storing its results failed", task.id)
-            await self.source.fail(task, node_id=None, class_type=None, message=f"storing the results failed: {exc}",
-                                   traceback=traceback.format_exc(), peak_vram_bytes=result.peak_vram_bytes)
-
-    async def _settle(self, held: HeldTask, call: Awaitable[None]) -> None:
-        """Await the call that ends the task's run, then let go of the task."""
-        try:
-            await call
-        except LeaseLost:
-            log.warning("task %s: lease lost before its outcome was stored; dropped", held.task.id)
-        except SourceStopped as exc:
-            self._halt(exc)
-        except Exception:
-            log.exception("task %s: its outcome could not be stored", held.task.id)
-        finally:
-            await self._drop(held, release=False)
-
-    async def _drop(self, held: HeldTask, *, release: bool) -> None:
-        """Stop keeping the task's lease (after releasing it, with ``release``) and remove its local files."""
-        await held.stop_keeping()
-        if release:
-            try:
-                await self.source.release(held.task)
-            except LeaseLost:
-                log.warning("task %s: lease lost before it was released", held.task.id)
-            except Exception:
-                log.exception("task %s: releasing it failed; its lease will run out", held.task.id)
-        try:
-            await self.source.cleanup(held.task)
-        except Exception:
-            log.exception("task %s: removing its local files failed", held.task.id)
-        self._report_due.set()
+        return Outcome("finished", result=result)
