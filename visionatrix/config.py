@@ -57,6 +57,8 @@ class Settings:
     tasks_files_dir: Path = field(default_factory=lambda: Path("vix_tasks_files"))
     task_lease_s: float = 60.0
     task_max_attempts: int = 3
+    queue_vacuum_every: int = 2_000
+    """``VIX_QUEUE_VACUUM_EVERY``: PostgreSQL, claims between two vacuums of ``tasks`` by the queue; 0: never."""
     max_upload_bytes: int = 100 * 1024 * 1024
     progress_interval_s: float = 0.5
     worker_name: str | None = None
@@ -307,6 +309,8 @@ def load_settings(env: Mapping[str, str] | None = None, **flags: Any) -> Setting
                             defaults.task_lease_s, low=1.0),
         task_max_attempts=_int("VIX_TASK_MAX_ATTEMPTS", env.get("VIX_TASK_MAX_ATTEMPTS"),
                                defaults.task_max_attempts, low=1),
+        queue_vacuum_every=_int("VIX_QUEUE_VACUUM_EVERY", env.get("VIX_QUEUE_VACUUM_EVERY"),
+                                defaults.queue_vacuum_every, low=0),
         max_upload_bytes=_int("VIX_MAX_UPLOAD_BYTES", env.get("VIX_MAX_UPLOAD_BYTES"), defaults.max_upload_bytes,
                               low=1),
         progress_interval_s=_float("VIX_PROGRESS_INTERVAL_S", env.get("VIX_PROGRESS_INTERVAL_S"),

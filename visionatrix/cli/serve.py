@@ -79,6 +79,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None, stop:
         await check_sign_in(settings, AuthStore(engine))
         events = TaskEvents()
         queue = TaskQueue(engine, lease_s=settings.task_lease_s, max_attempts=settings.task_max_attempts,
+                          vacuum_every=settings.queue_vacuum_every,
                           events=events)
         storage = TaskStorage(settings.tasks_files_dir, max_upload_bytes=settings.max_upload_bytes)
         registry = load_registry(settings)

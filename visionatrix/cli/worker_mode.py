@@ -98,7 +98,8 @@ async def _run_database(settings: Settings, registry: NodeRegistry, executor: Ex
             raise InvalidSetting(f"DATABASE_URI {label} is at migration {current or 'none'}, this worker needs "
                                  f"{migrate.head_revision()}: start the server (or `python -m visionatrix migrate`) "
                                  f"first")
-        queue = TaskQueue(engine, lease_s=settings.task_lease_s, max_attempts=settings.task_max_attempts)
+        queue = TaskQueue(engine, lease_s=settings.task_lease_s, max_attempts=settings.task_max_attempts,
+                          vacuum_every=settings.queue_vacuum_every)
         storage = TaskStorage(settings.tasks_files_dir, max_upload_bytes=settings.max_upload_bytes)
         flows = FlowCatalog(list(settings.flows_dirs), settings.user_flows_dir, registry.object_info(),
                             models_catalog=store.catalog.raw)

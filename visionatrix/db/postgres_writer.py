@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from visionatrix.db.sqlite_writer import settle
 
 log = logging.getLogger(__name__)
+_SETTING = re.compile(r"[A-Za-z0-9_.]+")
+"""A setting's name or value in ``session``: written into the SQL, so plain words only."""
 
 Outcome = tuple[list[Any] | None, BaseException | None]
 
@@ -75,7 +78,7 @@ class PostgresWriter:
     most ``max_merge`` queued writes in one merged statement."""
 
     def __init__(self, engine: AsyncEngine, *, connections: int = 4, idle_s: float = 0.5,
-                 max_merge: int = 64) -> None:
+                 max_merge: int = 64, session: Mapping[str, str] | None = None) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError(f"PostgresWriter needs PostgreSQL, not {engine.dialect.name}")
         if connections < 1:
@@ -88,6 +91,12 @@ class PostgresWriter:
         self.connections = connections
         self.idle_s = idle_s
         self.max_merge = max_merge
+        self.session = dict(session or {})
+        """Planner settings (``SET name = value``) for the writer's statements: set when a connection is taken from
+        the pool, reset before it goes back (the pool itself only rolls back)."""
+        for name, value in self.session.items():
+            if not (_SETTING.fullmatch(name) and _SETTING.fullmatch(value)):
+                raise ValueError(f"not a setting: {name!r} = {value!r}")
         self._free: list[_Held] = []
         self._held = 0
         """Connections held now: free, in use, or being opened."""
@@ -181,8 +190,15 @@ class PostgresWriter:
             with contextlib.suppress(Exception):
                 await conn.close()
             raise
+        held = _Held(conn, raw.driver_connection)
+        if self.session:
+            try:
+                await held.driver.execute("; ".join(f"SET {name} = {value}" for name, value in self.session.items()))
+            except BaseException:
+                await self._discard(held)
+                raise
         self.opened += 1
-        return _Held(conn, raw.driver_connection)
+        return held
 
     def _give_back(self, held: _Held) -> None:
         if self._queue:
@@ -222,6 +238,11 @@ class PostgresWriter:
     async def _let_go(self, held: _Held, *, broken: bool) -> None:
         """The connection leaves the writer; a slot is free for the writes that wait."""
         try:
+            if not broken and self.session:
+                try:
+                    await held.driver.execute("; ".join(f"RESET {name}" for name in self.session))
+                except Exception:  # the pool must not get it with our settings: drop it instead
+                    broken = True
             if broken:
                 held.driver.terminate()  # no graceful goodbye on a connection in an unknown state
                 await held.conn.invalidate()

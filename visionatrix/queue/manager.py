@@ -32,7 +32,7 @@ from sqlalchemy.sql.dml import Update
 from visionatrix.db.postgres_writer import Merge, PostgresWriter
 from visionatrix.db.tables import Task, TaskFile, Worker
 from visionatrix.errors import NotFound
-from visionatrix.queue import claim, driver, merges, records, writes
+from visionatrix.queue import claim, driver, merges, records, vacuum, writes
 from visionatrix.queue.events import TaskEvents
 from visionatrix.queue.lease_writes import WORKER_LOST as WORKER_LOST
 from visionatrix.queue.lease_writes import LeaseWrites
@@ -76,10 +76,11 @@ def _claimed_row() -> Select[Any]:
 
 class TaskQueue(LeaseWrites, WorkerRows, UserActions):
     """The task queue over ``engine``. ``lease_s``: how long a claim or heartbeat keeps a task; ``max_attempts``:
-    runs of one task before an expired lease fails it; ``events``: where task events are published."""
+    runs of one task before an expired lease fails it; ``events``: where task events are published;
+    ``vacuum_every``: PostgreSQL, claims between two vacuums of ``tasks`` (``queue.vacuum``), 0: never."""
 
     def __init__(self, engine: AsyncEngine, *, lease_s: float = 60.0, max_attempts: int = 3,
-                 events: TaskEvents | None = None) -> None:
+                 events: TaskEvents | None = None, vacuum_every: int = vacuum.DEFAULT_EVERY) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
         if max_attempts < 1:
@@ -95,12 +96,16 @@ class TaskQueue(LeaseWrites, WorkerRows, UserActions):
         self._claim_merges: dict[tuple[tuple[str, ...], str | None], Merge] = {}
         self.notifier = (WakeupNotifier(self.driver.plain)
                          if self.driver is not None and isinstance(self.driver.plain, PostgresWriter) else None)
+        self.vacuum = (vacuum.TableVacuum(engine, every=vacuum_every)
+                       if vacuum_every > 0 and engine.dialect.name == "postgresql" else None)
 
     async def aclose(self) -> None:
         """Send the wake-ups on their way, stop the queue's own SQLite writer thread and give the PostgreSQL
         writer's connections back (the engine stays open: its owner disposes of it)."""
         if self.notifier is not None:
             await self.notifier.flush()
+        if self.vacuum is not None:
+            await self.vacuum.aclose()
         if self.driver is not None:
             await self.driver.aclose()
 
@@ -236,6 +241,8 @@ class TaskQueue(LeaseWrites, WorkerRows, UserActions):
                 row = (await conn.execute(_claim_update(affinity, self.writes.backend), values)).first()
         if row is None:
             return None
+        if self.vacuum is not None:
+            self.vacuum.claimed()
         task_id, flow, graph, params, attempt = row
         self._publish("task_claimed", task_id, flow, status=TaskStatus.CLAIMED.value, worker_id=worker_id,
                       attempt=attempt)
