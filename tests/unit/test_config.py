@@ -41,6 +41,8 @@ def test_service_settings_from_environment():
     assert settings.database_uri == "postgresql+asyncpg://u@h/db"
     assert settings.tasks_files_dir == Path("/data/files")
     assert settings.task_lease_s == 30.0
+    assert settings.queue_vacuum_every == 2_000
+    assert load_settings({"VIX_QUEUE_VACUUM_EVERY": "0"}).queue_vacuum_every == 0  # never vacuum
 
 
 def test_service_flags_override_environment():
@@ -53,7 +55,9 @@ def test_service_flags_override_environment():
                                            ({"DATABASE_URI": "oracle://x"}, "DATABASE_URI"),
                                            ({"VIX_MODE": "turbo"}, "VIX_MODE"),
                                            ({"VIX_TASK_LEASE_S": "0"}, "VIX_TASK_LEASE_S"),
-                                           ({"VIX_MAX_UPLOAD_BYTES": "big"}, "VIX_MAX_UPLOAD_BYTES")])
+                                           ({"VIX_MAX_UPLOAD_BYTES": "big"}, "VIX_MAX_UPLOAD_BYTES"),
+                                           ({"VIX_QUEUE_VACUUM_EVERY": "-1"}, "VIX_QUEUE_VACUUM_EVERY"),
+                                           ({"VIX_QUEUE_VACUUM_EVERY": "often"}, "VIX_QUEUE_VACUUM_EVERY")])
 def test_bad_service_settings_name_the_variable(env, name):
     with pytest.raises(InvalidSetting, match=name):
         load_settings(env)
