@@ -5,6 +5,8 @@
   with ``EXPLAIN (ANALYZE, BUFFERS)``).
 - On a vacuumed table that was never analyzed (the planner believes a flow has 3 pending tasks; it has 98,000), the
   merged claim run on the queue's own claiming connection still probes the index in order: it reads a bounded part.
+- A claim planned (and cached, as a generic plan) while the table held five rows still probes the index once it
+  holds 100,000.
 - A vacuum that fails is logged and changes nothing for the claims; SQLite and MariaDB never vacuum.
 """
 
@@ -21,7 +23,9 @@ from sqlalchemy import text
 
 from tests.integration.conftest import Database, create_database, drop_database
 from tests.integration.test_claim_depth import BUFFERS_BOUND, FILL, _check_bounded, _nodes
+from visionatrix.db.postgres_writer import PostgresWriter
 from visionatrix.queue import claim, merges
+from visionatrix.queue.driver import CLAIM_SESSION
 from visionatrix.queue.manager import TaskQueue
 from visionatrix.queue.vacuum import TableVacuum
 
@@ -154,5 +158,50 @@ async def test_sqlite_and_mariadb_queues_do_not_vacuum(db: Database) -> None:
     try:
         assert (queue.vacuum is not None) == (db.backend == "postgresql")
     finally:
+        await queue.aclose()
+        await engine.dispose()
+
+
+def _literal(value: Any) -> str:
+    """``value`` as SQL text, for ``EXECUTE name(...)`` (a utility statement takes no bound parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, list):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::VARCHAR[]"
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::TIMESTAMPTZ"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    assert isinstance(value, str) and "'" not in value
+    return f"'{value}'"
+
+
+async def test_a_claim_planned_on_a_tiny_table_still_probes_the_index_when_it_grows(postgres: Database) -> None:
+    """The generic plan a claiming connection caches while ``tasks`` holds five rows is reused after 100,000 more
+    arrive: it must be the index probe (a sequential scan and sort, cheapest at five rows, then reads them all)."""
+    engine = postgres.engine()
+    queue = TaskQueue(engine, vacuum_every=0)
+    writer = PostgresWriter(engine, connections=1, session=CLAIM_SESSION)
+    try:
+        await _reset(engine, 5)
+        async with engine.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("VACUUM ANALYZE tasks"))
+        assert queue.driver is not None
+        now = datetime.now(UTC)
+        values = claim.claim_params(["noop", "absent"], None, "w", "t" * 32, now + timedelta(seconds=60), now)
+        statement = queue.driver.statement(("claim", False, None), lambda: (
+            claim.claim_update(affinity=False), claim.CLAIMED_COLUMNS))
+        call = "EXECUTE tiny_claim(" + ", ".join(_literal(v) for v in statement.args(values)) + ")"
+        await writer.execute(f"PREPARE tiny_claim AS {statement.sql}")
+        await writer.execute(f"EXPLAIN (FORMAT JSON) {call}")  # planned now, on five rows, and kept
+        async with engine.begin() as conn:
+            await conn.execute(FILL)
+        rows = await writer.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {call}")
+        found = rows[0][0]
+        plan = (found if isinstance(found, list) else json.loads(found))[0]["Plan"]
+        _check_bounded("claim planned on a tiny table", plan, 1)
+        await writer.execute("DEALLOCATE tiny_claim")
+    finally:
+        await writer.aclose()
         await queue.aclose()
         await engine.dispose()

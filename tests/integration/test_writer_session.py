@@ -1,6 +1,7 @@
 """``PostgresWriter(session=...)``: planner settings that hold on the writer's connections only.
 
-The queue's claiming writer plans without bitmap scans (``queue.driver.CLAIM_SESSION``); the settings are made when
+The queue's claiming writer plans without bitmap scans and once per prepared statement
+(``queue.driver.CLAIM_SESSION``); the settings are made when
 the writer takes a connection from the pool and undone before it goes back, so no other user of the pool plans with
 them. A setting that is not a plain word is refused before anything reaches the server.
 """
@@ -39,14 +40,18 @@ async def _show(engine: AsyncEngine, name: str) -> tuple[str, int]:
 
 
 async def test_the_session_settings_hold_on_the_writers_connections_only(one_connection: AsyncEngine) -> None:
-    assert CLAIM_SESSION == {"enable_bitmapscan": "off"}
+    assert CLAIM_SESSION == {"enable_bitmapscan": "off", "enable_seqscan": "off",
+                             "plan_cache_mode": "force_generic_plan"}
     before, pid = await _show(one_connection, "enable_bitmapscan")
     assert before == "on"
     writer = PostgresWriter(one_connection, connections=1, session=CLAIM_SESSION)
-    rows = await writer.execute("SELECT current_setting('enable_bitmapscan') AS value, pg_backend_pid() AS pid")
-    assert (rows[0]["value"], rows[0]["pid"]) == ("off", pid)  # the pool's one connection, set for the writer
+    rows = await writer.execute("SELECT current_setting('enable_bitmapscan') AS value, "
+                                "current_setting('plan_cache_mode') AS mode, pg_backend_pid() AS pid")
+    # the pool's one connection, set for the writer
+    assert (rows[0]["value"], rows[0]["mode"], rows[0]["pid"]) == ("off", "force_generic_plan", pid)
     await writer.aclose()
     assert await _show(one_connection, "enable_bitmapscan") == ("on", pid)  # reset before it went back
+    assert (await _show(one_connection, "plan_cache_mode"))[0] == "auto"
 
 
 async def test_a_writer_without_session_settings_changes_nothing(one_connection: AsyncEngine) -> None:
