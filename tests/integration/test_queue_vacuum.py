@@ -147,6 +147,24 @@ async def test_a_failed_vacuum_is_logged_and_the_claims_go_on(tmp_path: Path, po
         await drop_database(bare)
 
 
+async def test_the_next_vacuum_waits_pause_ratio_times_the_last_ones_length(tmp_path: Path,
+                                                                            postgres: Database) -> None:
+    bare = await create_database("postgresql", tmp_path, migrated=False)  # each run fails fast but takes time
+    engine = bare.engine()
+    try:
+        for ratio, started in ((1e6, False), (0.0, True)):
+            vacuum = TableVacuum(engine, every=1, pause_ratio=ratio)
+            vacuum.claimed()
+            await vacuum.aclose()
+            assert vacuum.last_s > 0 and vacuum.claims == 0
+            vacuum.claimed()  # due by count; within the pause only with the huge ratio
+            assert (vacuum.claims == 0) is started, (ratio, vacuum.claims)
+            await vacuum.aclose()
+    finally:
+        await engine.dispose()
+        await drop_database(bare)
+
+
 def test_every_must_be_positive(postgres: Database) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         TableVacuum(postgres.engine(), every=0)

@@ -194,8 +194,8 @@ class PostgresWriter:
         if self.session:
             try:
                 await held.driver.execute("; ".join(f"SET {name} = {value}" for name, value in self.session.items()))
-            except BaseException:
-                await self._discard(held)
+            except BaseException:  # also when cancelled: the connection's state is unknown
+                await asyncio.shield(self._discard(held))
                 raise
         self.opened += 1
         return held

@@ -48,9 +48,9 @@ class TableVacuum:
         self._not_before = 0.0
         self._running: asyncio.Task[None] | None = None
 
-    def claimed(self, count: int = 1) -> None:
-        """Count ``count`` claims; start a vacuum when it is due (never blocks the caller)."""
-        self.claims += count
+    def claimed(self) -> None:
+        """Count one claim; start a vacuum when it is due (never blocks the caller)."""
+        self.claims += 1
         if self.claims < self.every or self._running is not None or time.monotonic() < self._not_before:
             return
         self.claims = 0
