@@ -8,13 +8,15 @@ about 300 index pages where it had read 6, and a deep backlog drained ever slowe
 Autovacuum does not keep up with that: by default it waits until a fifth of the table has changed, and a server may
 run with it off.
 
-So the queue counts its claims and, after ``every`` of them, runs ``VACUUM (SKIP_LOCKED) tasks`` in the background,
-on a connection of its own in autocommit (VACUUM cannot run in a transaction), while claims go on. At most one runs
-per process; ``SKIP_LOCKED`` skips the table while autovacuum or another process is vacuuming it. On a large table
+So the queue counts its claims and, after ``every`` of them, runs ``VACUUM_SQL`` in the background, on a connection
+of its own in autocommit (VACUUM cannot run in a transaction), while claims go on. At most one runs per process;
+``SKIP_LOCKED`` skips the table while autovacuum or another process is vacuuming it; ``INDEX_CLEANUP ON`` because
+the index entries are the point (by default VACUUM may skip the index pass when few heap pages changed);
+``TRUNCATE false`` because truncating the table's empty tail takes a lock that stalls the claims. On a large table
 VACUUM costs more (it reads every index of ``tasks`` whole), so the next one waits at least ``pause_ratio`` times as
 long as the last one took: the queue spends at most about ``1 / (1 + pause_ratio)`` of one connection on it. A
-failed VACUUM (a role that does not own the table only gets a warning from the server) is logged; the next one is
-tried ``every`` claims later.
+failed VACUUM is logged; the next one is tried ``every`` claims later (and after the pause). A role that does not own
+the table only gets a warning from the server, and nothing is vacuumed.
 """
 
 from __future__ import annotations
