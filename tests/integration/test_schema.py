@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import CheckConstraint, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from tests.integration.conftest import BACKENDS, Database, scratch_database
 from visionatrix.db import migrate
@@ -25,6 +27,31 @@ async def test_migrated_schema_equals_the_models(db: Database):
     finally:
         await engine.dispose()
     assert found == _model_constraints()
+
+
+async def test_index_conditions_equal_the_models(db: Database):
+    """Autogenerate does not compare an index's condition either: on PostgreSQL the claim and prompt indexes of
+    ``tasks`` are partial (migration 0009) with the models' conditions; the other databases have no partial index."""
+    engine = db.engine()
+    try:
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("tasks"))
+    finally:
+        await engine.dispose()
+    found = {index["name"]: _condition(index.get("dialect_options", {}).get(f"{db.backend}_where"))
+             for index in indexes}
+    expected = {index.name: _condition(index.dialect_options["postgresql"]["where"] if db.backend == "postgresql"
+                                       else None)
+                for index in Base.metadata.tables["tasks"].indexes}
+    assert found == expected
+    if db.backend == "postgresql":
+        assert expected["ix_tasks_claim_flow"] == "status = 'pending'"
+
+
+def _condition(where: object) -> str | None:
+    """An index condition without PostgreSQL's casts and parentheses (its catalog writes ``((status)::text =
+    'pending'::text)`` for ``status = 'pending'``)."""
+    return None if where is None else re.sub(r"::\w+|[()]", "", str(where)).strip()
 
 
 def _constraints(sync) -> dict[str, dict[str, set]]:
@@ -59,6 +86,34 @@ async def test_schema_diff_sees_a_missing_index_and_a_missing_column(backend: st
     assert any(kind == "add_index" and rest[0].name == "ix_tasks_claim" for kind, *rest in changes), diff
     assert any(kind == "add_column" and rest[1:3] and rest[1] == "workers" and rest[2].name == "device"
                for kind, *rest in changes), diff
+
+
+async def test_postgresql_upgrade_to_partial_indexes_keeps_the_tasks_and_their_order(tmp_path: Path):
+    """0008 to 0009 on a database with tasks: the indexes become partial; the claim still takes the first pending
+    task by priority, a second task with a taken prompt id is still refused, and tasks without one still coexist."""
+    async with scratch_database("postgresql", tmp_path, migrated=False) as database:
+        engine = database.engine()
+        try:
+            await migrate.upgrade(engine, "0008")
+            queue = TaskQueue(engine)
+            first = (await queue.create("a", {}, {}))[0]
+            urgent = (await queue.create("a", {}, {}, priority=5))[0]
+            async with engine.begin() as conn:
+                await conn.execute(text("UPDATE tasks SET prompt_id = 'p1' WHERE id = :id"), {"id": first})
+            await migrate.upgrade(engine)
+            async with engine.connect() as conn:
+                partial = set((await conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'tasks'"
+                                                       " AND indexdef LIKE '% WHERE %'"))).scalars())
+            assert partial == {"ix_tasks_claim", "ix_tasks_claim_flow", "ix_tasks_prompt_id"}
+            claimed = await queue.claim_next("w", ["a"])
+            assert claimed is not None and claimed.id == urgent
+            with pytest.raises(IntegrityError):
+                async with engine.begin() as conn:
+                    await conn.execute(text("UPDATE tasks SET prompt_id = 'p1' WHERE id = :id"), {"id": urgent})
+            await queue.create("a", {}, {}, count=2)
+            await queue.aclose()
+        finally:
+            await engine.dispose()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -100,10 +101,17 @@ class Task(Base):
 
 # The claim takes the first pending task by (priority desc, id); with the affinity leg, by flow first. Both walk an
 # index in order and stop at the first row they can lock. Listing by status, newest first, walks the third.
-Index("ix_tasks_claim", Task.status, Task.priority.desc(), Task.id)
-Index("ix_tasks_claim_flow", Task.flow, Task.status, Task.priority.desc(), Task.id)
+# On PostgreSQL the two claim indexes hold pending tasks only and the prompt index prompted tasks only
+# (``PENDING_ONLY``, ``PROMPTED_ONLY``; migration 0009): every claim and finish writes a new row version, which
+# enters each index whose condition it meets, so a task no longer costs an entry in them once it is claimed
+# (``docs/queue.md``, "Depth"). The claims name ``status = 'pending'`` as a constant, which the planner needs to
+# use a partial index.
+PENDING_ONLY = text("status = 'pending'")
+PROMPTED_ONLY = text("prompt_id IS NOT NULL")
+Index("ix_tasks_claim", Task.status, Task.priority.desc(), Task.id, postgresql_where=PENDING_ONLY)
+Index("ix_tasks_claim_flow", Task.flow, Task.status, Task.priority.desc(), Task.id, postgresql_where=PENDING_ONLY)
 Index("ix_tasks_status_id", Task.status, Task.id)
-Index("ix_tasks_prompt_id", Task.prompt_id, unique=True)
+Index("ix_tasks_prompt_id", Task.prompt_id, unique=True, postgresql_where=PROMPTED_ONLY)
 Index("ix_tasks_owner_status", Task.owner_id, Task.status, Task.id)
 
 
